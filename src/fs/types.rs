@@ -1,0 +1,169 @@
+//! Plain data types of the embedded API.
+
+use std::ffi::OsString;
+use std::time::SystemTime;
+
+/// An inode number.
+pub type Ino = u64;
+
+/// The root directory's inode number.
+pub const ROOT_INO: Ino = 1;
+
+/// Longest file name, in bytes.
+pub const NAME_MAX: usize = 255;
+
+/// The type of an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    /// The kind encoded in the `S_IFMT` bits of `mode`, if valid.
+    pub fn from_mode(mode: u32) -> Option<FileKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::Regular,
+            libc::S_IFDIR => FileKind::Directory,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDevice,
+            libc::S_IFBLK => FileKind::BlockDevice,
+            _ => return None,
+        })
+    }
+    /// The `S_IFMT` bits of this kind.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileKind::Regular => libc::S_IFREG,
+            FileKind::Directory => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+}
+
+/// Attributes of an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// Permission bits (`0o7777`).
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// Allocated space in 512-byte units.
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+    pub rdev: u32,
+    /// Generation number (changes when an inode number is reused).
+    pub generation: u64,
+    /// Per-inode flags (`FS_XFLAG_DAX` and friends).
+    pub flags: u32,
+}
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+impl Ctx {
+    /// The superuser.
+    pub fn root() -> Ctx {
+        Ctx {
+            uid: 0,
+            gid: 0,
+            pid: 0,
+        }
+    }
+}
+
+/// A time to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+/// Changes requested by `setattr`; `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// Permission bits (`0o7777`); the file type bits are ignored.
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub ctime: Option<SystemTime>,
+    /// The open file the change comes through, if any.
+    pub fh: Option<u64>,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub name: OsString,
+    pub kind: FileKind,
+    /// Cookie to pass to `readdir` to continue after this entry.
+    pub next_offset: u64,
+}
+
+/// Filesystem statistics (`statfs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// Region-level statistics (`daxfs stat`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RegionStat {
+    pub size: u64,
+    pub block_size: u64,
+    pub used_blocks: u64,
+    pub free_blocks: u64,
+    /// Free, 2 MiB-aligned runs of 512 blocks.
+    pub free_2m_runs: u64,
+    pub inodes_used: u64,
+    pub inodes_total: u64,
+    pub bad_blocks: u64,
+}
+
+/// One DAX mapping of a file, as `daxfs stat --mappings` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MappingInfo {
+    /// First file page (4 KiB index) covered.
+    pub file_index: u64,
+    /// 0 for a PTE entry, 9 for a PMD entry.
+    pub order: u8,
+    /// First region block.
+    pub region_block: u64,
+    /// DAX entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`) as named bits.
+    pub flags: u32,
+}

@@ -1,0 +1,20 @@
+//! # daxfs
+//!
+//! A filesystem whose files live in a persistent-memory region (a file, `/dev/pmemN` or
+//! `/dev/daxN.M`) mapped with `mmap`, served through FUSE. File data is read and written straight
+//! in the mapping (DAX style); there is no private data cache in the daemon.
+//!
+//! Each inode keeps its file-offset → region mappings in a multi-order entry index modelled on the
+//! kernel's XArray ([`index`]), holding DAX entries ([`dax`]) of PMD (2 MiB) and PTE (4 KiB) size
+//! with per-entry locks, following `fs/dax.c`. Memory failures injected through the control ioctl
+//! ([`ioctl`]) are handled as the kernel does ([`memory_failure`]).
+//!
+//! Layers, bottom to top (nothing imports a layer above it):
+//! [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
+
+mod error;
+pub mod fs;
+pub mod index;
+pub mod region;
+
+pub use error::Error;

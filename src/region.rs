@@ -1,0 +1,410 @@
+//! The mapped persistent-memory region.
+//!
+//! This module owns the one shared mapping (`MAP_SHARED`) of the region and the one durability
+//! primitive, [`Region::persist`]. A region is a regular file (created sparse at the size asked), a
+//! block device (`/dev/pmemN`, or a loop device standing in for one) or a device-DAX character
+//! device (`/dev/daxN.M`).
+//!
+//! Rules it keeps:
+//! - It knows nothing of files, inodes or FUSE: callers address it by byte offset.
+//! - Every access is bounds-checked against the mapped length; an out-of-range access is an error,
+//!   never undefined behaviour.
+//! - `persist(off, len)` returns only when the bytes in that range are durable: `msync(MS_SYNC)`
+//!   for files and block devices (whose mappings go through the page cache), and a CPU cache
+//!   write-back plus store fence for device DAX, whose mapping *is* the media.
+//! - The region is locked with `flock(LOCK_EX | LOCK_NB)` for as long as a [`Region`] lives, so a
+//!   region that is already mounted (or being checked) is refused with [`RegionError::Busy`].
+//!
+//! Concurrency: the mapping is plain shared memory. The layers above decide who may touch which
+//! bytes when (metadata under the store's locks, file data under DAX entry locks); this module only
+//! offers raw, bounds-checked copies and pointer access.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// Size of a region page / filesystem block.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// What kind of object backs the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionKind {
+    /// A regular file: emulated pmem (put it on tmpfs for speed, on a disk for persistence).
+    File,
+    /// A block device such as `/dev/pmemN` or a loop device.
+    BlockDevice,
+    /// A device-DAX character device such as `/dev/dax0.0`.
+    DaxDevice,
+}
+
+/// Errors from opening or accessing a region.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: region is in use (already mounted, or being checked); unmount it first")]
+    Busy { path: PathBuf },
+    #[error("{path} does not exist; give --size to create a region file of that size")]
+    NeedSize { path: PathBuf },
+    #[error("{path}: size {size} is too small (a region needs at least {min} bytes)")]
+    TooSmall { path: PathBuf, size: u64, min: u64 },
+    #[error("{path}: not a regular file, block device or DAX character device")]
+    BadKind { path: PathBuf },
+    #[error("region access [{off:#x}, +{len:#x}) is outside the region of {size:#x} bytes")]
+    OutOfRange { off: u64, len: u64, size: u64 },
+}
+
+/// The smallest region we accept: enough for the superblock, journal and a few data blocks.
+pub const MIN_REGION_SIZE: u64 = 16 << 20;
+
+/// A mapped pmem region. Dropping it unmaps and unlocks.
+pub struct Region {
+    map: MmapRaw,
+    file: File,
+    len: u64,
+    kind: RegionKind,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RegionError + '_ {
+    move |source| RegionError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Region {
+    /// Opens (and with `create_size`, creates or grows a regular file to) a region and maps it.
+    ///
+    /// `create_size` is only honoured for regular files; for devices the size is the device's.
+    /// The region is `flock`ed exclusively; a second open fails with [`RegionError::Busy`].
+    pub fn open(path: &Path, create_size: Option<u64>) -> Result<Region, RegionError> {
+        let exists = path.exists();
+        if !exists && create_size.is_none() {
+            return Err(RegionError::NeedSize {
+                path: path.to_owned(),
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create_size.is_some())
+            .truncate(false)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(io_err(path))?;
+        Self::lock(&file, path)?;
+        let meta = file.metadata().map_err(io_err(path))?;
+        let ft = meta.file_type();
+        let (kind, len) = if ft.is_file() {
+            let mut len = meta.len();
+            if let Some(want) = create_size {
+                if want > len {
+                    file.set_len(want).map_err(io_err(path))?;
+                    len = want;
+                }
+            }
+            (RegionKind::File, len)
+        } else if ft.is_block_device() {
+            (
+                RegionKind::BlockDevice,
+                block_device_size(&file).map_err(io_err(path))?,
+            )
+        } else if ft.is_char_device() {
+            (
+                RegionKind::DaxDevice,
+                dax_device_size(meta.rdev()).map_err(io_err(path))?,
+            )
+        } else {
+            return Err(RegionError::BadKind {
+                path: path.to_owned(),
+            });
+        };
+        // Round down to whole pages: a trailing partial page is never used.
+        let len = len & !(PAGE_SIZE - 1);
+        if len < MIN_REGION_SIZE {
+            return Err(RegionError::TooSmall {
+                path: path.to_owned(),
+                size: len,
+                min: MIN_REGION_SIZE,
+            });
+        }
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(&file)
+            .map_err(io_err(path))?;
+        Ok(Region {
+            map,
+            file,
+            len,
+            kind,
+            path: path.to_owned(),
+        })
+    }
+
+    fn lock(file: &File, path: &Path) -> Result<(), RegionError> {
+        // SAFETY: flock on a valid, owned file descriptor; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Err(RegionError::Busy {
+                path: path.to_owned(),
+            })
+        } else {
+            Err(io_err(path)(err))
+        }
+    }
+
+    /// Length of the mapping in bytes (a multiple of [`PAGE_SIZE`]).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always false: a region is at least [`MIN_REGION_SIZE`] bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of 4 KiB pages in the region.
+    pub fn pages(&self) -> u64 {
+        self.len / PAGE_SIZE
+    }
+
+    /// What backs the region.
+    pub fn kind(&self) -> RegionKind {
+        self.kind
+    }
+
+    /// The path the region was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file of the region (for `fstat`, `fallocate` on the backing file, and so on).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn check(&self, off: u64, len: u64) -> Result<(), RegionError> {
+        match off.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(RegionError::OutOfRange {
+                off,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// Base pointer of the mapping.
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Pointer to byte `off` of a range of `len` bytes, after a bounds check.
+    pub fn ptr(&self, off: u64, len: u64) -> Result<*mut u8, RegionError> {
+        self.check(off, len)?;
+        // SAFETY: off + len <= self.len (checked above), so the offset stays inside the mapping.
+        Ok(unsafe { self.base().add(off as usize) })
+    }
+
+    /// Copies `buf.len()` bytes at `off` out of the region.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), RegionError> {
+        let src = self.ptr(off, buf.len() as u64)?;
+        // SAFETY: `src` is valid for buf.len() bytes (bounds-checked); `buf` is a distinct
+        // allocation, so the ranges do not overlap. Concurrent writers to the same region bytes are
+        // excluded by the caller's locks (store metadata locks or DAX entry locks).
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the region at `off`. Not durable until [`Region::persist`].
+    pub fn write_at(&self, off: u64, data: &[u8]) -> Result<(), RegionError> {
+        let dst = self.ptr(off, data.len() as u64)?;
+        // SAFETY: `dst` is valid for data.len() bytes (bounds-checked) in a writable shared
+        // mapping; `data` cannot alias the mapping mutably. Exclusion of other writers to these
+        // bytes is the caller's (see the module comment).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// Fills `[off, off + len)` with zeros. Not durable until [`Region::persist`].
+    pub fn zero(&self, off: u64, len: u64) -> Result<(), RegionError> {
+        let dst = self.ptr(off, len)?;
+        // SAFETY: `dst` is valid for `len` bytes (bounds-checked) in a writable shared mapping.
+        unsafe { std::ptr::write_bytes(dst, 0, len as usize) };
+        Ok(())
+    }
+
+    /// A shared view of `[off, off + len)`.
+    ///
+    /// # Safety
+    /// The caller must ensure no thread writes these bytes while the slice lives (hold the DAX
+    /// entry locks, or the store lock, that cover the range).
+    pub unsafe fn slice(&self, off: u64, len: u64) -> Result<&[u8], RegionError> {
+        let p = self.ptr(off, len)?;
+        // SAFETY: bounds-checked pointer into a mapping that lives as long as `self`; absence of
+        // concurrent writers is the caller's obligation (see `# Safety`).
+        Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
+    }
+
+    /// A mutable view of `[off, off + len)`.
+    ///
+    /// # Safety
+    /// The caller must have exclusive access to these bytes while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, off: u64, len: u64) -> Result<&mut [u8], RegionError> {
+        let p = self.ptr(off, len)?;
+        // SAFETY: bounds-checked pointer into a writable mapping that lives as long as `self`;
+        // exclusivity is the caller's obligation (see `# Safety`).
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
+    }
+
+    /// Makes `[off, off + len)` durable. This is the one durability primitive of daxfs.
+    pub fn persist(&self, off: u64, len: u64) -> Result<(), RegionError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.check(off, len)?;
+        match self.kind {
+            RegionKind::File | RegionKind::BlockDevice => {
+                let start = off & !(PAGE_SIZE - 1);
+                let end = off + len;
+                self.map
+                    .flush_range(start as usize, (end - start) as usize)
+                    .map_err(io_err(&self.path))
+            }
+            RegionKind::DaxDevice => {
+                cache_writeback(self.base(), off, len);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the whole region durable.
+    pub fn persist_all(&self) -> Result<(), RegionError> {
+        self.persist(0, self.len)
+    }
+}
+
+/// Writes back the CPU cache lines of `[off, off + len)` and fences, for device DAX.
+fn cache_writeback(base: *mut u8, off: u64, len: u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const LINE: u64 = 64;
+        let mut line = off & !(LINE - 1);
+        while line < off + len {
+            // SAFETY: `line` lies within [off & !63, off + len), inside the mapping whose bounds
+            // the caller checked; clflush only needs a mapped address and does not modify data.
+            unsafe { std::arch::x86_64::_mm_clflush(base.add(line as usize)) };
+            line += LINE;
+        }
+        // SAFETY: sfence has no memory-safety preconditions.
+        unsafe { std::arch::x86_64::_mm_sfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (base, off, len);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn block_device_size(file: &File) -> io::Result<u64> {
+    // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    let mut size: u64 = 0;
+    // SAFETY: the fd is a valid open block device and `size` is a valid u64 out-parameter, which
+    // is what BLKGETSIZE64 writes.
+    unsafe { blkgetsize64(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    Ok(size)
+}
+
+fn dax_device_size(rdev: u64) -> io::Result<u64> {
+    let major = libc::major(rdev);
+    let minor = libc::minor(rdev);
+    let p = format!("/sys/dev/char/{major}:{minor}/size");
+    let s = std::fs::read_to_string(&p)?;
+    s.trim()
+        .parse::<u64>()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{p}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_sparse_file_and_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.img");
+        let r = Region::open(&p, Some(32 << 20)).unwrap();
+        assert_eq!(r.len(), 32 << 20);
+        assert_eq!(r.kind(), RegionKind::File);
+        r.write_at(4096, b"hello").unwrap();
+        r.persist(4096, 5).unwrap();
+        let mut b = [0u8; 5];
+        r.read_at(4096, &mut b).unwrap();
+        assert_eq!(&b, b"hello");
+        // Sparse: far fewer blocks allocated than the size.
+        let meta = std::fs::metadata(&p).unwrap();
+        assert!(meta.blocks() * 512 < 32 << 20);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Region::open(&dir.path().join("r.img"), Some(16 << 20)).unwrap();
+        assert!(matches!(
+            r.write_at((16 << 20) - 2, b"abc"),
+            Err(RegionError::OutOfRange { .. })
+        ));
+        assert!(r.read_at(u64::MAX, &mut [0u8; 2]).is_err());
+        assert!(r.persist(0, (16 << 20) + 1).is_err());
+    }
+
+    #[test]
+    fn second_open_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.img");
+        let _r = Region::open(&p, Some(16 << 20)).unwrap();
+        assert!(matches!(
+            Region::open(&p, None),
+            Err(RegionError::Busy { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_file_needs_size_and_small_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Region::open(&dir.path().join("none"), None),
+            Err(RegionError::NeedSize { .. })
+        ));
+        assert!(matches!(
+            Region::open(&dir.path().join("small"), Some(1 << 20)),
+            Err(RegionError::TooSmall { .. })
+        ));
+    }
+}
