@@ -16,5 +16,6 @@ mod error;
 pub mod fs;
 pub mod index;
 pub mod region;
+pub mod sync;
 
 pub use error::Error;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use super::{align_down, Entry, IndexError, Mark, MAX_ORDER};
 
