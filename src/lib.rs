@@ -14,7 +14,9 @@
 
 mod error;
 pub mod fs;
+pub mod fuse;
 pub mod index;
+pub mod ioctl;
 pub mod region;
 pub mod sync;
 
