@@ -16,6 +16,7 @@ mod error;
 pub mod fs;
 pub mod index;
 pub mod region;
+pub mod store;
 pub mod sync;
 
 pub use error::Error;
