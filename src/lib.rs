@@ -18,6 +18,7 @@ pub mod fuse;
 pub mod index;
 pub mod ioctl;
 pub mod region;
+pub mod store;
 pub mod sync;
 
 pub use error::Error;
