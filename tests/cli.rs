@@ -166,6 +166,7 @@ fn mount_refusals_and_stat() {
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), DAXFS_IOC_STAT as _, &mut s as *mut DaxfsStat) };
     assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     assert_eq!(s.region_size, 64 << 20);
+    drop(f);
     // Poison requests are validated before anything else.
     let o = daxfs([
         OsStr::new("poison"),

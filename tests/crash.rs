@@ -125,8 +125,12 @@ fn fsynced_files_survive_sigkill() {
         stop.store(true, Ordering::Relaxed);
         worker.join().expect("workload thread");
         // The mount is dead now; `daxfs umount` must clear it.
-        let st = fs::metadata(&m.mnt);
-        assert!(st.is_err(), "the mount answers after its daemon was killed");
+        let probe = fs::symlink_metadata(m.mnt.join(format!(".probe-{cycle}")));
+        let errno = probe.map(drop).map_err(|e| e.raw_os_error());
+        assert!(
+            matches!(errno, Err(Some(libc::ENOTCONN | libc::ECONNABORTED))),
+            "a lookup on the dead mount must fail with ENOTCONN/ECONNABORTED, got {errno:?}"
+        );
         let out = daxfs(["umount".as_ref(), m.mnt.as_os_str()]);
         assert!(
             out.status.success(),

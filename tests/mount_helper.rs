@@ -33,8 +33,8 @@ impl HelperLink {
 
 impl Drop for HelperLink {
     fn drop(&mut self) {
+        let _ = fs::remove_file(&self.link);
         if let Some(p) = &self.previous {
-            let _ = fs::remove_file(&self.link);
             let _ = std::os::unix::fs::symlink(p, &self.link);
         }
     }

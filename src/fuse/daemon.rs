@@ -135,7 +135,20 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     };
     cfg.n_threads = Some(spec.threads.max(1));
     cfg.clone_fd = true;
-    let session = Session::new(adapter, &mountpoint, &cfg).map_err(|e| {
+    let session = match kernel_mount(&spec.region, &mountpoint, &spec.config) {
+        Ok(fd) => {
+            let acl = cfg.acl;
+            let s = Session::from_fd(adapter, fd, acl, cfg);
+            if s.is_err() {
+                lazy_unmount(&mountpoint);
+            }
+            s
+        }
+        // Not allowed to mount(2) ourselves: let fuser go through fusermount3.
+        Err(nix::errno::Errno::EPERM) => Session::new(adapter, &mountpoint, &cfg),
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+    .map_err(|e| {
         format!(
             "cannot mount {} on {}: {e}",
             spec.region.display(),
@@ -183,6 +196,63 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         Err(_) => log::warn!("filesystem still referenced at exit; dropped without close"),
     }
     served.map_err(|e| format!("FUSE session failed: {e}"))
+}
+
+/// The `mount(2)` data string of a FUSE mount on `fd`.
+pub fn mount_data(fd: i32, c: &MountConfig) -> String {
+    let mut d = format!(
+        "fd={fd},rootmode={:o},user_id={},group_id={},default_permissions",
+        libc::S_IFDIR,
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
+    );
+    if c.allow_other {
+        d.push_str(",allow_other");
+    }
+    d
+}
+
+/// The `mount(2)` flags of a configuration (libfuse's defaults: `nosuid`, `nodev`).
+pub fn mount_flags(c: &MountConfig) -> nix::mount::MsFlags {
+    use nix::mount::MsFlags;
+    let mut f = MsFlags::empty();
+    f.set(MsFlags::MS_NOSUID, !c.suid);
+    f.set(MsFlags::MS_NODEV, !c.dev);
+    f.set(MsFlags::MS_RDONLY, c.read_only);
+    f.set(MsFlags::MS_NOEXEC, c.noexec);
+    f.set(MsFlags::MS_NOATIME, c.noatime);
+    f.set(MsFlags::MS_SYNCHRONOUS, c.sync);
+    f.set(MsFlags::MS_DIRSYNC, c.dirsync);
+    f
+}
+
+/// Mounts a FUSE filesystem served on a fresh `/dev/fuse` descriptor, with source `region`
+/// verbatim and type plain `fuse`. We mount ourselves (rather than through fuser's `Session::new`)
+/// so that no unmount-on-drop runs when the session ends: after an external `umount` a quick
+/// remount on the same directory must not be unmounted by the old daemon on its way out.
+///
+/// Return: the descriptor (the kernel has queued INIT on it), or the `mount(2)` errno.
+fn kernel_mount(
+    region: &Path,
+    mountpoint: &Path,
+    c: &MountConfig,
+) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use nix::fcntl::{open, OFlag};
+    use std::os::fd::AsRawFd;
+    let fd = open(
+        "/dev/fuse",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let data = mount_data(fd.as_raw_fd(), c);
+    nix::mount::mount(
+        Some(region),
+        mountpoint,
+        Some("fuse"),
+        mount_flags(c),
+        Some(data.as_str()),
+    )?;
+    Ok(fd)
 }
 
 /// Unmounts `mp`, detaching lazily when busy.

@@ -243,6 +243,8 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
         }
     }
     if let Some(rec) = &rec {
+        // A lazily detached mount lives on while it is in use: do not wait long for it.
+        let wait = if lazy { wait.min(Duration::from_secs(1)) } else { wait };
         let deadline = Instant::now() + wait;
         while daemon_alive(rec.pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
