@@ -47,7 +47,10 @@ fn run(cmd: &mut Command) -> std::process::Output {
 fn wait_daemon_gone(pid: u32) {
     let t = Instant::now();
     while mounts::daemon_alive(pid) {
-        assert!(t.elapsed() < Duration::from_secs(10), "daemon {pid} did not exit");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "daemon {pid} did not exit"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -88,19 +91,31 @@ fn mount_t_fuse_daxfs_and_umount() {
     assert_eq!(cols.next(), r.path.to_str(), "findmnt: {fm}");
     assert_eq!(cols.next(), Some("fuse"), "findmnt: {fm}");
     let by_source = run(Command::new("findmnt").arg("-n").arg("-S").arg(&r.path));
-    assert!(by_source.status.success(), "findmnt -S REGION finds nothing");
+    assert!(
+        by_source.status.success(),
+        "findmnt -S REGION finds nothing"
+    );
     fs::write(g.p("hello"), b"via mount(8)").unwrap();
 
     // umount(8) unmounts; the daemon exits and releases the region.
     let pid = g.pid;
     let o = run(Command::new("umount").arg(&g.mnt));
-    assert!(o.status.success(), "umount: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "umount: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     g.disarm();
     wait_daemon_gone(pid);
 
     // Options mount(8) passes are accepted; daxfs's own too.
     let o = run(Command::new("mount")
-        .args(["-t", "fuse.daxfs", "-o", "rw,nosuid,nodev,relatime,dax=never"])
+        .args([
+            "-t",
+            "fuse.daxfs",
+            "-o",
+            "rw,nosuid,nodev,relatime,dax=never",
+        ])
         .arg(&r.path)
         .arg(&r.mnt));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -25,6 +25,7 @@ fn files_read_write_attributes() {
     {
         let mut fh = OpenOptions::new()
             .create(true)
+            .truncate(true)
             .write(true)
             .mode(0o640)
             .open(&f)
@@ -77,8 +78,7 @@ fn files_read_write_attributes() {
         },
     ];
     // SAFETY: valid C path and a two-element timespec array.
-    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&f).as_ptr(), times.as_ptr(), 0) })
-        .unwrap();
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&f).as_ptr(), times.as_ptr(), 0) }).unwrap();
     let md = fs::metadata(&f).unwrap();
     assert_eq!((md.atime(), md.atime_nsec()), (1_000_000, 5));
     assert_eq!((md.mtime(), md.mtime_nsec()), (2_000_000, 7));
@@ -159,7 +159,11 @@ fn directories_and_errors() {
     }
     fs::remove_dir(&many).unwrap();
     assert_errno(fs::metadata(&many), libc::ENOENT);
-    assert_eq!(fs::metadata(m.p("")).unwrap().nlink(), 3, "root: ., .., dir");
+    assert_eq!(
+        fs::metadata(m.p("")).unwrap().nlink(),
+        3,
+        "root: ., .., dir"
+    );
     m.unmount();
 }
 
@@ -172,14 +176,20 @@ fn links_symlinks_and_renames() {
     fs::write(m.p("b"), b"BBB").unwrap();
     std::os::unix::fs::symlink("a", m.p("s")).unwrap();
     assert_eq!(fs::read_link(m.p("s")).unwrap(), Path::new("a"));
-    assert!(fs::symlink_metadata(m.p("s")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(m.p("s"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(read_all(&m.p("s")), b"AAA");
     let long_target = "t/".repeat(1000);
     std::os::unix::fs::symlink(&long_target, m.p("long")).unwrap();
     assert_eq!(fs::read_link(m.p("long")).unwrap(), Path::new(&long_target));
 
     fs::hard_link(m.p("a"), m.p("a2")).unwrap();
-    let (ma, ma2) = (fs::metadata(m.p("a")).unwrap(), fs::metadata(m.p("a2")).unwrap());
+    let (ma, ma2) = (
+        fs::metadata(m.p("a")).unwrap(),
+        fs::metadata(m.p("a2")).unwrap(),
+    );
     assert_eq!(ma.ino(), ma2.ino());
     assert_eq!(ma.nlink(), 2);
     assert_errno(fs::hard_link(m.p("a"), m.p("b")), libc::EEXIST);
@@ -259,7 +269,15 @@ fn special_nodes() {
 fn xattr_set(p: &Path, name: &str, v: &[u8], flags: i32) -> std::io::Result<i32> {
     let n = std::ffi::CString::new(name).unwrap();
     // SAFETY: valid C strings and a value buffer of the given length.
-    cvt(unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), flags) })
+    cvt(unsafe {
+        libc::setxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            flags,
+        )
+    })
 }
 
 fn xattr_get(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
@@ -267,7 +285,12 @@ fn xattr_get(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 65536];
     // SAFETY: valid C strings and a buffer of the given length.
     let r = unsafe {
-        libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        libc::getxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
     };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
@@ -312,8 +335,14 @@ fn extended_attributes() {
     // SAFETY: a null buffer of size 0 asks for the size.
     let sz = unsafe { libc::getxattr(cpath(&f).as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
     assert_eq!(sz, 8);
-    assert_errno(xattr_set(&f, "user.one", b"v", libc::XATTR_CREATE), libc::EEXIST);
-    assert_errno(xattr_set(&f, "user.none", b"v", libc::XATTR_REPLACE), libc::ENODATA);
+    assert_errno(
+        xattr_set(&f, "user.one", b"v", libc::XATTR_CREATE),
+        libc::EEXIST,
+    );
+    assert_errno(
+        xattr_set(&f, "user.none", b"v", libc::XATTR_REPLACE),
+        libc::ENODATA,
+    );
     xattr_set(&f, "user.one", b"new", libc::XATTR_REPLACE).unwrap();
     assert_eq!(xattr_get(&f, "user.one").unwrap(), b"new");
     assert_errno(xattr_get(&f, "user.none"), libc::ENODATA);
@@ -352,6 +381,7 @@ fn fallocate_seek_data_hole_copy_file_range() {
     let p = m.p("sparse");
     let f = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&p)
@@ -373,6 +403,7 @@ fn fallocate_seek_data_hole_copy_file_range() {
     // Default mode extends the size.
     let g = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(m.p("alloc"))
@@ -421,6 +452,7 @@ fn fallocate_seek_data_hole_copy_file_range() {
     let a = File::open(m.p("src")).unwrap();
     let b = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .write(true)
         .open(m.p("dst"))
         .unwrap();
@@ -439,7 +471,11 @@ fn fallocate_seek_data_hole_copy_file_range() {
                 0,
             )
         };
-        assert!(n > 0, "copy_file_range: {}", std::io::Error::last_os_error());
+        assert!(
+            n > 0,
+            "copy_file_range: {}",
+            std::io::Error::last_os_error()
+        );
         done += n as usize;
     }
     drop(b);
@@ -514,11 +550,15 @@ fn permissions_for_a_non_root_user() {
     };
     let p = |s: &str| m.p(s);
     assert_eq!(
-        as_user(nobody, nogroup, || errno_of(fs::read(p("private/f")).map(drop))),
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("private/f")).map(drop)
+        )),
         libc::EACCES
     );
     assert_eq!(
-        as_user(nobody, nogroup, || errno_of(fs::read(p("secret")).map(drop))),
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("secret")).map(drop)
+        )),
         libc::EACCES
     );
     assert_eq!(
@@ -538,11 +578,16 @@ fn permissions_for_a_non_root_user() {
     );
     // What the user may do works, and the new file is theirs.
     assert_eq!(
-        as_user(nobody, nogroup, || errno_of(fs::read(p("public")).map(drop))),
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("public")).map(drop)
+        )),
         0
     );
     assert_eq!(
-        as_user(nobody, nogroup, || errno_of(fs::write(p("open/mine"), b"x"))),
+        as_user(nobody, nogroup, || errno_of(fs::write(
+            p("open/mine"),
+            b"x"
+        ))),
         0
     );
     let md = fs::metadata(m.p("open/mine")).unwrap();
@@ -555,6 +600,7 @@ fn mmap_round_trip(m: &MountGuard) {
     let p = m.p("mapped");
     let f = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&p)
@@ -573,10 +619,19 @@ fn mmap_round_trip(m: &MountGuard) {
             0,
         )
     };
-    assert_ne!(addr, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    assert_ne!(
+        addr,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
     let map = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
-    assert_eq!(&map[8192..12288], &pattern(11, 4096)[..], "write() seen through mmap");
+    assert_eq!(
+        &map[8192..12288],
+        &pattern(11, 4096)[..],
+        "write() seen through mmap"
+    );
     map[100..105].copy_from_slice(b"MMAP!");
     map[40_000..44_096].copy_from_slice(&pattern(12, 4096));
     // SAFETY: msync/munmap of the mapping made above.

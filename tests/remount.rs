@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::os::fd::AsRawFd;
@@ -135,9 +135,15 @@ fn build_tree(root: &Path) {
         }
         // A sparse file: data, a hole, data at 2 MiB + something.
         let sp = dir.join("sparse");
-        let f = OpenOptions::new().create(true).write(true).open(&sp).unwrap();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&sp)
+            .unwrap();
         f.write_all_at(&pattern(d as u64, 4096), 0).unwrap();
-        f.write_all_at(&pattern(d as u64 + 1, 5000), (4 << 20) + 123).unwrap();
+        f.write_all_at(&pattern(d as u64 + 1, 5000), (4 << 20) + 123)
+            .unwrap();
         drop(f);
         // Explicit times on one file per directory.
         let times = [
@@ -172,10 +178,18 @@ fn tree_survives_unmount_and_mount() {
     let m = r.mount("");
     build_tree(&m.mnt);
     let first = snapshot(&m.mnt);
-    let files = first.values().filter(|n| n.mode & libc::S_IFMT == libc::S_IFREG).count();
+    let files = first
+        .values()
+        .filter(|n| n.mode & libc::S_IFMT == libc::S_IFREG)
+        .count();
     assert!(files >= 1000, "only {files} files");
-    assert!(first.values().any(|n| n.first_hole.is_some()), "a sparse file keeps a hole");
-    assert!(first.values().any(|n| n.nlink == 2 && n.mode & libc::S_IFMT == libc::S_IFREG));
+    assert!(
+        first.values().any(|n| n.first_hole.is_some()),
+        "a sparse file keeps a hole"
+    );
+    assert!(first
+        .values()
+        .any(|n| n.nlink == 2 && n.mode & libc::S_IFMT == libc::S_IFREG));
     m.unmount();
 
     let m = r.mount("");

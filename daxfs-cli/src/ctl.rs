@@ -26,9 +26,9 @@ pub fn explain(what: &Path, req: &str, e: nix::errno::Errno) -> String {
     use nix::errno::Errno::*;
     let w = what.display();
     match e {
-        ENOTTY | EINVAL if req == "stat" => format!(
-            "{w} is not on a daxfs mount (or the daemon speaks another ABI version): {e}"
-        ),
+        ENOTTY | EINVAL if req == "stat" => {
+            format!("{w} is not on a daxfs mount (or the daemon speaks another ABI version): {e}")
+        }
         ENOTTY => format!("{w} is not on a daxfs mount ({req}: {e})"),
         ENOSYS => format!("{req}: not implemented by this daxfs daemon yet ({e})"),
         EPERM => format!("{req} on {w}: only root or the mount's owner may do this ({e})"),
@@ -36,7 +36,9 @@ pub fn explain(what: &Path, req: &str, e: nix::errno::Errno) -> String {
             "{req} on {w}: the daemon refused the arguments (offset or length out of range, zero \
              length, unaligned region offset, or another ABI version) ({e})"
         ),
-        ENOTCONN => format!("{w}: the daxfs daemon is gone; run 'daxfs umount' on the mount point ({e})"),
+        ENOTCONN => {
+            format!("{w}: the daxfs daemon is gone; run 'daxfs umount' on the mount point ({e})")
+        }
         _ => format!("{req} on {w}: {e}"),
     }
 }
@@ -82,7 +84,13 @@ pub fn mappings(file: &Path) -> Result<Vec<MappingInfo>, String> {
 }
 
 /// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`.
-pub fn poison(target: &Path, by_region: bool, offset: u64, len: u64, clear: bool) -> Result<(), String> {
+pub fn poison(
+    target: &Path,
+    by_region: bool,
+    offset: u64,
+    len: u64,
+    clear: bool,
+) -> Result<(), String> {
     let f = File::open(target).map_err(|e| format!("cannot open {}: {e}", target.display()))?;
     let mut p = DaxfsPoison::new_request();
     p.flags = if by_region { POISON_BY_REGION } else { 0 };
@@ -98,8 +106,8 @@ pub fn poison(target: &Path, by_region: bool, offset: u64, len: u64, clear: bool
 
 /// `DAXFS_IOC_LIST_BADBLOCKS`, every page.
 pub fn badblocks(mountpoint: &Path) -> Result<Vec<DaxfsBadBlock>, String> {
-    let f = File::open(mountpoint)
-        .map_err(|e| format!("cannot open {}: {e}", mountpoint.display()))?;
+    let f =
+        File::open(mountpoint).map_err(|e| format!("cannot open {}: {e}", mountpoint.display()))?;
     let mut out = Vec::new();
     let mut cursor = 0;
     loop {

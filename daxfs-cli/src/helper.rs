@@ -40,8 +40,7 @@ pub fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
             opts.push(v.to_string());
         } else if a.starts_with("-t") {
             // -tTYPE: the type is ours by definition.
-        } else if a.len() > 1 && a.starts_with('-') && a[1..].chars().all(|c| "sfnvi".contains(c))
-        {
+        } else if a.len() > 1 && a.starts_with('-') && a[1..].chars().all(|c| "sfnvi".contains(c)) {
             fake |= a.contains('f');
         } else if a.starts_with('-') {
             return Err(format!(
@@ -96,16 +95,31 @@ mod tests {
                 fake: false
             }
         );
-        let h = parse_helper_args(&v(&["-n", "/r", "/mnt", "-odax=never", "-o", "ro", "-t", "fuse.daxfs"]))
-            .unwrap();
+        let h = parse_helper_args(&v(&[
+            "-n",
+            "/r",
+            "/mnt",
+            "-odax=never",
+            "-o",
+            "ro",
+            "-t",
+            "fuse.daxfs",
+        ]))
+        .unwrap();
         assert_eq!(h.options, "dax=never,ro");
         assert!(parse_helper_args(&v(&["-f", "/r", "/m"])).unwrap().fake);
     }
 
     #[test]
     fn errors() {
-        assert!(parse_helper_args(&v(&["/r"])).unwrap_err().contains("REGION and MOUNTPOINT"));
-        assert!(parse_helper_args(&v(&["/r", "/m", "-o"])).unwrap_err().contains("-o"));
-        assert!(parse_helper_args(&v(&["/r", "/m", "--bogus"])).unwrap_err().contains("--bogus"));
+        assert!(parse_helper_args(&v(&["/r"]))
+            .unwrap_err()
+            .contains("REGION and MOUNTPOINT"));
+        assert!(parse_helper_args(&v(&["/r", "/m", "-o"]))
+            .unwrap_err()
+            .contains("-o"));
+        assert!(parse_helper_args(&v(&["/r", "/m", "--bogus"]))
+            .unwrap_err()
+            .contains("--bogus"));
     }
 }

@@ -153,7 +153,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_default();
     if helper::is_helper_name(&argv0) {
-        let name = argv0.rsplit('/').next().unwrap_or("mount.fuse.daxfs").to_string();
+        let name = argv0
+            .rsplit('/')
+            .next()
+            .unwrap_or("mount.fuse.daxfs")
+            .to_string();
         return finish(&name, helper_main(&args[1..]));
     }
     let cli = Cli::parse();
@@ -333,7 +337,10 @@ fn stat(target: &Path, json: bool) -> CmdResult {
             human(st.free_blocks * bs)
         );
         println!("free 2M runs:   {}", st.free_2m_runs);
-        println!("inodes:         {} used of {}", st.inodes_used, st.inodes_total);
+        println!(
+            "inodes:         {} used of {}",
+            st.inodes_used, st.inodes_total
+        );
         println!("bad blocks:     {}", st.bad_blocks);
     }
     Ok(ExitCode::SUCCESS)
@@ -463,7 +470,10 @@ fn install_helper(dir: &Path) -> CmdResult {
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find this binary's path: {e}"))?;
     if !dir.is_dir() {
-        return Err(format!("{} is not a directory; give --dir DIR", dir.display()));
+        return Err(format!(
+            "{} is not a directory; give --dir DIR",
+            dir.display()
+        ));
     }
     let link = dir.join("mount.fuse.daxfs");
     match std::fs::symlink_metadata(&link) {

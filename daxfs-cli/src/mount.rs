@@ -47,7 +47,10 @@ pub fn mount(m: &MountArgs) -> CmdResult {
 
 fn background(m: &MountArgs, opts: &str, threads: usize) -> CmdResult {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let log = m.log.clone().or_else(|| parse_options(opts).ok()?.log.map(Into::into));
+    let log = m
+        .log
+        .clone()
+        .or_else(|| parse_options(opts).ok()?.log.map(Into::into));
     let (out, err) = match &log {
         Some(p) => {
             let f = OpenOptions::new()

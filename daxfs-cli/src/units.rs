@@ -63,7 +63,9 @@ mod tests {
             let e = parse_size(s).unwrap_err();
             assert!(e.contains(&format!("'{s}'")), "{e}");
         }
-        assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]

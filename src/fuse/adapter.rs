@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno as FuseErrno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno as FuseErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use super::control;
@@ -289,8 +289,14 @@ impl Filesystem for DaxFuse {
     ) {
         reply_empty(
             reply,
-            self.fs
-                .rename(parent.0, name, newparent.0, newname, flags.bits(), &ctx(req)),
+            self.fs.rename(
+                parent.0,
+                name,
+                newparent.0,
+                newname,
+                flags.bits(),
+                &ctx(req),
+            ),
         );
     }
 
@@ -396,7 +402,9 @@ impl Filesystem for DaxFuse {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // Directory streams are stateless (cookies); check the inode is a directory.
         match self.fs.getattr(ino.0) {
-            Ok(a) if a.kind == FileKind::Directory => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(a) if a.kind == FileKind::Directory => {
+                reply.opened(FileHandle(0), FopenFlags::empty())
+            }
             Ok(_) => reply.error(FuseErrno::ENOTDIR),
             Err(e) => reply.error(ferr(e)),
         }
@@ -495,7 +503,10 @@ impl Filesystem for DaxFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.fs.setxattr(ino.0, name, value, flags, &ctx(req)));
+        reply_empty(
+            reply,
+            self.fs.setxattr(ino.0, name, value, flags, &ctx(req)),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

@@ -164,7 +164,10 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         mountpoint: mountpoint.clone(),
     };
     if let Err(e) = register(&rec) {
-        log::warn!("cannot record the daemon in {}: {e}", super::mounts::run_dir().display());
+        log::warn!(
+            "cannot record the daemon in {}: {e}",
+            super::mounts::run_dir().display()
+        );
     }
     let mp = mountpoint.clone();
     std::thread::Builder::new()
@@ -290,10 +293,16 @@ mod tests {
             config: MountConfig::default(),
             threads: 1,
         };
-        let e = serve(&spec, Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))))
-            .unwrap_err();
+        let e = serve(
+            &spec,
+            Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))),
+        )
+        .unwrap_err();
         assert!(e.contains("/nonexistent/mnt"), "{e}");
         let line = std::io::read_to_string(r).unwrap();
-        assert!(line.starts_with("ERR mount point /nonexistent/mnt"), "{line}");
+        assert!(
+            line.starts_with("ERR mount point /nonexistent/mnt"),
+            "{line}"
+        );
     }
 }

@@ -223,7 +223,17 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
     let rec = lookup(&mp).filter(|r| daemon_alive(r.pid));
     let was_dead = rec.is_none();
     let mut lazy = false;
-    match umount2(&mp, MntFlags::empty()) {
+    // A file closed a moment ago can still pin the mount (its final fput runs asynchronously):
+    // retry a busy unmount briefly before detaching lazily.
+    let mut r = umount2(&mp, MntFlags::empty());
+    for _ in 0..25 {
+        if r != Err(nix::errno::Errno::EBUSY) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        r = umount2(&mp, MntFlags::empty());
+    }
+    match r {
         Ok(()) => {}
         Err(nix::errno::Errno::EBUSY) => {
             umount2(&mp, MntFlags::MNT_DETACH)
@@ -244,7 +254,11 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
     }
     if let Some(rec) = &rec {
         // A lazily detached mount lives on while it is in use: do not wait long for it.
-        let wait = if lazy { wait.min(Duration::from_secs(1)) } else { wait };
+        let wait = if lazy {
+            wait.min(Duration::from_secs(1))
+        } else {
+            wait
+        };
         let deadline = Instant::now() + wait;
         while daemon_alive(rec.pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

@@ -138,7 +138,11 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             }
             (k, None) if IGNORED.contains(&k) => {}
             (k, _) if k.starts_with("x-") || k.starts_with("comment") => {}
-            _ => return Err(format!("unknown mount option '{opt}'; daxfs accepts {KNOWN}")),
+            _ => {
+                return Err(format!(
+                    "unknown mount option '{opt}'; daxfs accepts {KNOWN}"
+                ))
+            }
         }
     }
     Ok(c)
@@ -160,10 +164,7 @@ mod tests {
     fn dax_modes_and_flags() {
         assert_eq!(parse_options("dax=never").unwrap().dax, DaxMode::Never);
         assert_eq!(parse_options("dax=inode").unwrap().dax, DaxMode::Inode);
-        assert_eq!(
-            parse_options("dax=never,dax").unwrap().dax,
-            DaxMode::Always
-        );
+        assert_eq!(parse_options("dax=never,dax").unwrap().dax, DaxMode::Always);
         let c = parse_options("ro,suid,dev,noexec,noatime,threads=3,log=/tmp/x").unwrap();
         assert!(c.read_only && c.suid && c.dev && c.noexec && c.noatime);
         assert_eq!(c.threads, Some(3));
@@ -173,8 +174,8 @@ mod tests {
 
     #[test]
     fn generic_mount8_options_are_accepted() {
-        let c = parse_options("rw,nosuid,nodev,relatime,defaults,_netdev,x-systemd.automount")
-            .unwrap();
+        let c =
+            parse_options("rw,nosuid,nodev,relatime,defaults,_netdev,x-systemd.automount").unwrap();
         assert!(!c.read_only && !c.suid && !c.dev);
     }
 

@@ -116,7 +116,9 @@ where
 
 /// A scratch directory (in /dev/shm when possible, for speed).
 pub fn scratch() -> tempfile::TempDir {
-    let b = tempfile::Builder::new().prefix("daxfs-test-").tempdir_in("/dev/shm");
+    let b = tempfile::Builder::new()
+        .prefix("daxfs-test-")
+        .tempdir_in("/dev/shm");
     b.or_else(|_| tempfile::Builder::new().prefix("daxfs-test-").tempdir())
         .expect("tempdir")
 }
@@ -276,7 +278,9 @@ pub fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
 
 /// The errno of the last failed call, as an exit code for [`as_user`].
 pub fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(255)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(255)
 }
 
 /// A C string of a path.
