@@ -15,8 +15,11 @@
 pub mod dax;
 mod error;
 pub mod fs;
+pub mod fuse;
 pub mod index;
+pub mod ioctl;
 pub mod region;
+pub mod store;
 pub mod sync;
 
 pub use error::Error;

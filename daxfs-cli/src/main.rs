@@ -1,5 +1,534 @@
-//! The `daxfs` command line.
-fn main() {
-    eprintln!("daxfs: not built yet");
-    std::process::exit(1);
+//! The `daxfs` command line: `mkfs`, `mount` (also as the `mount.fuse.daxfs` helper), `umount`,
+//! `fsck`, `stat`, `poison`, `install-helper`.
+//!
+//! Every error names what is wrong and what to do, and exits with status 1 (2 for usage errors,
+//! from clap). Nothing here knows the filesystem's internals: it calls the library's public API
+//! and, for a mounted filesystem, the control ioctls.
+
+mod ctl;
+mod helper;
+mod logger;
+mod mount;
+mod units;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use daxfs::fs::{DaxFs, MkfsOptions, OpenOptions, RegionStat};
+
+use units::{human, parse_size};
+
+/// daxfs: a FUSE filesystem whose files live in a persistent-memory region (a file, /dev/pmemN or
+/// /dev/daxN.M), with a multi-order DAX entry index and memory-failure (poison) injection.
+#[derive(Parser, Debug)]
+#[command(name = "daxfs", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Format REGION as a fresh daxfs (creates a sparse file of --size if REGION is new).
+    Mkfs {
+        /// Region: a regular file, /dev/pmemN (or any block device) or /dev/daxN.M.
+        region: PathBuf,
+        /// Size of a new (or grown) region file, e.g. 1G, 512M, 4k. Required for a new file.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// Number of inodes (default: one per 16 KiB of region, at least 1024).
+        #[arg(long)]
+        inodes: Option<u64>,
+    },
+    /// Mount REGION on MOUNTPOINT; returns once the mount is ready.
+    Mount(MountArgs),
+    /// Unmount a daxfs mount (also clears a dead mount left by a crashed daemon).
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+    /// Check an unmounted region; exit 0 when clean, else list each problem.
+    Fsck {
+        region: PathBuf,
+        /// Fix what can be fixed.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Show size, used, free, free 2 MiB runs, inodes and bad blocks of a region or mount; or a
+    /// file's DAX mappings with --mappings.
+    Stat {
+        /// A region (opened directly; must not be mounted) or a mount point (asks the daemon).
+        #[arg(required_unless_present = "mappings")]
+        target: Option<PathBuf>,
+        /// Print FILE's DAX entries: file index, order (pmd/pte), region block, flags.
+        #[arg(long, value_name = "FILE", conflicts_with = "target")]
+        mappings: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inject, list and clear memory failures (poison).
+    Poison {
+        #[command(subcommand)]
+        cmd: PoisonCmd,
+    },
+    /// Install the mount(8) helper symlink DIR/mount.fuse.daxfs -> this binary, so that
+    /// `mount -t fuse.daxfs REGION MOUNTPOINT` works.
+    InstallHelper {
+        /// Directory mount(8) searches for helpers.
+        #[arg(long, default_value = "/sbin")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct MountArgs {
+    /// Region to mount (formatted with `daxfs mkfs`).
+    region: PathBuf,
+    /// Existing directory to mount on.
+    mountpoint: PathBuf,
+    /// Mount options, comma separated: dax=always|never|inode, ro, rw, allow_other,
+    /// noallow_other, suid, dev, noexec, noatime, sync, dirsync.
+    #[arg(short = 'o', value_name = "OPTS")]
+    options: Vec<String>,
+    /// Session threads, each with its own /dev/fuse descriptor (default: number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stay in the foreground and serve until unmounted (SIGTERM/SIGINT unmount).
+    #[arg(long)]
+    foreground: bool,
+    /// Log file of the background daemon (default: no log).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Internal: descriptor on which a background daemon reports readiness.
+    #[arg(long, hide = true)]
+    ready_fd: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false, id = "where")]
+struct PoisonTarget {
+    /// A file on a daxfs mount; OFFSET is in the file.
+    file: Option<PathBuf>,
+    /// A daxfs mount point; OFFSET is in the region (4 KiB aligned).
+    #[arg(long, value_name = "MOUNTPOINT")]
+    region: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PoisonCmd {
+    /// Make a range fail as a media error would: reads get EIO, mmap access SIGBUS.
+    Inject {
+        #[command(flatten)]
+        target: PoisonTarget,
+        /// Byte offset, e.g. 1228800, 300k, 2M.
+        #[arg(long, value_parser = parse_size)]
+        offset: u64,
+        /// Length in bytes (whole 4 KiB pages are affected).
+        #[arg(long, value_parser = parse_size, default_value = "4096")]
+        len: u64,
+    },
+    /// List bad ranges as /sys/block/pmemX/badblocks does: `<sector> <count>` (512-byte sectors).
+    List {
+        mountpoint: PathBuf,
+        /// Print JSON, with the owning file and file offset where known.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear poison in a range (the data there is lost; it reads as zeros).
+    Clear {
+        #[command(flatten)]
+        target: PoisonTarget,
+        #[arg(long, value_parser = parse_size)]
+        offset: u64,
+        #[arg(long, value_parser = parse_size, default_value = "4096")]
+        len: u64,
+    },
+}
+
+type CmdResult = Result<ExitCode, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args.first().cloned().unwrap_or_default();
+    if helper::is_helper_name(&argv0) {
+        let name = argv0
+            .rsplit('/')
+            .next()
+            .unwrap_or("mount.fuse.daxfs")
+            .to_string();
+        return finish(&name, helper_main(&args[1..]));
+    }
+    let cli = Cli::parse();
+    finish("daxfs", run(cli))
+}
+
+fn finish(name: &str, r: CmdResult) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("{name}: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn helper_main(args: &[String]) -> CmdResult {
+    let h = helper::parse_helper_args(args)?;
+    let config = daxfs::fuse::parse_options(&h.options)?;
+    if h.fake {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = MountArgs {
+        region: PathBuf::from(&h.source),
+        mountpoint: PathBuf::from(&h.mountpoint),
+        options: vec![h.options.clone()],
+        threads: config.threads,
+        foreground: false,
+        log: config.log.as_ref().map(PathBuf::from),
+        ready_fd: None,
+    };
+    mount::mount(&m)
+}
+
+fn run(cli: Cli) -> CmdResult {
+    match cli.cmd {
+        Cmd::Mkfs {
+            region,
+            size,
+            inodes,
+        } => mkfs(&region, size, inodes),
+        Cmd::Mount(m) => mount::mount(&m),
+        Cmd::Umount { mountpoint } => {
+            let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))?;
+            if u.was_dead {
+                eprintln!(
+                    "daxfs: cleared {} (its daemon was gone)",
+                    mountpoint.display()
+                );
+            }
+            if u.lazy {
+                eprintln!(
+                    "daxfs: {} was busy: detached; it goes away when its last user closes it",
+                    mountpoint.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fsck { region, repair } => fsck(&region, repair),
+        Cmd::Stat {
+            target,
+            mappings,
+            json,
+        } => match (mappings, target) {
+            (Some(file), _) => stat_mappings(&file, json),
+            (None, Some(t)) => stat(&t, json),
+            (None, None) => Err("give a REGION or MOUNTPOINT, or --mappings FILE".into()),
+        },
+        Cmd::Poison { cmd } => poison(cmd),
+        Cmd::InstallHelper { dir } => install_helper(&dir),
+    }
+}
+
+fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
+    if !region.exists() && size.is_none() {
+        return Err(format!(
+            "{} does not exist: give --size SIZE (e.g. --size 1G) to create it",
+            region.display()
+        ));
+    }
+    if let Some(0) = size {
+        return Err("--size must be larger than 0".into());
+    }
+    let st = DaxFs::mkfs(region, &MkfsOptions { size, inodes }).map_err(|e| e.to_string())?;
+    println!(
+        "{}: daxfs of {} ({} blocks of {} bytes, {} inodes, {} free 2 MiB runs)",
+        region.display(),
+        human(st.size),
+        st.size / st.block_size.max(1),
+        st.block_size,
+        st.inodes_total,
+        st.free_2m_runs
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(region: &Path, repair: bool) -> CmdResult {
+    let problems = DaxFs::fsck(region, repair).map_err(|e| e.to_string())?;
+    if problems.is_empty() {
+        println!("{}: clean", region.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repair {
+        for p in &problems {
+            println!("fixed: {p}");
+        }
+        let left = DaxFs::fsck(region, false).map_err(|e| e.to_string())?;
+        if left.is_empty() {
+            println!("{}: clean after repair", region.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for p in &left {
+            println!("problem: {p}");
+        }
+        return Err(format!(
+            "{}: {} problem(s) remain after repair",
+            region.display(),
+            left.len()
+        ));
+    }
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    Err(format!(
+        "{}: {} problem(s) found; run 'daxfs fsck --repair {}' to fix them",
+        region.display(),
+        problems.len(),
+        region.display()
+    ))
+}
+
+fn is_mountpoint_dir(p: &Path) -> bool {
+    p.is_dir()
+}
+
+fn stat(target: &Path, json: bool) -> CmdResult {
+    let st: RegionStat = if is_mountpoint_dir(target) {
+        ctl::stat(target)?
+    } else {
+        if !target.exists() {
+            return Err(format!(
+                "{} does not exist: give a region file or device, or a daxfs mount point",
+                target.display()
+            ));
+        }
+        let fs = DaxFs::open(
+            target,
+            &OpenOptions {
+                read_only: true,
+                ..OpenOptions::default()
+            },
+        )
+        .map_err(|e| {
+            format!("{e} (if the region is mounted, run 'daxfs stat MOUNTPOINT' instead)")
+        })?;
+        let st = fs.region_stat();
+        fs.close().map_err(|e| e.to_string())?;
+        st
+    };
+    if json {
+        let mut v = serde_json::to_value(&st).map_err(|e| e.to_string())?;
+        v["path"] = serde_json::Value::String(target.display().to_string());
+        println!("{v}");
+    } else {
+        let bs = st.block_size.max(1);
+        println!("path:           {}", target.display());
+        println!("size:           {} ({})", st.size, human(st.size));
+        println!("block size:     {}", st.block_size);
+        println!(
+            "used:           {} blocks ({})",
+            st.used_blocks,
+            human(st.used_blocks * bs)
+        );
+        println!(
+            "free:           {} blocks ({})",
+            st.free_blocks,
+            human(st.free_blocks * bs)
+        );
+        println!("free 2M runs:   {}", st.free_2m_runs);
+        println!(
+            "inodes:         {} used of {}",
+            st.inodes_used, st.inodes_total
+        );
+        println!("bad blocks:     {}", st.bad_blocks);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn order_name(order: u8) -> String {
+    match order {
+        0 => "pte".into(),
+        9 => "pmd".into(),
+        o => format!("order{o}"),
+    }
+}
+
+fn stat_mappings(file: &Path, json: bool) -> CmdResult {
+    let maps = ctl::mappings(file)?;
+    if json {
+        let v: Vec<_> = maps
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "file_index": m.file_index,
+                    "order": order_name(m.order),
+                    "order_bits": m.order,
+                    "region_block": m.region_block,
+                    "flags": m.flags,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for m in &maps {
+            println!(
+                "{} {} {} {:#x}",
+                m.file_index,
+                order_name(m.order),
+                m.region_block,
+                m.flags
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn poison(cmd: PoisonCmd) -> CmdResult {
+    match cmd {
+        PoisonCmd::Inject {
+            target,
+            offset,
+            len,
+        } => poison_change(target, offset, len, false),
+        PoisonCmd::Clear {
+            target,
+            offset,
+            len,
+        } => poison_change(target, offset, len, true),
+        PoisonCmd::List { mountpoint, json } => {
+            let bad = ctl::badblocks(&mountpoint)?;
+            if json {
+                let paths = if bad.iter().any(|b| b.ino != 0) {
+                    inode_paths(&mountpoint)
+                } else {
+                    Default::default()
+                };
+                let v: Vec<_> = bad
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "sector": b.region_offset / 512,
+                            "count": b.len / 512,
+                            "region_offset": b.region_offset,
+                            "len": b.len,
+                            "ino": (b.ino != 0).then_some(b.ino),
+                            "path": paths.get(&b.ino),
+                            "file_offset": (b.file_offset != u64::MAX).then_some(b.file_offset),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for b in &bad {
+                    println!("{} {}", b.region_offset / 512, b.len / 512);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn poison_change(target: PoisonTarget, offset: u64, len: u64, clear: bool) -> CmdResult {
+    if len == 0 {
+        return Err("--len must be larger than 0".into());
+    }
+    let (path, by_region) = match (target.file, target.region) {
+        (Some(f), None) => (f, false),
+        (None, Some(m)) => (m, true),
+        _ => return Err("give either FILE or --region MOUNTPOINT".into()),
+    };
+    ctl::poison(&path, by_region, offset, len, clear)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Inode number → path under `root` (first path found), for `poison list --json`.
+fn inode_paths(root: &Path) -> std::collections::HashMap<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if let Ok(md) = std::fs::symlink_metadata(&p) {
+                out.entry(md.ino())
+                    .or_insert_with(|| p.display().to_string());
+                if md.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn install_helper(dir: &Path) -> CmdResult {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot find this binary's path: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} is not a directory; give --dir DIR",
+            dir.display()
+        ));
+    }
+    let link = dir.join("mount.fuse.daxfs");
+    match std::fs::symlink_metadata(&link) {
+        Ok(md) if md.file_type().is_symlink() || md.is_file() => std::fs::remove_file(&link)
+            .map_err(|e| format!("cannot replace {}: {e}", link.display()))?,
+        Ok(_) => return Err(format!("{} exists and is not a file", link.display())),
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(&exe, &link).map_err(|e| {
+        format!(
+            "cannot create {}: {e} (run as root, or give --dir)",
+            link.display()
+        )
+    })?;
+    println!("{} -> {}", link.display(), exe.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn poison_needs_exactly_one_target() {
+        assert!(Cli::try_parse_from(["daxfs", "poison", "inject", "--offset", "4k"]).is_err());
+        assert!(Cli::try_parse_from([
+            "daxfs", "poison", "inject", "f", "--region", "/m", "--offset", "0"
+        ])
+        .is_err());
+        let c = Cli::try_parse_from(["daxfs", "poison", "inject", "f", "--offset", "2M"]).unwrap();
+        match c.cmd {
+            Cmd::Poison {
+                cmd: PoisonCmd::Inject { offset, len, .. },
+            } => assert_eq!((offset, len), (2 << 20, 4096)),
+            _ => panic!("wrong command"),
+        }
+    }
+
+    #[test]
+    fn stat_forms() {
+        assert!(Cli::try_parse_from(["daxfs", "stat"]).is_err());
+        assert!(Cli::try_parse_from(["daxfs", "stat", "--mappings", "f", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["daxfs", "stat", "/r", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn order_names() {
+        assert_eq!(order_name(0), "pte");
+        assert_eq!(order_name(9), "pmd");
+        assert_eq!(order_name(18), "order18");
+    }
 }

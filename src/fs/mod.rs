@@ -15,9 +15,11 @@
 //!   last open handle are gone.
 
 mod daxfs;
+pub mod filemap;
+mod inode;
 mod types;
 
-pub use daxfs::{DaxFs, DaxMode, MkfsOptions, OpenOptions};
+pub use daxfs::{BlockOwner, DaxFs, DaxMode, MkfsOptions, OpenOptions};
 
 pub use types::*;
 

@@ -1,0 +1,134 @@
+//! The in-DRAM inode: attributes, block map, directory contents, reference counts.
+//!
+//! Each live inode is an `Arc<Inode>` in the inode table (indexed by inode number). Its
+//! [`Inode::state`] is the `i_rwsem` analogue: reads and lookups take it shared; writes, truncate,
+//! attribute and namespace changes take it exclusive. When several inodes are locked at once they
+//! are locked in increasing inode number order.
+//!
+//! `lookups` counts kernel references (lookup/create/... minus forget), `opens` open handles; an
+//! inode whose link count is 0 is evicted (blocks and record freed) when both reach 0.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::RwLock;
+
+use crate::store::InodeRec;
+
+use super::filemap::FileMap;
+use super::types::{FileKind, Ino};
+
+/// One directory slot in DRAM.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub name: OsString,
+}
+
+/// A directory's entries: `slots[i]` is the on-media slot `i` (cookie `i + 3`).
+#[derive(Default, Debug)]
+pub struct Dir {
+    pub slots: Vec<Option<Slot>>,
+    pub names: HashMap<OsString, usize>,
+    pub free: BTreeSet<usize>,
+}
+
+impl Dir {
+    pub fn get(&self, name: &OsStr) -> Option<&Slot> {
+        self.names.get(name).and_then(|&s| self.slots[s].as_ref())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+    /// Puts `slot` at index `s` (growing the vector).
+    pub fn insert(&mut self, s: usize, slot: Slot) {
+        if self.slots.len() <= s {
+            for i in self.slots.len()..s {
+                self.free.insert(i);
+            }
+            self.slots.resize(s + 1, None);
+        }
+        self.free.remove(&s);
+        self.names.insert(slot.name.clone(), s);
+        self.slots[s] = Some(slot);
+    }
+    pub fn remove(&mut self, name: &OsStr) -> Option<(usize, Slot)> {
+        let s = self.names.remove(name)?;
+        let slot = self.slots[s].take()?;
+        self.free.insert(s);
+        Some((s, slot))
+    }
+    /// The slot a new entry would take.
+    pub fn next_free(&self) -> usize {
+        self.free.first().copied().unwrap_or(self.slots.len())
+    }
+}
+
+/// Mutable state under the inode lock.
+#[derive(Debug)]
+pub struct IState {
+    pub rec: InodeRec,
+    pub dir: Option<Dir>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Current on-media block-map chain blocks.
+    pub chain: Vec<u64>,
+    /// The record (size, mode, owner, ...) differs from media.
+    pub dirty: bool,
+    /// The block map differs from media.
+    pub map_dirty: bool,
+    /// Only timestamps differ from media (fdatasync may skip them).
+    pub times_dirty: bool,
+    /// File pages `[dirty_lo, dirty_hi)` hold data not yet persisted.
+    pub dirty_lo: u64,
+    pub dirty_hi: u64,
+    /// Freed (record cleared); no longer usable.
+    pub evicted: bool,
+}
+
+impl IState {
+    pub fn new(rec: InodeRec) -> IState {
+        IState {
+            rec,
+            dir: None,
+            xattrs: Vec::new(),
+            chain: Vec::new(),
+            dirty: false,
+            map_dirty: false,
+            times_dirty: false,
+            dirty_lo: u64::MAX,
+            dirty_hi: 0,
+            evicted: false,
+        }
+    }
+    pub fn kind(&self) -> FileKind {
+        FileKind::from_mode(self.rec.mode).unwrap_or(FileKind::Regular)
+    }
+    /// Notes that file pages `[lo, hi)` need persisting.
+    pub fn mark_data(&mut self, lo: u64, hi: u64) {
+        self.dirty_lo = self.dirty_lo.min(lo);
+        self.dirty_hi = self.dirty_hi.max(hi);
+    }
+}
+
+/// A live inode.
+pub struct Inode {
+    pub ino: Ino,
+    pub state: RwLock<IState>,
+    pub map: FileMap,
+    pub lookups: AtomicU64,
+    pub opens: AtomicU64,
+}
+
+impl Inode {
+    pub fn new(ino: Ino, st: IState) -> Inode {
+        Inode {
+            ino,
+            state: RwLock::new(st),
+            map: FileMap::new(),
+            lookups: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The daemon's life: open the region, mount, report readiness, serve, unmount on a signal, close.
+//!
+//! Owns: the order of those steps and the readiness protocol with the `daxfs mount` parent.
+//! Rules kept: the region is opened (validated, locked) *before* the mount syscall, so a bad or
+//! already-mounted region is refused without leaving a mount behind; readiness is reported only
+//! after the kernel's INIT handshake completed (the mount answers requests); SIGTERM and SIGINT
+//! unmount cleanly (lazily when busy) and the region is closed after the last request.
+//!
+//! Readiness protocol: the parent passes a pipe; the daemon writes one line, `OK <pid>` once the
+//! mount is ready or `ERR <message>` when it gives up, then closes it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::adapter::DaxFuse;
+use super::mounts::{register, resolve_mountpoint, unregister, DaemonRecord};
+use super::notify::KernelNotifier;
+use super::options::MountConfig;
+use crate::fs::{DaxFs, OpenOptions};
+
+/// What to mount where.
+#[derive(Clone, Debug)]
+pub struct MountSpec {
+    /// The region path as the user gave it (it becomes the mount source verbatim).
+    pub region: PathBuf,
+    pub mountpoint: PathBuf,
+    pub config: MountConfig,
+    /// Session threads (each with its own `/dev/fuse` fd).
+    pub threads: usize,
+}
+
+/// The default number of session threads: the number of cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The fuser mount options for a configuration: `fsname=` is the region path as given, no
+/// `subtype=`.
+pub fn fuser_options(region: &Path, c: &MountConfig) -> Vec<MountOption> {
+    let mut v = vec![
+        MountOption::FSName(region.to_string_lossy().into_owned()),
+        MountOption::DefaultPermissions,
+    ];
+    v.push(if c.read_only {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
+    if c.suid {
+        v.push(MountOption::Suid);
+    }
+    if c.dev {
+        v.push(MountOption::Dev);
+    }
+    if c.noexec {
+        v.push(MountOption::NoExec);
+    }
+    if c.noatime {
+        v.push(MountOption::NoAtime);
+    }
+    if c.sync {
+        v.push(MountOption::Sync);
+    }
+    if c.dirsync {
+        v.push(MountOption::DirSync);
+    }
+    v
+}
+
+fn report(ready: &mut Option<std::fs::File>, line: &str) {
+    if let Some(mut f) = ready.take() {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Mounts and serves until unmounted. `ready`, when given, receives the readiness line.
+///
+/// Return: an error message naming what went wrong (also sent as `ERR` on `ready` when it happened
+/// before the mount was ready).
+///
+/// Context: blocks SIGTERM/SIGINT in the calling thread (and so in every thread it starts) and
+/// handles them in a thread of its own.
+pub fn serve(spec: &MountSpec, mut ready: Option<std::fs::File>) -> Result<(), String> {
+    let r = serve_inner(spec, &mut ready);
+    if let Err(e) = &r {
+        report(&mut ready, &format!("ERR {}", e.replace('\n', " ")));
+    }
+    r
+}
+
+fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<(), String> {
+    let md = std::fs::metadata(&spec.mountpoint).map_err(|e| {
+        format!(
+            "mount point {}: {e} (create the directory first)",
+            spec.mountpoint.display()
+        )
+    })?;
+    if !md.is_dir() {
+        return Err(format!(
+            "mount point {} is not a directory",
+            spec.mountpoint.display()
+        ));
+    }
+    let mountpoint = resolve_mountpoint(&spec.mountpoint);
+    let opts = OpenOptions {
+        read_only: spec.config.read_only,
+        dax: spec.config.dax,
+    };
+    let fs = Arc::new(
+        DaxFs::open(&spec.region, &opts)
+            .map_err(|e| format!("cannot mount {}: {e}", spec.region.display()))?,
+    );
+
+    // Signals go to a thread of ours; every thread started from here inherits the mask.
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGTERM);
+    sigs.add(Signal::SIGINT);
+    sigs.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+
+    let notifier = KernelNotifier::new();
+    let adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    let mut cfg = Config::default();
+    cfg.mount_options = fuser_options(&spec.region, &spec.config);
+    cfg.acl = if spec.config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    cfg.n_threads = Some(spec.threads.max(1));
+    cfg.clone_fd = true;
+    let session = match kernel_mount(&spec.region, &mountpoint, &spec.config) {
+        Ok(fd) => {
+            let acl = cfg.acl;
+            let s = Session::from_fd(adapter, fd, acl, cfg);
+            if s.is_err() {
+                lazy_unmount(&mountpoint);
+            }
+            s
+        }
+        // Not allowed to mount(2) ourselves: let fuser go through fusermount3.
+        Err(nix::errno::Errno::EPERM) => Session::new(adapter, &mountpoint, &cfg),
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+    .map_err(|e| {
+        format!(
+            "cannot mount {} on {}: {e}",
+            spec.region.display(),
+            mountpoint.display()
+        )
+    })?;
+    notifier.connect(session.notifier());
+
+    let pid = std::process::id();
+    let rec = DaemonRecord {
+        pid,
+        region: spec.region.to_string_lossy().into_owned(),
+        mountpoint: mountpoint.clone(),
+    };
+    if let Err(e) = register(&rec) {
+        log::warn!(
+            "cannot record the daemon in {}: {e}",
+            super::mounts::run_dir().display()
+        );
+    }
+    let mp = mountpoint.clone();
+    std::thread::Builder::new()
+        .name("daxfs-signals".into())
+        .spawn(move || {
+            if let Ok(sig) = sigs.wait() {
+                log::info!("{sig:?}: unmounting {}", mp.display());
+                lazy_unmount(&mp);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+
+    log::info!(
+        "mounted {} on {} ({} threads, {:?})",
+        spec.region.display(),
+        mountpoint.display(),
+        spec.threads,
+        spec.config.dax
+    );
+    report(ready, &format!("OK {pid}"));
+
+    let served = session.run();
+    unregister(&mountpoint, Some(pid));
+    log::info!("session ended: {served:?}");
+    match Arc::try_unwrap(fs) {
+        Ok(fs) => fs
+            .close()
+            .map_err(|e| format!("closing {}: {e}", spec.region.display()))?,
+        Err(_) => log::warn!("filesystem still referenced at exit; dropped without close"),
+    }
+    served.map_err(|e| format!("FUSE session failed: {e}"))
+}
+
+/// The `mount(2)` data string of a FUSE mount on `fd`.
+pub fn mount_data(fd: i32, c: &MountConfig) -> String {
+    let mut d = format!(
+        "fd={fd},rootmode={:o},user_id={},group_id={},default_permissions",
+        libc::S_IFDIR,
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
+    );
+    if c.allow_other {
+        d.push_str(",allow_other");
+    }
+    d
+}
+
+/// The `mount(2)` flags of a configuration (libfuse's defaults: `nosuid`, `nodev`).
+pub fn mount_flags(c: &MountConfig) -> nix::mount::MsFlags {
+    use nix::mount::MsFlags;
+    let mut f = MsFlags::empty();
+    f.set(MsFlags::MS_NOSUID, !c.suid);
+    f.set(MsFlags::MS_NODEV, !c.dev);
+    f.set(MsFlags::MS_RDONLY, c.read_only);
+    f.set(MsFlags::MS_NOEXEC, c.noexec);
+    f.set(MsFlags::MS_NOATIME, c.noatime);
+    f.set(MsFlags::MS_SYNCHRONOUS, c.sync);
+    f.set(MsFlags::MS_DIRSYNC, c.dirsync);
+    f
+}
+
+/// Mounts a FUSE filesystem served on a fresh `/dev/fuse` descriptor, with source `region`
+/// verbatim and type plain `fuse`. We mount ourselves (rather than through fuser's `Session::new`)
+/// so that no unmount-on-drop runs when the session ends: after an external `umount` a quick
+/// remount on the same directory must not be unmounted by the old daemon on its way out.
+///
+/// Return: the descriptor (the kernel has queued INIT on it), or the `mount(2)` errno.
+fn kernel_mount(
+    region: &Path,
+    mountpoint: &Path,
+    c: &MountConfig,
+) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use nix::fcntl::{open, OFlag};
+    use std::os::fd::AsRawFd;
+    let fd = open(
+        "/dev/fuse",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let data = mount_data(fd.as_raw_fd(), c);
+    nix::mount::mount(
+        Some(region),
+        mountpoint,
+        Some("fuse"),
+        mount_flags(c),
+        Some(data.as_str()),
+    )?;
+    Ok(fd)
+}
+
+/// Unmounts `mp`, detaching lazily when busy.
+fn lazy_unmount(mp: &Path) {
+    use nix::mount::{umount2, MntFlags};
+    if umount2(mp, MntFlags::empty()).is_err() {
+        if let Err(e) = umount2(mp, MntFlags::MNT_DETACH) {
+            log::error!("cannot unmount {}: {e}", mp.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse::options::parse_options;
+
+    #[test]
+    fn fsname_is_region_as_given_and_no_subtype() {
+        let c = parse_options("ro,suid").unwrap();
+        let v = fuser_options(Path::new("rel/region.img"), &c);
+        assert_eq!(v[0], MountOption::FSName("rel/region.img".into()));
+        assert!(v.contains(&MountOption::RO));
+        assert!(v.contains(&MountOption::Suid));
+        assert!(!v.iter().any(|o| matches!(o, MountOption::Subtype(_))));
+        assert!(v.contains(&MountOption::DefaultPermissions));
+    }
+
+    #[test]
+    fn missing_mountpoint_is_reported_before_anything() {
+        let (r, w) = std::io::pipe().unwrap();
+        let spec = MountSpec {
+            region: PathBuf::from("/nonexistent/region"),
+            mountpoint: PathBuf::from("/nonexistent/mnt"),
+            config: MountConfig::default(),
+            threads: 1,
+        };
+        let e = serve(
+            &spec,
+            Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))),
+        )
+        .unwrap_err();
+        assert!(e.contains("/nonexistent/mnt"), "{e}");
+        let line = std::io::read_to_string(r).unwrap();
+        assert!(
+            line.starts_with("ERR mount point /nonexistent/mnt"),
+            "{line}"
+        );
+    }
+}

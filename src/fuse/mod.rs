@@ -1,0 +1,33 @@
+//! The FUSE adapter: daxfs served through `/dev/fuse` with fuser 0.18.
+//!
+//! Like virtiofsd's server over its `FileSystem` trait, this layer only translates: requests are
+//! decoded by fuser, handed to the embedded API ([`crate::fs::DaxFs`]) and the answers encoded
+//! back. It knows nothing of the on-media layout.
+//!
+//! - [`adapter`]: the `fuser::Filesystem` implementation and the INIT negotiation (1 MiB writes,
+//!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`).
+//! - [`control`]: the control ioctls of [`crate::ioctl`] and `FS_IOC_FSGETXATTR`.
+//! - [`notify`]: kernel cache invalidation for lower layers (poison unmaps through it).
+//! - [`options`]: the `-o` mount options.
+//! - [`daemon`]: open, mount, readiness, serve, unmount on SIGTERM/SIGINT, close.
+//! - [`mounts`]: the mount table, the daemon registry and `unmount` (also of dead mounts).
+//!
+//! The data path follows `dax=`: `always` opens every file with `FOPEN_DIRECT_IO` (the kernel page
+//! cache is bypassed; shared mmap still works because `FUSE_DIRECT_IO_ALLOW_MMAP` is negotiated and
+//! its faults arrive as READ requests), `never` uses the page cache (`FOPEN_KEEP_CACHE`: every
+//! change goes through the kernel, except poison, which invalidates explicitly), `inode` decides
+//! per inode by `FS_XFLAG_DAX`. Writeback caching is not used: it would defer durability past
+//! `close` and move mtime/size ownership to the kernel.
+
+pub mod adapter;
+pub mod control;
+pub mod daemon;
+pub mod mounts;
+pub mod notify;
+pub mod options;
+
+pub use adapter::DaxFuse;
+pub use daemon::{default_threads, serve, MountSpec};
+pub use mounts::{unmount, Unmounted};
+pub use notify::KernelNotifier;
+pub use options::{parse_options, MountConfig};

@@ -1,0 +1,339 @@
+//! Where daxfs mounts are and who serves them: `/proc/self/mountinfo` and the daemon registry.
+//!
+//! Owns: the registry of running daemons (one small file per mount point under `/run/daxfs`, or
+//! `$DAXFS_RUN_DIR`, holding the daemon's pid and region), reading the mount table, and
+//! [`unmount`] — which also clears a dead mount left by a crashed daemon ("Transport endpoint is
+//! not connected") and waits until the daemon has released the region. Rules kept: a mount point
+//! is compared in canonical form, but a dead FUSE mount cannot be `stat`ed, so only its parent is
+//! canonicalized; a pid read from the registry is trusted only while that process still runs a
+//! `daxfs` binary.
+
+use std::collections::hash_map::DefaultHasher;
+use std::ffi::OsStr;
+use std::hash::{Hash, Hasher};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::mount::{umount2, MntFlags};
+
+/// One line of the mount table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+/// A running daemon, as registered at mount time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonRecord {
+    pub pid: u32,
+    pub region: String,
+    pub mountpoint: PathBuf,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for space and so on).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(v) = b
+                .get(i + 1..i + 4)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `/proc/self/mountinfo` text.
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let mp = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let source = post.next()?;
+            Some(MountEntry {
+                mountpoint: PathBuf::from(unescape(mp)),
+                fstype: fstype.to_string(),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+/// The current mount table.
+pub fn mount_table() -> Vec<MountEntry> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
+}
+
+/// The canonical form of a mount point that may be a dead FUSE mount: the parent is
+/// canonicalized, the last component kept.
+pub fn resolve_mountpoint(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .join(name),
+        _ => abs,
+    }
+}
+
+/// The FUSE mount at `mountpoint` (canonical), if any (the topmost when stacked).
+pub fn find_fuse_mount(mountpoint: &Path) -> Option<MountEntry> {
+    mount_table()
+        .into_iter()
+        .rev()
+        .find(|m| m.mountpoint == mountpoint && m.fstype.starts_with("fuse"))
+}
+
+/// The registry directory.
+pub fn run_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DAXFS_RUN_DIR") {
+        return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/run/daxfs")
+    } else {
+        std::env::temp_dir().join(format!("daxfs-{}", nix::unistd::geteuid()))
+    }
+}
+
+fn record_path(mountpoint: &Path) -> PathBuf {
+    let mut h = DefaultHasher::new();
+    mountpoint.as_os_str().as_bytes().hash(&mut h);
+    run_dir().join(format!("{:016x}.mount", h.finish()))
+}
+
+/// Records the daemon serving `mountpoint` (canonical).
+pub fn register(rec: &DaemonRecord) -> std::io::Result<()> {
+    std::fs::create_dir_all(run_dir())?;
+    let text = format!(
+        "pid={}\nregion={}\nmountpoint={}\n",
+        rec.pid,
+        rec.region,
+        rec.mountpoint.display()
+    );
+    let path = record_path(&rec.mountpoint);
+    let tmp = path.with_extension(format!("tmp{}", rec.pid));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// The daemon recorded for `mountpoint` (canonical), if any.
+pub fn lookup(mountpoint: &Path) -> Option<DaemonRecord> {
+    let text = std::fs::read_to_string(record_path(mountpoint)).ok()?;
+    let mut pid = None;
+    let mut region = String::new();
+    let mut mp = PathBuf::new();
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("pid", v)) => pid = v.parse().ok(),
+            Some(("region", v)) => region = v.to_string(),
+            Some(("mountpoint", v)) => mp = PathBuf::from(v),
+            _ => {}
+        }
+    }
+    (mp == mountpoint).then_some(DaemonRecord {
+        pid: pid?,
+        region,
+        mountpoint: mp,
+    })
+}
+
+/// Removes the record of `mountpoint` if it names `pid` (or any pid when `pid` is `None`).
+pub fn unregister(mountpoint: &Path, pid: Option<u32>) {
+    if let Some(rec) = lookup(mountpoint) {
+        if pid.is_none_or(|p| p == rec.pid) {
+            let _ = std::fs::remove_file(record_path(mountpoint));
+        }
+    }
+}
+
+/// Whether `pid` is alive and runs a daxfs binary.
+pub fn daemon_alive(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    if cmdline.is_empty() {
+        return false; // zombie
+    }
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // State is the field after the parenthesised command name.
+        if let Some(after) = stat.rsplit_once(") ") {
+            if after.1.starts_with('Z') {
+                return false;
+            }
+        }
+    }
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or(&[]);
+    Path::new(OsStr::from_bytes(argv0))
+        .file_name()
+        .is_some_and(|n| n.as_bytes().windows(5).any(|w| w == b"daxfs"))
+}
+
+/// What [`unmount`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unmounted {
+    /// The mount was busy and was detached lazily (it goes away when the last user does).
+    pub lazy: bool,
+    /// The daemon had died before (a dead mount was cleared).
+    pub was_dead: bool,
+}
+
+/// Unmounts the daxfs (FUSE) mount at `mountpoint` and waits up to `wait` for its daemon to
+/// exit, so that the region can be mounted again at once. A mount whose daemon died is cleared.
+///
+/// Return: an error message naming what is wrong (not mounted, not a FUSE mount, permission).
+pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
+    let mp = resolve_mountpoint(mountpoint);
+    if find_fuse_mount(&mp).is_none() {
+        let other = mount_table().into_iter().rev().find(|m| m.mountpoint == mp);
+        return Err(match other {
+            Some(m) => format!(
+                "{} is a {} mount, not a daxfs (FUSE) mount; use umount(8) for it",
+                mp.display(),
+                m.fstype
+            ),
+            None => format!("{} is not mounted", mp.display()),
+        });
+    }
+    let rec = lookup(&mp).filter(|r| daemon_alive(r.pid));
+    let was_dead = rec.is_none();
+    let mut lazy = false;
+    // A file closed a moment ago can still pin the mount (its final fput runs asynchronously):
+    // retry a busy unmount briefly before detaching lazily.
+    let mut r = umount2(&mp, MntFlags::empty());
+    for _ in 0..25 {
+        if r != Err(nix::errno::Errno::EBUSY) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        r = umount2(&mp, MntFlags::empty());
+    }
+    match r {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EBUSY) => {
+            umount2(&mp, MntFlags::MNT_DETACH)
+                .map_err(|e| format!("cannot unmount {}: {e}", mp.display()))?;
+            lazy = true;
+        }
+        Err(nix::errno::Errno::EPERM) => {
+            return Err(format!(
+                "cannot unmount {}: permission denied (run as root, or use fusermount3 -u)",
+                mp.display()
+            ))
+        }
+        Err(_) => {
+            // A dead connection can refuse a plain unmount on some kernels: detach it.
+            umount2(&mp, MntFlags::MNT_DETACH)
+                .map_err(|e| format!("cannot unmount {}: {e}", mp.display()))?;
+        }
+    }
+    if let Some(rec) = &rec {
+        // A lazily detached mount lives on while it is in use: do not wait long for it.
+        let wait = if lazy {
+            wait.min(Duration::from_secs(1))
+        } else {
+            wait
+        };
+        let deadline = Instant::now() + wait;
+        while daemon_alive(rec.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    unregister(&mp, None);
+    Ok(Unmounted { lazy, was_dead })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let t = "36 35 98:0 /mnt1 /mnt/parent\\040dir rw,noatime master:1 - ext3 /dev/root rw\n\
+                 40 1 0:50 / /tmp/m rw,nosuid,nodev,relatime shared:2 - fuse /dev/shm/r\\040x rw,user_id=0\n\
+                 garbage line\n";
+        let v = parse_mountinfo(t);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].mountpoint, PathBuf::from("/mnt/parent dir"));
+        assert_eq!(v[0].fstype, "ext3");
+        assert_eq!(v[1].fstype, "fuse");
+        assert_eq!(v[1].source, "/dev/shm/r x");
+    }
+
+    #[test]
+    fn registry_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        // Only this unit test uses DAXFS_RUN_DIR in this test binary.
+        std::env::set_var("DAXFS_RUN_DIR", dir.path());
+        let rec = DaemonRecord {
+            pid: 4242,
+            region: "/dev/shm/region".into(),
+            mountpoint: PathBuf::from("/mnt/x y"),
+        };
+        register(&rec).unwrap();
+        assert_eq!(lookup(Path::new("/mnt/x y")), Some(rec.clone()));
+        assert_eq!(lookup(Path::new("/mnt/other")), None);
+        unregister(Path::new("/mnt/x y"), Some(1));
+        assert!(lookup(Path::new("/mnt/x y")).is_some(), "other pid: kept");
+        unregister(Path::new("/mnt/x y"), Some(4242));
+        assert!(lookup(Path::new("/mnt/x y")).is_none());
+        std::env::remove_var("DAXFS_RUN_DIR");
+    }
+
+    #[test]
+    fn dead_pids_are_not_daemons() {
+        assert!(!daemon_alive(u32::MAX - 1));
+        // This test process is not a daxfs binary unless its name says so.
+        let me = std::process::id();
+        let name = std::env::current_exe().unwrap();
+        let expect = name
+            .file_name()
+            .unwrap()
+            .as_bytes()
+            .windows(5)
+            .any(|w| w == b"daxfs");
+        assert_eq!(daemon_alive(me), expect);
+    }
+
+    #[test]
+    fn unmount_of_unmounted_dir_names_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = unmount(dir.path(), Duration::from_millis(1)).unwrap_err();
+        assert!(e.contains("is not mounted"), "{e}");
+    }
+
+    #[test]
+    fn resolve_keeps_last_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing");
+        assert_eq!(
+            resolve_mountpoint(&p),
+            dir.path().canonicalize().unwrap().join("missing")
+        );
+    }
+}

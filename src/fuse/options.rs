@@ -1,0 +1,195 @@
+//! Mount options: parses the `-o` string of `daxfs mount` and of the `mount.fuse.daxfs` helper.
+//!
+//! Owns: which options daxfs accepts, which generic options of mount(8) it ignores or translates,
+//! and the refusal message for anything else. Rules kept: the mount source (`fsname=`) is the
+//! region path exactly as given and there is never a `subtype=` (xfstests checks `df -T` = `fuse`
+//! and `findmnt -S REGION`); unknown options are refused, never silently dropped.
+
+use crate::fs::DaxMode;
+
+/// What the options ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountConfig {
+    pub dax: DaxMode,
+    pub read_only: bool,
+    /// `allow_other` (default on: daxfs is a shared filesystem with kernel permission checks).
+    pub allow_other: bool,
+    /// Honour set-user-id bits (`suid`); default `nosuid`, as libfuse.
+    pub suid: bool,
+    /// Honour device nodes (`dev`); default `nodev`, as libfuse.
+    pub dev: bool,
+    pub noexec: bool,
+    pub noatime: bool,
+    pub sync: bool,
+    pub dirsync: bool,
+    /// `threads=N` (the helper's way to say `--threads`).
+    pub threads: Option<usize>,
+    /// `log=FILE` (the helper's way to say `--log`).
+    pub log: Option<String>,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            dax: DaxMode::Always,
+            read_only: false,
+            allow_other: true,
+            suid: false,
+            dev: false,
+            noexec: false,
+            noatime: false,
+            sync: false,
+            dirsync: false,
+            threads: None,
+            log: None,
+        }
+    }
+}
+
+/// Options of mount(8) and fstab that mean nothing to daxfs (or are its defaults) and are accepted
+/// silently: mount(8) passes some of them to every helper.
+const IGNORED: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+    "atime",
+    "async",
+    "default_permissions",
+    "silent",
+    "loud",
+    "iversion",
+    "noiversion",
+    "mand",
+    "nomand",
+];
+
+/// The options daxfs itself understands, for the refusal message.
+pub const KNOWN: &str = "dax=always|never|inode, ro, rw, allow_other, noallow_other, \
+default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, sync, dirsync, threads=N, \
+log=FILE (and mount(8)'s generic options such as relatime, defaults, auto, user, _netdev, x-*)";
+
+/// Parses a comma-separated option string (several `-o` strings may be joined with commas).
+///
+/// Return: the configuration, or a message naming the offending option and what is accepted.
+pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
+    let mut c = MountConfig::default();
+    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        match (key, value) {
+            ("dax", None) | ("dax", Some("always")) => c.dax = DaxMode::Always,
+            ("dax", Some("never")) => c.dax = DaxMode::Never,
+            ("dax", Some("inode")) => c.dax = DaxMode::Inode,
+            ("dax", Some(v)) => {
+                return Err(format!(
+                    "bad mount option 'dax={v}': use dax=always, dax=never or dax=inode"
+                ))
+            }
+            ("ro", None) => c.read_only = true,
+            ("rw", None) => c.read_only = false,
+            ("allow_other", None) => c.allow_other = true,
+            ("noallow_other", None) => c.allow_other = false,
+            ("suid", None) => c.suid = true,
+            ("nosuid", None) => c.suid = false,
+            ("dev", None) => c.dev = true,
+            ("nodev", None) => c.dev = false,
+            ("exec", None) => c.noexec = false,
+            ("noexec", None) => c.noexec = true,
+            ("noatime", None) => c.noatime = true,
+            ("sync", None) => c.sync = true,
+            ("dirsync", None) => c.dirsync = true,
+            ("threads", Some(v)) => match v.parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => c.threads = Some(n),
+                _ => {
+                    return Err(format!(
+                        "bad mount option 'threads={v}': give a number of threads from 1 to 1024"
+                    ))
+                }
+            },
+            ("log", Some(v)) if !v.is_empty() => c.log = Some(v.to_string()),
+            ("subtype", _) => {
+                return Err(format!(
+                    "mount option '{opt}' is not supported: daxfs mounts as plain 'fuse' so that \
+                     df -T and xfstests see type fuse; drop the option"
+                ))
+            }
+            ("fsname", _) => {
+                return Err(format!(
+                    "mount option '{opt}' is not supported: the mount source is always the region \
+                     path as given; drop the option"
+                ))
+            }
+            (k, None) if IGNORED.contains(&k) => {}
+            (k, _) if k.starts_with("x-") || k.starts_with("comment") => {}
+            _ => {
+                return Err(format!(
+                    "unknown mount option '{opt}'; daxfs accepts {KNOWN}"
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = parse_options("").unwrap();
+        assert_eq!(c, MountConfig::default());
+        assert_eq!(c.dax, DaxMode::Always);
+        assert!(c.allow_other && !c.read_only);
+    }
+
+    #[test]
+    fn dax_modes_and_flags() {
+        assert_eq!(parse_options("dax=never").unwrap().dax, DaxMode::Never);
+        assert_eq!(parse_options("dax=inode").unwrap().dax, DaxMode::Inode);
+        assert_eq!(parse_options("dax=never,dax").unwrap().dax, DaxMode::Always);
+        let c = parse_options("ro,suid,dev,noexec,noatime,threads=3,log=/tmp/x").unwrap();
+        assert!(c.read_only && c.suid && c.dev && c.noexec && c.noatime);
+        assert_eq!(c.threads, Some(3));
+        assert_eq!(c.log.as_deref(), Some("/tmp/x"));
+        assert!(!parse_options("ro,rw").unwrap().read_only);
+    }
+
+    #[test]
+    fn generic_mount8_options_are_accepted() {
+        let c =
+            parse_options("rw,nosuid,nodev,relatime,defaults,_netdev,x-systemd.automount").unwrap();
+        assert!(!c.read_only && !c.suid && !c.dev);
+    }
+
+    #[test]
+    fn refusals_name_the_option() {
+        let e = parse_options("rw,bogus").unwrap_err();
+        assert!(e.contains("'bogus'") && e.contains("dax="), "{e}");
+        let e = parse_options("dax=sometimes").unwrap_err();
+        assert!(e.contains("dax=sometimes"), "{e}");
+        let e = parse_options("subtype=daxfs").unwrap_err();
+        assert!(e.contains("subtype"), "{e}");
+        assert!(parse_options("fsname=x").is_err());
+        assert!(parse_options("threads=0").is_err());
+        assert!(parse_options("threads=x").is_err());
+        assert!(parse_options("ro=1").is_err());
+    }
+}

@@ -1,0 +1,665 @@
+//! Byte layout of every on-media structure, and its encoding and decoding.
+//!
+//! This module owns the bit-exact format (see the table in `store/mod.rs`). Everything is
+//! little-endian. Each structure that is read back from media carries a crc32c, and decoding checks
+//! it: a decoder never trusts a length or a block number it has not range-checked, and returns a
+//! named problem instead of panicking on garbage.
+
+use crate::fs::FileKind;
+
+/// Filesystem block size (= region page size).
+pub const BLOCK: u64 = 4096;
+/// Pages in a 2 MiB (PMD) run.
+pub const PMD_PAGES: u64 = 512;
+
+/// Superblock magic, at byte 0 of the region.
+pub const SB_MAGIC: [u8; 8] = *b"DAXFS\x00sb";
+/// On-media format version written by this code.
+pub const VERSION: u32 = 1;
+/// Bytes of the superblock structure (the rest of block 0 is zero).
+pub const SB_SIZE: usize = 128;
+/// Bytes per inode record.
+pub const INODE_SIZE: u64 = 256;
+/// Inode records per block.
+pub const INODES_PER_BLOCK: u64 = BLOCK / INODE_SIZE;
+/// Journal blocks (header + body).
+pub const JOURNAL_BLOCKS: u64 = 16;
+/// Bad-block table blocks.
+pub const BADBLK_BLOCKS: u64 = 1;
+/// Extents held inline in an inode record.
+pub const INLINE_EXTENTS: usize = 4;
+/// Bytes per extent.
+pub const EXTENT_SIZE: usize = 24;
+/// Header bytes of a block-map chain block.
+pub const CHAIN_HDR: usize = 32;
+/// Extents per chain block.
+pub const EXTENTS_PER_CHAIN: usize = (BLOCK as usize - CHAIN_HDR) / EXTENT_SIZE;
+/// Bytes per directory slot.
+pub const DIRENT_SIZE: u64 = 272;
+/// Directory slots per directory block.
+pub const DIRENTS_PER_BLOCK: u64 = 15;
+/// Header bytes of an xattr block.
+pub const XATTR_HDR: usize = 16;
+/// Header bytes of the bad-block table.
+pub const BADBLK_HDR: usize = 16;
+/// Bad blocks the table can hold.
+pub const BADBLK_MAX: usize = (BLOCK as usize - BADBLK_HDR) / 8;
+/// Largest file size (2^44 bytes = 16 TiB).
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
+
+const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
+const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
+const BADBLK_MAGIC: u32 = u32::from_le_bytes(*b"DXBB");
+
+pub fn get16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+pub fn get32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+pub fn get64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+}
+pub fn put16(b: &mut [u8], o: usize, v: u16) {
+    b[o..o + 2].copy_from_slice(&v.to_le_bytes());
+}
+pub fn put32(b: &mut [u8], o: usize, v: u32) {
+    b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+}
+pub fn put64(b: &mut [u8], o: usize, v: u64) {
+    b[o..o + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The superblock (block 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superblock {
+    pub version: u32,
+    /// Region bytes at mkfs.
+    pub size: u64,
+    pub block_size: u32,
+    pub inode_size: u32,
+    pub journal_start: u64,
+    pub journal_blocks: u64,
+    pub badblk_start: u64,
+    pub badblk_blocks: u64,
+    pub itable_start: u64,
+    pub itable_blocks: u64,
+    /// Highest inode number (records 0..=inodes_total exist; 0 is unused).
+    pub inodes_total: u64,
+    pub data_start: u64,
+    pub total_blocks: u64,
+    /// mkfs time (ns since the epoch), also a format instance id.
+    pub created: u64,
+}
+
+impl Superblock {
+    /// The layout mkfs uses for a region of `len` bytes with `inodes` inodes.
+    pub fn for_region(len: u64, inodes: u64, created: u64) -> Superblock {
+        let total_blocks = len / BLOCK;
+        let itable_blocks = (inodes + 1).div_ceil(INODES_PER_BLOCK);
+        let journal_start = 1;
+        let badblk_start = journal_start + JOURNAL_BLOCKS;
+        let itable_start = badblk_start + BADBLK_BLOCKS;
+        Superblock {
+            version: VERSION,
+            size: total_blocks * BLOCK,
+            block_size: BLOCK as u32,
+            inode_size: INODE_SIZE as u32,
+            journal_start,
+            journal_blocks: JOURNAL_BLOCKS,
+            badblk_start,
+            badblk_blocks: BADBLK_BLOCKS,
+            itable_start,
+            itable_blocks,
+            inodes_total: inodes,
+            data_start: itable_start + itable_blocks,
+            total_blocks,
+            created,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; SB_SIZE] {
+        let mut b = [0u8; SB_SIZE];
+        b[0..8].copy_from_slice(&SB_MAGIC);
+        put32(&mut b, 8, self.version);
+        put64(&mut b, 16, self.size);
+        put32(&mut b, 24, self.block_size);
+        put32(&mut b, 28, self.inode_size);
+        put64(&mut b, 32, self.journal_start);
+        put64(&mut b, 40, self.journal_blocks);
+        put64(&mut b, 48, self.badblk_start);
+        put64(&mut b, 56, self.badblk_blocks);
+        put64(&mut b, 64, self.itable_start);
+        put64(&mut b, 72, self.itable_blocks);
+        put64(&mut b, 80, self.inodes_total);
+        put64(&mut b, 88, self.data_start);
+        put64(&mut b, 96, self.total_blocks);
+        put64(&mut b, 104, self.created);
+        let crc = crc32c::crc32c(&b[..SB_SIZE - 4]);
+        put32(&mut b, SB_SIZE - 4, crc);
+        b
+    }
+
+    /// Decodes and checks magic, checksum and version (not the layout: see [`Self::check_layout`]).
+    pub fn decode(b: &[u8]) -> Result<Superblock, String> {
+        if b.len() < SB_SIZE || b[0..8] != SB_MAGIC {
+            return Err(
+                "not a daxfs region (bad magic in the superblock); run `daxfs mkfs` to \
+                        format it"
+                    .into(),
+            );
+        }
+        let crc = crc32c::crc32c(&b[..SB_SIZE - 4]);
+        if crc != get32(b, SB_SIZE - 4) {
+            return Err(format!(
+                "bad superblock checksum (stored {:#010x}, computed {crc:#010x}); run `daxfs fsck`",
+                get32(b, SB_SIZE - 4)
+            ));
+        }
+        let version = get32(b, 8);
+        if version > VERSION {
+            return Err(format!(
+                "newer on-media version {version} (this daxfs supports up to {VERSION}); use a \
+                 newer daxfs"
+            ));
+        }
+        if version == 0 {
+            return Err("bad layout: version 0".into());
+        }
+        Ok(Superblock {
+            version,
+            size: get64(b, 16),
+            block_size: get32(b, 24),
+            inode_size: get32(b, 28),
+            journal_start: get64(b, 32),
+            journal_blocks: get64(b, 40),
+            badblk_start: get64(b, 48),
+            badblk_blocks: get64(b, 56),
+            itable_start: get64(b, 64),
+            itable_blocks: get64(b, 72),
+            inodes_total: get64(b, 80),
+            data_start: get64(b, 88),
+            total_blocks: get64(b, 96),
+            created: get64(b, 104),
+        })
+    }
+
+    /// Checks that the layout fields describe this format exactly.
+    pub fn check_layout(&self) -> Result<(), String> {
+        let bad = |what: &str| Err(format!("bad layout: {what}"));
+        if self.block_size as u64 != BLOCK {
+            return bad(&format!(
+                "block size {} (expected {BLOCK})",
+                self.block_size
+            ));
+        }
+        if self.inode_size as u64 != INODE_SIZE {
+            return bad(&format!(
+                "inode size {} (expected {INODE_SIZE})",
+                self.inode_size
+            ));
+        }
+        if self.size != self.total_blocks.wrapping_mul(BLOCK) {
+            return bad("size does not match the block count");
+        }
+        if self.journal_start != 1 || self.journal_blocks != JOURNAL_BLOCKS {
+            return bad("journal location");
+        }
+        if self.badblk_start != self.journal_start + self.journal_blocks
+            || self.badblk_blocks != BADBLK_BLOCKS
+        {
+            return bad("bad-block table location");
+        }
+        if self.inodes_total < 2 || self.inodes_total > (1 << 40) {
+            return bad(&format!("inode count {}", self.inodes_total));
+        }
+        if self.itable_start != self.badblk_start + self.badblk_blocks
+            || self.itable_blocks != (self.inodes_total + 1).div_ceil(INODES_PER_BLOCK)
+        {
+            return bad("inode table location");
+        }
+        if self.data_start != self.itable_start + self.itable_blocks
+            || self.data_start >= self.total_blocks
+        {
+            return bad("data area location");
+        }
+        Ok(())
+    }
+
+    pub fn inode_off(&self, ino: u64) -> u64 {
+        self.itable_start * BLOCK + ino * INODE_SIZE
+    }
+    pub fn journal_off(&self) -> u64 {
+        self.journal_start * BLOCK
+    }
+    pub fn badblk_off(&self) -> u64 {
+        self.badblk_start * BLOCK
+    }
+    /// Whether `[block, block + len)` lies inside the data area.
+    pub fn in_data(&self, block: u64, len: u64) -> bool {
+        block >= self.data_start
+            && block
+                .checked_add(len)
+                .is_some_and(|e| e <= self.total_blocks)
+    }
+}
+
+/// One extent of a block map: file pages `[page, page + len)` live in region blocks
+/// `[block, block + len)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extent {
+    pub page: u64,
+    pub block: u64,
+    pub len: u64,
+}
+
+impl Extent {
+    fn encode(&self, b: &mut [u8]) {
+        put64(b, 0, self.page);
+        put64(b, 8, self.block);
+        put64(b, 16, self.len);
+    }
+    fn decode(b: &[u8]) -> Extent {
+        Extent {
+            page: get64(b, 0),
+            block: get64(b, 8),
+            len: get64(b, 16),
+        }
+    }
+}
+
+/// An inode record (256 bytes in the inode table).
+///
+/// ```text
+///   0 mode u32 (0 = free)   4 nlink u32   8 uid u32  12 gid u32  16 flags u32  20 rdev u32
+///  24 size u64             32 generation u64
+///  40 atime i64 ns  48 mtime  56 ctime  64 crtime
+///  72 parent u64 (directories)          80 xattr block u64 (0 = none)
+///  88 map chain head u64 (0 = none)     96 extent count u64
+/// 104 4 inline extents (24 bytes each) when extent count <= 4
+/// 252 crc32c of bytes [0, 252)
+/// ```
+/// An all-zero record is a never-used free inode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InodeRec {
+    pub mode: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub flags: u32,
+    pub rdev: u32,
+    pub size: u64,
+    pub generation: u64,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub crtime: i64,
+    pub parent: u64,
+    pub xattr_block: u64,
+    pub map_chain: u64,
+    pub nextents: u64,
+    pub inline: [Extent; INLINE_EXTENTS],
+}
+
+impl InodeRec {
+    pub fn is_free(&self) -> bool {
+        self.mode == 0
+    }
+    pub fn kind(&self) -> Option<FileKind> {
+        FileKind::from_mode(self.mode)
+    }
+
+    pub fn encode(&self) -> [u8; INODE_SIZE as usize] {
+        let mut b = [0u8; INODE_SIZE as usize];
+        put32(&mut b, 0, self.mode);
+        put32(&mut b, 4, self.nlink);
+        put32(&mut b, 8, self.uid);
+        put32(&mut b, 12, self.gid);
+        put32(&mut b, 16, self.flags);
+        put32(&mut b, 20, self.rdev);
+        put64(&mut b, 24, self.size);
+        put64(&mut b, 32, self.generation);
+        put64(&mut b, 40, self.atime as u64);
+        put64(&mut b, 48, self.mtime as u64);
+        put64(&mut b, 56, self.ctime as u64);
+        put64(&mut b, 64, self.crtime as u64);
+        put64(&mut b, 72, self.parent);
+        put64(&mut b, 80, self.xattr_block);
+        put64(&mut b, 88, self.map_chain);
+        put64(&mut b, 96, self.nextents);
+        for (i, e) in self.inline.iter().enumerate() {
+            e.encode(&mut b[104 + i * EXTENT_SIZE..]);
+        }
+        let crc = crc32c::crc32c(&b[..252]);
+        put32(&mut b, 252, crc);
+        b
+    }
+
+    /// Decodes a record; `Err` names a checksum mismatch.
+    pub fn decode(b: &[u8]) -> Result<InodeRec, String> {
+        if b.iter().all(|&x| x == 0) {
+            return Ok(InodeRec::default());
+        }
+        if crc32c::crc32c(&b[..252]) != get32(b, 252) {
+            return Err("record checksum mismatch".into());
+        }
+        let mut inline = [Extent::default(); INLINE_EXTENTS];
+        for (i, e) in inline.iter_mut().enumerate() {
+            *e = Extent::decode(&b[104 + i * EXTENT_SIZE..]);
+        }
+        Ok(InodeRec {
+            mode: get32(b, 0),
+            nlink: get32(b, 4),
+            uid: get32(b, 8),
+            gid: get32(b, 12),
+            flags: get32(b, 16),
+            rdev: get32(b, 20),
+            size: get64(b, 24),
+            generation: get64(b, 32),
+            atime: get64(b, 40) as i64,
+            mtime: get64(b, 48) as i64,
+            ctime: get64(b, 56) as i64,
+            crtime: get64(b, 64) as i64,
+            parent: get64(b, 72),
+            xattr_block: get64(b, 80),
+            map_chain: get64(b, 88),
+            nextents: get64(b, 96),
+            inline,
+        })
+    }
+}
+
+/// Encodes one block-map chain block holding `ext` (at most [`EXTENTS_PER_CHAIN`]).
+///
+/// ```text
+/// 0 magic "DXMP"  4 crc32c of [8, 32 + 24 * count)  8 ino u64  16 next block u64 (0 = last)
+/// 24 count u32  28 reserved   32.. extents
+/// ```
+pub fn encode_chain(ino: u64, next: u64, ext: &[Extent]) -> Vec<u8> {
+    debug_assert!(ext.len() <= EXTENTS_PER_CHAIN);
+    let mut b = vec![0u8; BLOCK as usize];
+    put32(&mut b, 0, CHAIN_MAGIC);
+    put64(&mut b, 8, ino);
+    put64(&mut b, 16, next);
+    put32(&mut b, 24, ext.len() as u32);
+    for (i, e) in ext.iter().enumerate() {
+        e.encode(&mut b[CHAIN_HDR + i * EXTENT_SIZE..]);
+    }
+    let end = CHAIN_HDR + ext.len() * EXTENT_SIZE;
+    let crc = crc32c::crc32c(&b[8..end]);
+    put32(&mut b, 4, crc);
+    b
+}
+
+/// Decodes a chain block: (next, extents).
+pub fn decode_chain(ino: u64, b: &[u8]) -> Result<(u64, Vec<Extent>), String> {
+    if get32(b, 0) != CHAIN_MAGIC {
+        return Err("block map chain block has a bad magic".into());
+    }
+    let count = get32(b, 24) as usize;
+    if count > EXTENTS_PER_CHAIN {
+        return Err("block map chain block has a bad extent count".into());
+    }
+    let end = CHAIN_HDR + count * EXTENT_SIZE;
+    if crc32c::crc32c(&b[8..end]) != get32(b, 4) {
+        return Err("block map chain checksum mismatch".into());
+    }
+    if get64(b, 8) != ino {
+        return Err("block map chain block belongs to another inode".into());
+    }
+    let ext = (0..count)
+        .map(|i| Extent::decode(&b[CHAIN_HDR + i * EXTENT_SIZE..]))
+        .collect();
+    Ok((get64(b, 16), ext))
+}
+
+/// A directory slot (272 bytes; 15 per directory block).
+///
+/// ```text
+/// 0 ino u64 (0 = empty)  8 crc32c of [0,8) ++ [12, 16 + namelen)  12 kind u8  13 namelen u8
+/// 14 reserved u16        16 name (up to 255 bytes)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dirent {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub name: Vec<u8>,
+}
+
+pub fn kind_code(k: FileKind) -> u8 {
+    match k {
+        FileKind::Regular => 1,
+        FileKind::Directory => 2,
+        FileKind::Symlink => 3,
+        FileKind::Fifo => 4,
+        FileKind::Socket => 5,
+        FileKind::CharDevice => 6,
+        FileKind::BlockDevice => 7,
+    }
+}
+
+pub fn kind_from_code(c: u8) -> Option<FileKind> {
+    Some(match c {
+        1 => FileKind::Regular,
+        2 => FileKind::Directory,
+        3 => FileKind::Symlink,
+        4 => FileKind::Fifo,
+        5 => FileKind::Socket,
+        6 => FileKind::CharDevice,
+        7 => FileKind::BlockDevice,
+        _ => return None,
+    })
+}
+
+fn dirent_crc(b: &[u8], namelen: usize) -> u32 {
+    let c = crc32c::crc32c(&b[0..8]);
+    crc32c::crc32c_append(c, &b[12..16 + namelen])
+}
+
+impl Dirent {
+    pub fn encode(&self) -> [u8; DIRENT_SIZE as usize] {
+        let mut b = [0u8; DIRENT_SIZE as usize];
+        let n = self.name.len().min(255);
+        put64(&mut b, 0, self.ino);
+        b[12] = kind_code(self.kind);
+        b[13] = n as u8;
+        b[16..16 + n].copy_from_slice(&self.name[..n]);
+        let crc = dirent_crc(&b, n);
+        put32(&mut b, 8, crc);
+        b
+    }
+    /// `Ok(None)` for an empty slot.
+    pub fn decode(b: &[u8]) -> Result<Option<Dirent>, String> {
+        let ino = get64(b, 0);
+        if ino == 0 {
+            return Ok(None);
+        }
+        let n = b[13] as usize;
+        if dirent_crc(b, n) != get32(b, 8) {
+            return Err("entry checksum mismatch".into());
+        }
+        let kind = kind_from_code(b[12]).ok_or("entry has a bad file type")?;
+        let name = b[16..16 + n].to_vec();
+        if name.is_empty()
+            || name.contains(&b'/')
+            || name.contains(&0)
+            || name == b"."
+            || name == b".."
+        {
+            return Err("entry has an invalid name".into());
+        }
+        Ok(Some(Dirent { ino, kind, name }))
+    }
+}
+
+/// Region byte offset of directory slot `slot`, given the block holding its page.
+pub fn dirent_off(block: u64, slot: u64) -> u64 {
+    block * BLOCK + (slot % DIRENTS_PER_BLOCK) * DIRENT_SIZE
+}
+
+/// Encodes an xattr block.
+///
+/// ```text
+/// 0 magic "DXXA"  4 crc32c of [8, 16 + used)  8 used u32  12 count u32
+/// 16.. entries: name_len u8, reserved u8, value_len u16, name, value
+/// ```
+/// Returns `None` when the entries do not fit in one block.
+pub fn encode_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; BLOCK as usize];
+    let mut at = XATTR_HDR;
+    for (n, v) in x {
+        let need = 4 + n.len() + v.len();
+        if n.len() > 255 || v.len() > u16::MAX as usize || at + need > BLOCK as usize {
+            return None;
+        }
+        b[at] = n.len() as u8;
+        put16(&mut b, at + 2, v.len() as u16);
+        b[at + 4..at + 4 + n.len()].copy_from_slice(n);
+        b[at + 4 + n.len()..at + need].copy_from_slice(v);
+        at += need;
+    }
+    put32(&mut b, 0, XATTR_MAGIC);
+    put32(&mut b, 8, (at - XATTR_HDR) as u32);
+    put32(&mut b, 12, x.len() as u32);
+    let crc = crc32c::crc32c(&b[8..at]);
+    put32(&mut b, 4, crc);
+    Some(b)
+}
+
+/// Largest total of (4 + name + value) bytes over all xattrs of one inode.
+pub const XATTR_SPACE: usize = BLOCK as usize - XATTR_HDR;
+
+/// An inode's extended attributes: (name, value) pairs in insertion order.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
+    if get32(b, 0) != XATTR_MAGIC {
+        return Err("xattr block has a bad magic".into());
+    }
+    let used = get32(b, 8) as usize;
+    if used > XATTR_SPACE {
+        return Err("xattr block has a bad length".into());
+    }
+    if crc32c::crc32c(&b[8..XATTR_HDR + used]) != get32(b, 4) {
+        return Err("xattr block checksum mismatch".into());
+    }
+    let count = get32(b, 12) as usize;
+    let mut out = Vec::new();
+    let mut at = XATTR_HDR;
+    let end = XATTR_HDR + used;
+    for _ in 0..count {
+        if at + 4 > end {
+            return Err("xattr block entries overrun".into());
+        }
+        let nl = b[at] as usize;
+        let vl = get16(b, at + 2) as usize;
+        if at + 4 + nl + vl > end || nl == 0 {
+            return Err("xattr block entries overrun".into());
+        }
+        out.push((
+            b[at + 4..at + 4 + nl].to_vec(),
+            b[at + 4 + nl..at + 4 + nl + vl].to_vec(),
+        ));
+        at += 4 + nl + vl;
+    }
+    Ok(out)
+}
+
+/// Encodes the bad-block table.
+///
+/// ```text
+/// 0 magic "DXBB"  4 crc32c of [8, 16 + 8 * count)  8 count u32  12 reserved  16.. blocks u64
+/// ```
+pub fn encode_badblocks(blocks: &[u64]) -> Vec<u8> {
+    let n = blocks.len().min(BADBLK_MAX);
+    let mut b = vec![0u8; BADBLK_HDR + n * 8];
+    put32(&mut b, 0, BADBLK_MAGIC);
+    put32(&mut b, 8, n as u32);
+    for (i, &x) in blocks[..n].iter().enumerate() {
+        put64(&mut b, BADBLK_HDR + i * 8, x);
+    }
+    let crc = crc32c::crc32c(&b[8..]);
+    put32(&mut b, 4, crc);
+    b
+}
+
+pub fn decode_badblocks(b: &[u8]) -> Result<Vec<u64>, String> {
+    if get32(b, 0) != BADBLK_MAGIC {
+        return Err("bad-block table has a bad magic".into());
+    }
+    let n = get32(b, 8) as usize;
+    if n > BADBLK_MAX {
+        return Err("bad-block table has a bad count".into());
+    }
+    if crc32c::crc32c(&b[8..BADBLK_HDR + n * 8]) != get32(b, 4) {
+        return Err("bad-block table checksum mismatch".into());
+    }
+    Ok((0..n).map(|i| get64(b, BADBLK_HDR + i * 8)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn superblock_roundtrip_and_checks() {
+        let sb = Superblock::for_region(64 << 20, 4096, 7);
+        sb.check_layout().unwrap();
+        let mut b = sb.encode();
+        assert_eq!(Superblock::decode(&b).unwrap(), sb);
+        b[20] ^= 1;
+        assert!(Superblock::decode(&b).unwrap_err().contains("checksum"));
+        b[0] = b'X';
+        assert!(Superblock::decode(&b).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn inode_dirent_chain_xattr_roundtrip() {
+        let r = InodeRec {
+            mode: libc::S_IFREG | 0o644,
+            nlink: 1,
+            size: 12345,
+            mtime: -5,
+            nextents: 1,
+            inline: [
+                Extent {
+                    page: 1,
+                    block: 2,
+                    len: 3,
+                },
+                Extent::default(),
+                Extent::default(),
+                Extent::default(),
+            ],
+            ..Default::default()
+        };
+        let mut b = r.encode();
+        assert_eq!(InodeRec::decode(&b).unwrap(), r);
+        b[30] ^= 4;
+        assert!(InodeRec::decode(&b).is_err());
+        assert!(InodeRec::decode(&[0u8; 256]).unwrap().is_free());
+
+        let d = Dirent {
+            ino: 9,
+            kind: FileKind::Symlink,
+            name: b"abc".to_vec(),
+        };
+        assert_eq!(Dirent::decode(&d.encode()).unwrap(), Some(d));
+        let ext: Vec<Extent> = (0..10)
+            .map(|i| Extent {
+                page: i,
+                block: 100 + i,
+                len: 1,
+            })
+            .collect();
+        let c = encode_chain(5, 77, &ext);
+        assert_eq!(decode_chain(5, &c).unwrap(), (77, ext));
+        assert!(decode_chain(6, &c).is_err());
+        let x = vec![(b"user.a".to_vec(), b"v".to_vec())];
+        assert_eq!(decode_xattrs(&encode_xattrs(&x).unwrap()).unwrap(), x);
+        let big = vec![(b"user.a".to_vec(), vec![0u8; 5000])];
+        assert!(encode_xattrs(&big).is_none());
+        let bb = encode_badblocks(&[3, 4]);
+        assert_eq!(decode_badblocks(&bb).unwrap(), vec![3, 4]);
+    }
+}

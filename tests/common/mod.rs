@@ -1,0 +1,324 @@
+//! Shared helpers of the FUSE integration tests: the `daxfs` binary, regions in a tempdir, and a
+//! mount guard that unmounts (and kills its daemon) on drop, also when the test panics.
+//!
+//! Rules kept: a test that needs FUSE fails loudly when `/dev/fuse` is missing and `CI=true`
+//! (it is skipped with a message only outside CI); every mount is undone by its guard.
+
+#![allow(dead_code)]
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use daxfs::fuse::mounts;
+
+/// Whether FUSE tests can run here. Panics when they cannot and `CI=true`.
+pub fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();
+    if !ok {
+        let why = if Path::new("/dev/fuse").exists() {
+            "these tests mount FUSE as root and are not root"
+        } else {
+            "/dev/fuse is missing (modprobe fuse)"
+        };
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("FUSE tests cannot run in CI: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+    }
+    ok
+}
+
+/// Skips the calling test (outside CI) when FUSE is unavailable.
+#[macro_export]
+macro_rules! require_fuse {
+    () => {
+        if !$crate::common::fuse_available() {
+            return;
+        }
+    };
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `daxfs` binary beside this test executable (`target/<profile>/daxfs`), built once per test
+/// run with `cargo build -p daxfs-cli` so it is never stale.
+pub fn daxfs_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test>-<hash>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable in target/<profile>/deps");
+        let bin = profile_dir.join("daxfs");
+        if std::env::var_os("DAXFS_NO_BUILD").is_none() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let target_dir = profile_dir.parent().expect("target dir");
+            let st = Command::new(cargo)
+                .args(["build", "-q", "-p", "daxfs-cli"])
+                .arg("--manifest-path")
+                .arg(workspace().join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", target_dir)
+                .status()
+                .expect("run cargo build -p daxfs-cli");
+            assert!(st.success(), "cargo build -p daxfs-cli failed");
+        }
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build -p daxfs-cli` first",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// Runs `daxfs ARGS`.
+pub fn daxfs<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(daxfs_bin())
+        .args(args)
+        .output()
+        .expect("run daxfs")
+}
+
+/// Runs `daxfs ARGS` and panics with its output unless it succeeds. Return: stdout.
+pub fn daxfs_ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<_> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
+    let out = daxfs(&args);
+    assert!(
+        out.status.success(),
+        "daxfs {:?} failed ({}):\nstdout: {}\nstderr: {}",
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch directory (in /dev/shm when possible, for speed).
+pub fn scratch() -> tempfile::TempDir {
+    let b = tempfile::Builder::new()
+        .prefix("daxfs-test-")
+        .tempdir_in("/dev/shm");
+    b.or_else(|_| tempfile::Builder::new().prefix("daxfs-test-").tempdir())
+        .expect("tempdir")
+}
+
+/// A formatted region file with a mount point beside it.
+pub struct Region {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub mnt: PathBuf,
+}
+
+impl Region {
+    /// Creates and formats a region of `size` (`"64M"`).
+    pub fn new(size: &str) -> Region {
+        let dir = scratch();
+        let path = dir.path().join("region");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        daxfs_ok([
+            OsStr::new("mkfs"),
+            path.as_os_str(),
+            OsStr::new("--size"),
+            OsStr::new(size),
+        ]);
+        Region { dir, path, mnt }
+    }
+
+    /// Mounts the region on its mount point with `opts` (`""` for defaults).
+    pub fn mount(&self, opts: &str) -> MountGuard {
+        MountGuard::mount(&self.path, &self.mnt, opts)
+    }
+}
+
+/// A mounted daxfs; unmounts (and kills its daemon if it hangs) on drop.
+pub struct MountGuard {
+    pub mnt: PathBuf,
+    pub region: PathBuf,
+    pub pid: u32,
+    done: bool,
+}
+
+impl MountGuard {
+    /// `daxfs mount REGION MNT -o OPTS` (background daemon); panics if it fails.
+    pub fn mount(region: &Path, mnt: &Path, opts: &str) -> MountGuard {
+        let mut args = vec![
+            "mount".as_ref(),
+            region.as_os_str(),
+            mnt.as_os_str(),
+            "--threads".as_ref(),
+            "2".as_ref(),
+        ];
+        if !opts.is_empty() {
+            args.push("-o".as_ref());
+            args.push(opts.as_ref());
+        }
+        daxfs_ok(&args);
+        Self::adopt(region, mnt)
+    }
+
+    /// Takes charge of a mount made by other means (mount(8), the CLI).
+    pub fn adopt(region: &Path, mnt: &Path) -> MountGuard {
+        let canon = mounts::resolve_mountpoint(mnt);
+        let rec = mounts::lookup(&canon).expect("daemon registered for the mount");
+        MountGuard {
+            mnt: canon,
+            region: region.to_path_buf(),
+            pid: rec.pid,
+            done: false,
+        }
+    }
+
+    /// Path inside the mount.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Unmounts through `daxfs umount` (asserting it succeeds and the daemon exits).
+    pub fn unmount(mut self) {
+        self.done = true;
+        daxfs_ok(["umount".as_ref(), self.mnt.as_os_str()]);
+        assert!(
+            !mounts::daemon_alive(self.pid),
+            "daemon {} still running after umount",
+            self.pid
+        );
+    }
+
+    /// SIGKILLs the daemon (the mount stays, dead: "Transport endpoint is not connected").
+    pub fn kill_daemon(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        for _ in 0..2000 {
+            if !mounts::daemon_alive(self.pid) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("daemon {} survived SIGKILL", self.pid);
+    }
+
+    /// Forgets the mount without unmounting (the caller has unmounted it).
+    pub fn disarm(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if mounts::unmount(&self.mnt, Duration::from_secs(10)).is_err() {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+        if mounts::daemon_alive(self.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Runs `f` in a forked child as `uid:gid` (no supplementary groups). Return: `f`'s result, the
+/// child's exit code (use errno values).
+pub fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: fork in a test process; the child only calls setgroups/setgid/setuid, runs `f`
+    // (plain syscalls through std/libc) and leaves with _exit, never returning into the test
+    // harness.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: plain syscalls in the child.
+            let code = unsafe {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    libc::_exit(200);
+                }
+                f()
+            };
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        -1 => panic!("fork failed"),
+        pid => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+            libc::WEXITSTATUS(status)
+        }
+    }
+}
+
+/// The errno of the last failed call, as an exit code for [`as_user`].
+pub fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(255)
+}
+
+/// A C string of a path.
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Asserts an `io::Result` failed with `errno`.
+#[track_caller]
+pub fn assert_errno<T: std::fmt::Debug>(r: std::io::Result<T>, errno: i32) {
+    match r {
+        Ok(v) => panic!("expected errno {errno}, got Ok({v:?})"),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(errno),
+            "expected errno {errno}, got {e}"
+        ),
+    }
+}
+
+/// Converts a libc return value into an `io::Result`.
+pub fn cvt(r: libc::c_int) -> std::io::Result<libc::c_int> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A small deterministic byte pattern.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

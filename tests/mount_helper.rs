@@ -1,0 +1,138 @@
+//! `mount -t fuse.daxfs REGION MNT` through the `mount.fuse.daxfs` helper, `umount MNT`, and the
+//! two things xfstests checks about a FUSE mount: `df -T` says `fuse`, and `findmnt` gives the
+//! region path as the source.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use daxfs::fuse::mounts;
+
+/// Points `/sbin/mount.fuse.daxfs` at this build for the test and restores what was there.
+struct HelperLink {
+    link: PathBuf,
+    previous: Option<PathBuf>,
+}
+
+impl HelperLink {
+    fn install() -> HelperLink {
+        let link = PathBuf::from("/sbin/mount.fuse.daxfs");
+        let previous = fs::read_link(&link).ok();
+        daxfs_ok(["install-helper", "--dir", "/sbin"]);
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            daxfs_bin().canonicalize().unwrap()
+        );
+        HelperLink { link, previous }
+    }
+}
+
+impl Drop for HelperLink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.link);
+        if let Some(p) = &self.previous {
+            let _ = std::os::unix::fs::symlink(p, &self.link);
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output().expect("run command")
+}
+
+fn wait_daemon_gone(pid: u32) {
+    let t = Instant::now();
+    while mounts::daemon_alive(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "daemon {pid} did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn field(out: &str, line_with: &Path, col: usize) -> String {
+    out.lines()
+        .find(|l| l.contains(line_with.to_str().unwrap()))
+        .and_then(|l| l.split_whitespace().nth(col))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn mount_t_fuse_daxfs_and_umount() {
+    require_fuse!();
+    let _link = HelperLink::install();
+    let r = Region::new("64M");
+    let o = run(Command::new("mount")
+        .args(["-t", "fuse.daxfs"])
+        .arg(&r.path)
+        .arg(&r.mnt));
+    assert!(
+        o.status.success(),
+        "mount -t fuse.daxfs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    // df -T: the type is plain fuse.
+    let df = run(Command::new("df").arg("-T").arg(&g.mnt));
+    let df = String::from_utf8_lossy(&df.stdout).into_owned();
+    assert_eq!(field(&df, &r.path, 1), "fuse", "df -T:\n{df}");
+    // findmnt: the source is the region path exactly as given.
+    let fm = run(Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE,FSTYPE", "--mountpoint"])
+        .arg(&g.mnt));
+    let fm = String::from_utf8_lossy(&fm.stdout).into_owned();
+    let mut cols = fm.split_whitespace();
+    assert_eq!(cols.next(), r.path.to_str(), "findmnt: {fm}");
+    assert_eq!(cols.next(), Some("fuse"), "findmnt: {fm}");
+    let by_source = run(Command::new("findmnt").arg("-n").arg("-S").arg(&r.path));
+    assert!(
+        by_source.status.success(),
+        "findmnt -S REGION finds nothing"
+    );
+    fs::write(g.p("hello"), b"via mount(8)").unwrap();
+
+    // umount(8) unmounts; the daemon exits and releases the region.
+    let pid = g.pid;
+    let o = run(Command::new("umount").arg(&g.mnt));
+    assert!(
+        o.status.success(),
+        "umount: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    g.disarm();
+    wait_daemon_gone(pid);
+
+    // Options mount(8) passes are accepted; daxfs's own too.
+    let o = run(Command::new("mount")
+        .args([
+            "-t",
+            "fuse.daxfs",
+            "-o",
+            "rw,nosuid,nodev,relatime,dax=never",
+        ])
+        .arg(&r.path)
+        .arg(&r.mnt));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    assert_eq!(fs::read(g.p("hello")).unwrap(), b"via mount(8)");
+    g.unmount();
+
+    // An unknown option is refused with a message and leaves no mount.
+    let o = run(Command::new("mount")
+        .args(["-t", "fuse.daxfs", "-o", "frobnicate"])
+        .arg(&r.path)
+        .arg(&r.mnt));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("frobnicate"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(mounts::find_fuse_mount(&mounts::resolve_mountpoint(&r.mnt)).is_none());
+}

@@ -1,0 +1,688 @@
+//! POSIX operations over a real FUSE mount (issue 2, acceptance 2): every operation the adapter
+//! translates, with the error cases users meet.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+
+fn read_all(p: &Path) -> Vec<u8> {
+    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+#[test]
+fn files_read_write_attributes() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("");
+    let f = m.p("a.txt");
+    let data = pattern(1, 300_000);
+    {
+        let mut fh = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o640)
+            .open(&f)
+            .unwrap();
+        fh.write_all(&data).unwrap();
+        fh.sync_all().unwrap();
+        fh.sync_data().unwrap();
+    }
+    assert_eq!(read_all(&f), data);
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!(md.len(), data.len() as u64);
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert!(md.is_file());
+    assert_eq!(md.nlink(), 1);
+    assert!(md.blocks() * 512 >= data.len() as u64);
+
+    // pread/pwrite at offsets.
+    let mut fh = OpenOptions::new().read(true).write(true).open(&f).unwrap();
+    fh.seek(SeekFrom::Start(1000)).unwrap();
+    fh.write_all(b"HELLO").unwrap();
+    let mut buf = [0u8; 5];
+    fh.seek(SeekFrom::Start(1000)).unwrap();
+    fh.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HELLO");
+    drop(fh);
+
+    // chmod, chown, truncate (shrink and grow with zeros), utimes.
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o600);
+    std::os::unix::fs::chown(&f, Some(1000), Some(1001)).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1001));
+    let fh = OpenOptions::new().write(true).open(&f).unwrap();
+    fh.set_len(10).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().len(), 10);
+    fh.set_len(5000).unwrap();
+    drop(fh);
+    let back = read_all(&f);
+    assert_eq!(back.len(), 5000);
+    assert_eq!(&back[..10], &data[..10]);
+    assert!(back[10..].iter().all(|&b| b == 0), "grown part reads zeros");
+    let times = [
+        libc::timespec {
+            tv_sec: 1_000_000,
+            tv_nsec: 5,
+        },
+        libc::timespec {
+            tv_sec: 2_000_000,
+            tv_nsec: 7,
+        },
+    ];
+    // SAFETY: valid C path and a two-element timespec array.
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(&f).as_ptr(), times.as_ptr(), 0) }).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.atime(), md.atime_nsec()), (1_000_000, 5));
+    assert_eq!((md.mtime(), md.mtime_nsec()), (2_000_000, 7));
+
+    // O_TRUNC and O_APPEND.
+    fs::write(&f, b"abc").unwrap();
+    let mut a = OpenOptions::new().append(true).open(&f).unwrap();
+    a.write_all(b"def").unwrap();
+    drop(a);
+    assert_eq!(read_all(&f), b"abcdef");
+    m.unmount();
+}
+
+#[test]
+fn directories_and_errors() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("");
+    let d = m.p("dir");
+    fs::create_dir(&d).unwrap();
+    assert!(fs::metadata(&d).unwrap().is_dir());
+    assert_errno(fs::create_dir(&d), libc::EEXIST);
+    fs::write(d.join("f"), b"x").unwrap();
+    assert_errno(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(d.join("f")),
+        libc::EEXIST,
+    );
+    assert_errno(fs::remove_dir(&d), libc::ENOTEMPTY);
+    assert_errno(fs::read(m.p("missing")), libc::ENOENT);
+    assert_errno(fs::remove_file(m.p("missing")), libc::ENOENT);
+    assert_errno(fs::metadata(d.join("f").join("x")), libc::ENOTDIR);
+    assert_errno(fs::create_dir(d.join("f").join("x")), libc::ENOTDIR);
+    assert_errno(OpenOptions::new().write(true).open(&d), libc::EISDIR);
+    assert_errno(fs::remove_dir(d.join("f")), libc::ENOTDIR);
+    assert_errno(fs::remove_file(&d), libc::EISDIR);
+    let long = "n".repeat(256);
+    assert_errno(fs::write(m.p(&long), b"x"), libc::ENAMETOOLONG);
+    assert_errno(fs::create_dir(m.p(&long)), libc::ENAMETOOLONG);
+    let ok = "n".repeat(255);
+    fs::write(m.p(&ok), b"x").unwrap();
+    assert_eq!(read_all(&m.p(&ok)), b"x");
+
+    // Many entries: readdir(plus) paging returns each exactly once, with types.
+    let many = m.p("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..400 {
+        if i % 4 == 0 {
+            fs::create_dir(many.join(format!("d{i:04}"))).unwrap();
+        } else {
+            fs::write(many.join(format!("f{i:04}")), i.to_string()).unwrap();
+        }
+    }
+    let mut names: Vec<_> = fs::read_dir(&many)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let is_dir = e.file_type().unwrap().is_dir();
+            let n = e.file_name().into_string().unwrap();
+            assert_eq!(is_dir, n.starts_with('d'), "{n}");
+            n
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 400);
+    names.dedup();
+    assert_eq!(names.len(), 400);
+    // fsyncdir.
+    File::open(&many).unwrap().sync_all().unwrap();
+    for i in 0..400 {
+        if i % 4 == 0 {
+            fs::remove_dir(many.join(format!("d{i:04}"))).unwrap();
+        } else {
+            fs::remove_file(many.join(format!("f{i:04}"))).unwrap();
+        }
+    }
+    fs::remove_dir(&many).unwrap();
+    assert_errno(fs::metadata(&many), libc::ENOENT);
+    assert_eq!(
+        fs::metadata(m.p("")).unwrap().nlink(),
+        3,
+        "root: ., .., dir"
+    );
+    m.unmount();
+}
+
+#[test]
+fn links_symlinks_and_renames() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("");
+    fs::write(m.p("a"), b"AAA").unwrap();
+    fs::write(m.p("b"), b"BBB").unwrap();
+    std::os::unix::fs::symlink("a", m.p("s")).unwrap();
+    assert_eq!(fs::read_link(m.p("s")).unwrap(), Path::new("a"));
+    assert!(fs::symlink_metadata(m.p("s"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read_all(&m.p("s")), b"AAA");
+    let long_target = "t/".repeat(1000);
+    std::os::unix::fs::symlink(&long_target, m.p("long")).unwrap();
+    assert_eq!(fs::read_link(m.p("long")).unwrap(), Path::new(&long_target));
+
+    fs::hard_link(m.p("a"), m.p("a2")).unwrap();
+    let (ma, ma2) = (
+        fs::metadata(m.p("a")).unwrap(),
+        fs::metadata(m.p("a2")).unwrap(),
+    );
+    assert_eq!(ma.ino(), ma2.ino());
+    assert_eq!(ma.nlink(), 2);
+    assert_errno(fs::hard_link(m.p("a"), m.p("b")), libc::EEXIST);
+    fs::remove_file(m.p("a2")).unwrap();
+    assert_eq!(fs::metadata(m.p("a")).unwrap().nlink(), 1);
+
+    let rename2 = |from: &str, to: &str, flags: u32| {
+        // SAFETY: valid C paths.
+        cvt(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cpath(&m.p(from)).as_ptr(),
+                libc::AT_FDCWD,
+                cpath(&m.p(to)).as_ptr(),
+                flags,
+            )
+        })
+    };
+    assert_errno(rename2("a", "b", libc::RENAME_NOREPLACE), libc::EEXIST);
+    rename2("a", "b", libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(read_all(&m.p("a")), b"BBB");
+    assert_eq!(read_all(&m.p("b")), b"AAA");
+    rename2("a", "c", libc::RENAME_NOREPLACE).unwrap();
+    assert_errno(fs::metadata(m.p("a")), libc::ENOENT);
+    fs::rename(m.p("c"), m.p("b")).unwrap(); // replaces b
+    assert_eq!(read_all(&m.p("b")), b"BBB");
+    assert_errno(rename2("zz", "b", 0), libc::ENOENT);
+
+    fs::create_dir_all(m.p("d1/sub")).unwrap();
+    fs::create_dir(m.p("d2")).unwrap();
+    fs::write(m.p("d2/x"), b"x").unwrap();
+    assert_errno(fs::rename(m.p("d1"), m.p("d2")), libc::ENOTEMPTY);
+    fs::remove_file(m.p("d2/x")).unwrap();
+    fs::rename(m.p("d1"), m.p("d2")).unwrap();
+    assert!(fs::metadata(m.p("d2/sub")).unwrap().is_dir());
+    assert_errno(fs::rename(m.p("d2"), m.p("b")), libc::ENOTDIR);
+    assert_errno(fs::rename(m.p("b"), m.p("d2")), libc::EISDIR);
+    // A directory moved between parents keeps a correct `..` link count.
+    fs::create_dir(m.p("d3")).unwrap();
+    fs::rename(m.p("d2/sub"), m.p("d3/sub")).unwrap();
+    assert_eq!(fs::metadata(m.p("d2")).unwrap().nlink(), 2);
+    assert_eq!(fs::metadata(m.p("d3")).unwrap().nlink(), 3);
+    m.unmount();
+}
+
+#[test]
+fn special_nodes() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("dev");
+    let mk = |name: &str, mode: u32, dev: libc::dev_t| {
+        // SAFETY: valid C path.
+        cvt(unsafe { libc::mknod(cpath(&m.p(name)).as_ptr(), mode, dev) })
+    };
+    mk("fifo", libc::S_IFIFO | 0o644, 0).unwrap();
+    mk("sock", libc::S_IFSOCK | 0o644, 0).unwrap();
+    mk("chr", libc::S_IFCHR | 0o644, libc::makedev(1, 3)).unwrap();
+    mk("blk", libc::S_IFBLK | 0o600, libc::makedev(7, 0)).unwrap();
+    mk("reg", libc::S_IFREG | 0o600, 0).unwrap();
+    let t = |n: &str| fs::symlink_metadata(m.p(n)).unwrap();
+    assert!(t("fifo").file_type().is_fifo());
+    assert!(t("sock").file_type().is_socket());
+    assert!(t("chr").file_type().is_char_device());
+    assert_eq!(t("chr").rdev(), libc::makedev(1, 3));
+    assert!(t("blk").file_type().is_block_device());
+    assert_eq!(t("blk").rdev(), libc::makedev(7, 0));
+    assert!(t("reg").is_file());
+    assert_eq!(t("blk").mode() & 0o7777, 0o600);
+    assert_errno(mk("fifo", libc::S_IFIFO | 0o644, 0), libc::EEXIST);
+    // The char device node works as /dev/null does (mounted with `dev`).
+    let mut f = OpenOptions::new().write(true).open(m.p("chr")).unwrap();
+    f.write_all(b"discarded").unwrap();
+    drop(f);
+    m.unmount();
+}
+
+fn xattr_set(p: &Path, name: &str, v: &[u8], flags: i32) -> std::io::Result<i32> {
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a value buffer of the given length.
+    cvt(unsafe {
+        libc::setxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            flags,
+        )
+    })
+}
+
+fn xattr_get(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe {
+        libc::getxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+fn xattr_list(p: &Path) -> Vec<String> {
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C string and a buffer of the given length.
+    let r = unsafe { libc::listxattr(cpath(p).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(r >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf.truncate(r as usize);
+    buf.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn extended_attributes() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("");
+    let f = m.p("x");
+    fs::write(&f, b"data").unwrap();
+    for name in ["user.one", "security.two", "trusted.three"] {
+        xattr_set(&f, name, name.as_bytes(), 0).unwrap();
+        assert_eq!(xattr_get(&f, name).unwrap(), name.as_bytes());
+    }
+    let big = pattern(3, 2000);
+    xattr_set(&f, "user.big", &big, 0).unwrap();
+    assert_eq!(xattr_get(&f, "user.big").unwrap(), big);
+    let mut names = xattr_list(&f);
+    names.sort();
+    for n in ["security.two", "trusted.three", "user.big", "user.one"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    // Size query (size 0).
+    let n = std::ffi::CString::new("user.one").unwrap();
+    // SAFETY: a null buffer of size 0 asks for the size.
+    let sz = unsafe { libc::getxattr(cpath(&f).as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    assert_eq!(sz, 8);
+    assert_errno(
+        xattr_set(&f, "user.one", b"v", libc::XATTR_CREATE),
+        libc::EEXIST,
+    );
+    assert_errno(
+        xattr_set(&f, "user.none", b"v", libc::XATTR_REPLACE),
+        libc::ENODATA,
+    );
+    xattr_set(&f, "user.one", b"new", libc::XATTR_REPLACE).unwrap();
+    assert_eq!(xattr_get(&f, "user.one").unwrap(), b"new");
+    assert_errno(xattr_get(&f, "user.none"), libc::ENODATA);
+    let n = std::ffi::CString::new("user.one").unwrap();
+    // SAFETY: valid C strings.
+    cvt(unsafe { libc::removexattr(cpath(&f).as_ptr(), n.as_ptr()) }).unwrap();
+    assert_errno(xattr_get(&f, "user.one"), libc::ENODATA);
+    // On a directory too.
+    fs::create_dir(m.p("d")).unwrap();
+    xattr_set(&m.p("d"), "user.d", b"dir", 0).unwrap();
+    assert_eq!(xattr_get(&m.p("d"), "user.d").unwrap(), b"dir");
+    m.unmount();
+}
+
+fn seek(f: &File, off: i64, whence: i32) -> std::io::Result<i64> {
+    // SAFETY: lseek on an open descriptor.
+    let r = unsafe { libc::lseek(f.as_raw_fd(), off, whence) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn falloc(f: &File, mode: i32, off: i64, len: i64) -> std::io::Result<i32> {
+    // SAFETY: fallocate on an open descriptor.
+    cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) })
+}
+
+#[test]
+fn fallocate_seek_data_hole_copy_file_range() {
+    require_fuse!();
+    let r = Region::new("128M");
+    let m = r.mount("");
+    const M8: i64 = 8 << 20;
+    let p = m.p("sparse");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    // Data at 0..4k and at 8M..8M+4k, a hole between.
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&pattern(5, 4096), 0).unwrap();
+    f.write_all_at(&pattern(6, 4096), M8 as u64).unwrap();
+    assert_eq!(seek(&f, 0, libc::SEEK_DATA).unwrap(), 0);
+    let hole = seek(&f, 0, libc::SEEK_HOLE).unwrap();
+    assert!((4096..M8).contains(&hole), "hole at {hole}");
+    assert_eq!(seek(&f, hole, libc::SEEK_DATA).unwrap(), M8);
+    assert_eq!(seek(&f, M8, libc::SEEK_HOLE).unwrap(), M8 + 4096);
+    assert_errno(seek(&f, M8 + 4096, libc::SEEK_DATA), libc::ENXIO);
+    let mut buf = vec![1u8; 4096];
+    f.read_exact_at(&mut buf, 4 << 20).unwrap();
+    assert!(buf.iter().all(|&b| b == 0), "hole reads zeros");
+
+    // Default mode extends the size.
+    let g = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.p("alloc"))
+        .unwrap();
+    falloc(&g, 0, 0, 1 << 20).unwrap();
+    let md = g.metadata().unwrap();
+    assert_eq!(md.len(), 1 << 20);
+    assert!(md.blocks() * 512 >= 1 << 20);
+    // KEEP_SIZE allocates without changing the size.
+    falloc(&g, libc::FALLOC_FL_KEEP_SIZE, 1 << 20, 1 << 20).unwrap();
+    let md2 = g.metadata().unwrap();
+    assert_eq!(md2.len(), 1 << 20);
+    assert!(md2.blocks() > md.blocks());
+    // PUNCH_HOLE zeros a range and keeps the size.
+    g.write_all_at(&pattern(7, 1 << 20), 0).unwrap();
+    falloc(
+        &g,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        4096,
+        8192,
+    )
+    .unwrap();
+    let mut back = vec![0u8; 1 << 20];
+    g.read_exact_at(&mut back, 0).unwrap();
+    let want = pattern(7, 1 << 20);
+    assert_eq!(&back[..4096], &want[..4096]);
+    assert!(back[4096..12288].iter().all(|&b| b == 0));
+    assert_eq!(&back[12288..], &want[12288..]);
+    assert_eq!(g.metadata().unwrap().len(), 1 << 20);
+    // ZERO_RANGE zeros and may extend.
+    falloc(&g, libc::FALLOC_FL_ZERO_RANGE, 100_000, 50_000).unwrap();
+    g.read_exact_at(&mut back, 0).unwrap();
+    assert!(back[100_000..150_000].iter().all(|&b| b == 0));
+    assert_eq!(&back[150_000..], &want[150_000..]);
+    falloc(&g, libc::FALLOC_FL_ZERO_RANGE, 1 << 20, 4096).unwrap();
+    assert_eq!(g.metadata().unwrap().len(), (1 << 20) + 4096);
+    // An unsupported mode is refused.
+    assert_errno(
+        falloc(&g, libc::FALLOC_FL_COLLAPSE_RANGE, 0, 4096),
+        libc::EOPNOTSUPP,
+    );
+
+    // copy_file_range.
+    let src = pattern(9, 300_000);
+    fs::write(m.p("src"), &src).unwrap();
+    let a = File::open(m.p("src")).unwrap();
+    let b = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(m.p("dst"))
+        .unwrap();
+    let mut off_in: i64 = 1000;
+    let mut off_out: i64 = 5000;
+    let mut done = 0usize;
+    while done < 200_000 {
+        // SAFETY: open descriptors and valid offset pointers.
+        let n = unsafe {
+            libc::copy_file_range(
+                a.as_raw_fd(),
+                &mut off_in,
+                b.as_raw_fd(),
+                &mut off_out,
+                200_000 - done,
+                0,
+            )
+        };
+        assert!(
+            n > 0,
+            "copy_file_range: {}",
+            std::io::Error::last_os_error()
+        );
+        done += n as usize;
+    }
+    drop(b);
+    let d = read_all(&m.p("dst"));
+    assert_eq!(d.len(), 205_000);
+    assert!(d[..5000].iter().all(|&x| x == 0));
+    assert_eq!(&d[5000..], &src[1000..201_000]);
+    drop((f, g, a));
+    m.unmount();
+}
+
+#[test]
+fn statfs_and_enospc() {
+    require_fuse!();
+    let r = Region::new("16M");
+    let m = r.mount("");
+    let before = nix::sys::statvfs::statvfs(&m.mnt).unwrap();
+    assert!(before.blocks() > 0);
+    assert!(before.blocks_free() <= before.blocks());
+    assert_eq!(before.name_max(), 255);
+    let chunk = vec![0xA5u8; 1 << 20];
+    let mut f = File::create(m.p("fill")).unwrap();
+    let mut written = 0u64;
+    let err = loop {
+        match f.write(&chunk) {
+            Ok(0) => panic!("write returned 0"),
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 64 << 20, "a 16M region took {written} bytes");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(written >= 4 << 20, "only {written} bytes fit");
+    let full = nix::sys::statvfs::statvfs(&m.mnt).unwrap();
+    assert!(full.blocks_free() < before.blocks_free());
+    drop(f);
+    // The filesystem keeps working once space is freed. The blocks of an unlinked file are freed
+    // when the kernel forgets the inode (FORGET is queued asynchronously): allow it a moment.
+    fs::remove_file(m.p("fill")).unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        match fs::write(m.p("again"), &chunk) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && t.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("write after freeing space: {e}"),
+        }
+    }
+    assert_eq!(read_all(&m.p("again")), chunk);
+    m.unmount();
+}
+
+#[test]
+fn permissions_for_a_non_root_user() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("");
+    fs::create_dir(m.p("private")).unwrap();
+    fs::set_permissions(m.p("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(m.p("private/f"), b"secret").unwrap();
+    fs::write(m.p("secret"), b"secret").unwrap();
+    fs::set_permissions(m.p("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(m.p("public"), b"public").unwrap();
+    fs::set_permissions(m.p("public"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::create_dir(m.p("open")).unwrap();
+    fs::set_permissions(m.p("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    let (nobody, nogroup) = (65534, 65534);
+    let errno_of = |r: std::io::Result<()>| match r {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(255),
+    };
+    let p = |s: &str| m.p(s);
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("private/f")).map(drop)
+        )),
+        libc::EACCES
+    );
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("secret")).map(drop)
+        )),
+        libc::EACCES
+    );
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(fs::write(p("public"), b"x"))),
+        libc::EACCES
+    );
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(fs::write(p("new"), b"x"))),
+        libc::EACCES
+    );
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(fs::set_permissions(
+            p("public"),
+            fs::Permissions::from_mode(0o777)
+        ))),
+        libc::EPERM
+    );
+    // What the user may do works, and the new file is theirs.
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(
+            fs::read(p("public")).map(drop)
+        )),
+        0
+    );
+    assert_eq!(
+        as_user(nobody, nogroup, || errno_of(fs::write(
+            p("open/mine"),
+            b"x"
+        ))),
+        0
+    );
+    let md = fs::metadata(m.p("open/mine")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (nobody, nogroup));
+    m.unmount();
+}
+
+fn mmap_round_trip(m: &MountGuard) {
+    use std::os::unix::fs::FileExt;
+    let p = m.p("mapped");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    let len = 64 * 1024;
+    f.set_len(len as u64).unwrap();
+    f.write_all_at(&pattern(11, 4096), 8192).unwrap();
+    // SAFETY: mapping an open file of `len` bytes, shared, read-write.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        addr,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the mapping is `len` bytes long and stays mapped until munmap below.
+    let map = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+    assert_eq!(
+        &map[8192..12288],
+        &pattern(11, 4096)[..],
+        "write() seen through mmap"
+    );
+    map[100..105].copy_from_slice(b"MMAP!");
+    map[40_000..44_096].copy_from_slice(&pattern(12, 4096));
+    // SAFETY: msync/munmap of the mapping made above.
+    unsafe {
+        assert_eq!(libc::msync(addr, len, libc::MS_SYNC), 0);
+        assert_eq!(libc::munmap(addr, len), 0);
+    }
+    drop(f);
+    let back = read_all(&p);
+    assert_eq!(&back[100..105], b"MMAP!");
+    assert_eq!(&back[40_000..44_096], &pattern(12, 4096)[..]);
+}
+
+#[test]
+fn shared_mmap_dax_always() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("dax=always");
+    mmap_round_trip(&m);
+    m.unmount();
+}
+
+#[test]
+fn page_cache_modes_dax_never_and_inode() {
+    require_fuse!();
+    let r = Region::new("64M");
+    for opts in ["dax=never", "dax=inode"] {
+        let m = r.mount(opts);
+        let data = pattern(13, 1 << 20);
+        fs::write(m.p(opts), &data).unwrap();
+        assert_eq!(read_all(&m.p(opts)), data, "{opts}");
+        mmap_round_trip(&m);
+        m.unmount();
+    }
+    // Both files are there after both mounts.
+    let m = r.mount("");
+    assert_eq!(read_all(&m.p("dax=never")), pattern(13, 1 << 20));
+    assert_eq!(read_all(&m.p("dax=inode")), pattern(13, 1 << 20));
+    m.unmount();
+}
+
+#[test]
+fn read_only_mount_refuses_writes() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::write(m.p("f"), b"kept").unwrap();
+    m.unmount();
+    let m = r.mount("ro");
+    assert_eq!(read_all(&m.p("f")), b"kept");
+    assert_errno(fs::write(m.p("g"), b"x"), libc::EROFS);
+    assert_errno(OpenOptions::new().write(true).open(m.p("f")), libc::EROFS);
+    m.unmount();
+}
