@@ -235,3 +235,94 @@ fn inode_exhaustion_is_enospc() {
     assert_eq!(again.ino, ino5);
     assert!(again.generation > 1);
 }
+
+#[test]
+fn streaming_small_writes_get_pmd_runs_and_prealloc_is_never_stale() {
+    let (_d, path) = region(64 << 20);
+    let c = Ctx::root();
+    let ino;
+    {
+        let fs = open(&path);
+        // Dirty the free space so that stale bytes would show.
+        let (junk, jfh) = fs
+            .create(ROOT_INO, OsStr::new("junk"), 0o644, 0, &c)
+            .unwrap();
+        fs.write(junk.ino, 0, &vec![0xeeu8; 40 << 20], &c).unwrap();
+        fs.release(junk.ino, jfh).unwrap();
+        fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
+        fs.forget(junk.ino, 1);
+        // A FUSE-like stream: 128 KiB writes, 6 MiB + 100 bytes.
+        let (a, fh) = fs
+            .create(ROOT_INO, OsStr::new("stream"), 0o644, 0, &c)
+            .unwrap();
+        ino = a.ino;
+        let total = 3 * MB2 + 100;
+        let piece = vec![0x11u8; 128 << 10];
+        let mut off = 0u64;
+        while off < total {
+            let n = (total - off).min(piece.len() as u64) as usize;
+            fs.write(a.ino, off, &piece[..n], &c).unwrap();
+            off += n as u64;
+        }
+        let maps = fs.mappings(a.ino).unwrap();
+        // The first 2 MiB is PTE-mapped (the file was small); the next two chunks are PMDs.
+        let pmds: Vec<_> = maps.iter().filter(|m| m.order == 9).collect();
+        assert_eq!(pmds.len(), 3, "{maps:?}");
+        assert!(pmds
+            .iter()
+            .all(|m| m.region_block % 512 == 0 && m.file_index % 512 == 0));
+        // Growing the file over the preallocated tail shows zeros, never stale bytes.
+        fs.setattr(
+            a.ino,
+            &SetAttr {
+                size: Some(4 * MB2 - 10),
+                ..Default::default()
+            },
+            &c,
+        )
+        .unwrap();
+        let mut buf = vec![1u8; MB2 as usize];
+        let got = fs.read(a.ino, 3 * MB2, &mut buf).unwrap();
+        assert_eq!(got as u64, MB2 - 10);
+        assert!(buf[..100].iter().all(|&x| x == 0x11));
+        assert!(
+            buf[100..got].iter().all(|&x| x == 0),
+            "stale bytes in a preallocated block"
+        );
+        fs.release(a.ino, fh).unwrap();
+        fs.close().unwrap();
+    }
+    let fs = open(&path);
+    assert_eq!(fs.getattr(ino).unwrap().size, 4 * MB2 - 10);
+    let mut buf = vec![1u8; MB2 as usize];
+    let got = fs.read(ino, 3 * MB2, &mut buf).unwrap();
+    assert!(buf[100..got].iter().all(|&x| x == 0));
+    drop(fs);
+    assert!(DaxFs::fsck(&path, false).unwrap().is_empty());
+}
+
+#[test]
+fn preallocated_tail_is_zeroed_before_commit() {
+    let (_d, path) = region(64 << 20);
+    let c = Ctx::root();
+    let fs = open(&path);
+    let (junk, jfh) = fs
+        .create(ROOT_INO, OsStr::new("junk"), 0o644, 0, &c)
+        .unwrap();
+    fs.write(junk.ino, 0, &vec![0xeeu8; 40 << 20], &c).unwrap();
+    fs.release(junk.ino, jfh).unwrap();
+    fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
+    fs.forget(junk.ino, 1);
+    let (a, _fh) = fs.create(ROOT_INO, OsStr::new("f"), 0o644, 0, &c).unwrap();
+    fs.write(a.ino, 0, &vec![1u8; 600 << 10], &c).unwrap();
+    fs.fsync(a.ino, false).unwrap();
+    // The whole run is mapped (still open, not trimmed) and every byte past EOF is zero.
+    let m = fs.mappings(a.ino).unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].order, 9);
+    let mut blk = vec![0u8; (MB2 - (600 << 10)) as usize];
+    fs.region()
+        .read_at(m[0].region_block * 4096 + (600 << 10), &mut blk)
+        .unwrap();
+    assert!(blk.iter().all(|&x| x == 0));
+}
