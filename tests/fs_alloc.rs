@@ -31,6 +31,26 @@ fn open(p: &Path) -> DaxFs {
 
 const MB2: u64 = 2 << 20;
 
+/// Fills every free block with 0xee, then frees them all: stale bytes would show afterwards.
+fn fill_with_junk(fs: &DaxFs) {
+    let c = Ctx::root();
+    let (junk, jfh) = fs
+        .create(ROOT_INO, OsStr::new("junk"), 0o644, 0, &c)
+        .unwrap();
+    let chunk = vec![0xeeu8; 1 << 20];
+    let mut off = 0;
+    while fs.write(junk.ino, off, &chunk, &c).is_ok() {
+        off += 1 << 20;
+    }
+    while fs.write(junk.ino, off, &chunk[..4096], &c).is_ok() {
+        off += 4096;
+    }
+    assert_eq!(fs.statfs().unwrap().bfree, 0);
+    fs.release(junk.ino, jfh).unwrap();
+    fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
+    fs.forget(junk.ino, 1);
+}
+
 fn assert_pmd_mapped(maps: &[MappingInfo], chunks: u64) {
     assert_eq!(maps.len() as u64, chunks, "{maps:?}");
     for (i, m) in maps.iter().enumerate() {
@@ -244,13 +264,7 @@ fn streaming_small_writes_get_pmd_runs_and_prealloc_is_never_stale() {
     {
         let fs = open(&path);
         // Dirty the free space so that stale bytes would show.
-        let (junk, jfh) = fs
-            .create(ROOT_INO, OsStr::new("junk"), 0o644, 0, &c)
-            .unwrap();
-        fs.write(junk.ino, 0, &vec![0xeeu8; 40 << 20], &c).unwrap();
-        fs.release(junk.ino, jfh).unwrap();
-        fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
-        fs.forget(junk.ino, 1);
+        fill_with_junk(&fs);
         // A FUSE-like stream: 128 KiB writes, 6 MiB + 100 bytes.
         let (a, fh) = fs
             .create(ROOT_INO, OsStr::new("stream"), 0o644, 0, &c)
@@ -306,13 +320,7 @@ fn preallocated_tail_is_zeroed_before_commit() {
     let (_d, path) = region(64 << 20);
     let c = Ctx::root();
     let fs = open(&path);
-    let (junk, jfh) = fs
-        .create(ROOT_INO, OsStr::new("junk"), 0o644, 0, &c)
-        .unwrap();
-    fs.write(junk.ino, 0, &vec![0xeeu8; 40 << 20], &c).unwrap();
-    fs.release(junk.ino, jfh).unwrap();
-    fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
-    fs.forget(junk.ino, 1);
+    fill_with_junk(&fs);
     let (a, _fh) = fs.create(ROOT_INO, OsStr::new("f"), 0o644, 0, &c).unwrap();
     fs.write(a.ino, 0, &vec![1u8; 600 << 10], &c).unwrap();
     fs.fsync(a.ino, false).unwrap();
