@@ -862,19 +862,22 @@ impl DaxFs {
     ) -> FsResult<bool> {
         let mut new: Vec<(u64, u64, u64)> = Vec::new(); // (page, block, pages)
         let mut p = first;
-        let mut goal = first
-            .checked_sub(1)
-            .and_then(|q| inode.map.lookup(q))
-            .map(|x| x.0 + 1);
+        // Allocation goal: the block after the previous page's, computed only when needed.
+        let mut goal: Option<Option<u64>> = None;
         let mut guard = None;
         let mut failed = false;
         while p < end {
             if let Some((b, order)) = inode.map.lookup(p) {
                 let run = (1u64 << order) - (p & ((1u64 << order) - 1));
-                goal = Some(b + run);
+                goal = Some(Some(b + run));
                 p += run;
                 continue;
             }
+            let g = *goal.get_or_insert_with(|| {
+                p.checked_sub(1)
+                    .and_then(|q| inode.map.lookup(q))
+                    .map(|x| x.0 + 1)
+            });
             let a = guard.get_or_insert_with(|| self.alloc.lock());
             if p % PMD_PAGES == 0
                 && (p + PMD_PAGES <= end || prealloc)
@@ -884,18 +887,18 @@ impl DaxFs {
                     inode.map.map(p, PMD_ORDER, h);
                     new.push((p, h, PMD_PAGES));
                     p += PMD_PAGES;
-                    goal = Some(h + PMD_PAGES);
+                    goal = Some(Some(h + PMD_PAGES));
                     continue;
                 }
             }
-            match a.alloc_near(goal) {
+            match a.alloc_near(g) {
                 Some(b) => {
                     inode.map.map(p, 0, b);
                     match new.last_mut() {
                         Some((lp, lb, ln)) if *lp + *ln == p && *lb + *ln == b => *ln += 1,
                         _ => new.push((p, b, 1)),
                     }
-                    goal = Some(b + 1);
+                    goal = Some(Some(b + 1));
                     p += 1;
                 }
                 None => {
