@@ -220,7 +220,11 @@ mod tests {
     fn bad_input_is_refused() {
         assert!(DaxEntry::new(DAX_MAX_BLOCK + 1, 0).is_none());
         let max = DaxEntry::new(DAX_MAX_BLOCK, DAX_FLAGS).unwrap();
-        assert_eq!(max.raw(), (1 << DAX_VALUE_BITS) - 1, "values stay below 2^59");
+        assert_eq!(
+            max.raw(),
+            (1 << DAX_VALUE_BITS) - 1,
+            "values stay below 2^59"
+        );
         assert!(DaxEntry::new(1, 1 << DAX_SHIFT).is_none());
     }
 
