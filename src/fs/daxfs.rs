@@ -552,6 +552,8 @@ impl DaxFs {
     /// dirty data. Context: inode lock held exclusive.
     fn commit_inode_into(&self, tx: &mut Tx, inode: &Inode, st: &mut IState) -> FsResult<()> {
         if st.rec.nlink > 0 {
+            // Media never sees a mapped block with stale contents.
+            self.init_uninit(inode, st, u64::MAX, None)?;
             self.persist_data(inode, st)?;
         }
         if st.map_dirty || st.rec.nextents as usize > INLINE_EXTENTS && st.chain.is_empty() {
@@ -844,6 +846,11 @@ impl DaxFs {
     /// `written` (byte range) will be overwritten. Whole unmapped 2 MiB-aligned chunks of the range
     /// get a 2 MiB-aligned run (order-9 entry). Returns whether anything was allocated.
     /// On ENOSPC, pages allocated by this call are unmapped again.
+    ///
+    /// With `prealloc` (an extending write), an unmapped 2 MiB-aligned chunk at the end of the
+    /// range gets a whole 2 MiB run even if the write covers only its start; the pages past the
+    /// write are left uninitialized (`IState::uninit`, beyond EOF, zeroed before they can become
+    /// visible or reach media) and trimmed at the last release if still unused.
     fn fill_range(
         &self,
         inode: &Inode,
@@ -851,43 +858,47 @@ impl DaxFs {
         first: u64,
         end: u64,
         written: Option<(u64, u64)>,
+        prealloc: bool,
     ) -> FsResult<bool> {
         let mut new: Vec<(u64, u64, u64)> = Vec::new(); // (page, block, pages)
         let mut p = first;
-        let mut goal = first
-            .checked_sub(1)
-            .and_then(|q| inode.map.lookup(q))
-            .map(|x| x.0 + 1);
+        // Allocation goal: the block after the previous page's, computed only when needed.
+        let mut goal: Option<Option<u64>> = None;
         let mut guard = None;
         let mut failed = false;
         while p < end {
             if let Some((b, order)) = inode.map.lookup(p) {
                 let run = (1u64 << order) - (p & ((1u64 << order) - 1));
-                goal = Some(b + run);
+                goal = Some(Some(b + run));
                 p += run;
                 continue;
             }
+            let g = *goal.get_or_insert_with(|| {
+                p.checked_sub(1)
+                    .and_then(|q| inode.map.lookup(q))
+                    .map(|x| x.0 + 1)
+            });
             let a = guard.get_or_insert_with(|| self.alloc.lock());
             if p % PMD_PAGES == 0
-                && p + PMD_PAGES <= end
+                && (p + PMD_PAGES <= end || prealloc)
                 && inode.map.entries_in(p, p + PMD_PAGES).is_empty()
             {
                 if let Some(h) = a.alloc_huge() {
                     inode.map.map(p, PMD_ORDER, h);
                     new.push((p, h, PMD_PAGES));
                     p += PMD_PAGES;
-                    goal = Some(h + PMD_PAGES);
+                    goal = Some(Some(h + PMD_PAGES));
                     continue;
                 }
             }
-            match a.alloc_near(goal) {
+            match a.alloc_near(g) {
                 Some(b) => {
                     inode.map.map(p, 0, b);
                     match new.last_mut() {
                         Some((lp, lb, ln)) if *lp + *ln == p && *lb + *ln == b => *ln += 1,
                         _ => new.push((p, b, 1)),
                     }
-                    goal = Some(b + 1);
+                    goal = Some(Some(b + 1));
                     p += 1;
                 }
                 None => {
@@ -910,7 +921,14 @@ impl DaxFs {
             return Ok(false);
         }
         for &(np, nb, n) in &new {
-            let (s, e) = (np * BLOCK, (np + n) * BLOCK);
+            let (s, mut e) = (np * BLOCK, (np + n) * BLOCK);
+            if np + n > end {
+                // A preallocated chunk: pages past the write stay uninitialized.
+                let init_end = end.max(np);
+                st.uninit = (init_end, np + n);
+                st.prealloc = (init_end, np + n);
+                e = init_end * BLOCK;
+            }
             let (ws, we) = written.map_or((s, s), |(a, b)| (a.clamp(s, e), b.clamp(s, e)));
             let base = nb * BLOCK;
             if ws > s {
@@ -920,11 +938,57 @@ impl DaxFs {
                 let from = we.max(ws);
                 self.region.zero(base + (from - s), e - from).map_err(eio)?;
             }
-            st.mark_data(np, np + n);
+            st.mark_data(np, e / BLOCK);
         }
         st.map_dirty = true;
         st.dirty = true;
         Ok(true)
+    }
+
+    /// Zeroes the uninitialized preallocated pages below page `upto`, except the bytes in
+    /// `written` (about to be overwritten). Called before the file size grows over them and before
+    /// the block map is committed. Context: inode lock exclusive.
+    fn init_uninit(
+        &self,
+        inode: &Inode,
+        st: &mut IState,
+        upto: u64,
+        written: Option<(u64, u64)>,
+    ) -> FsResult<()> {
+        let (lo, hi) = st.uninit;
+        let zhi = hi.min(upto);
+        if lo >= zhi {
+            return Ok(());
+        }
+        let (s, e) = (lo * BLOCK, zhi * BLOCK);
+        match written {
+            Some((ws, we)) if ws < e && we > s => {
+                self.zero_mapped(inode, st, s, ws.max(s))?;
+                self.zero_mapped(inode, st, we.min(e), e)?;
+            }
+            _ => self.zero_mapped(inode, st, s, e)?,
+        }
+        st.uninit = if zhi >= hi { (0, 0) } else { (zhi, hi) };
+        Ok(())
+    }
+
+    /// Frees preallocated pages still past EOF (at the last release). Context: inode lock
+    /// exclusive.
+    fn trim_prealloc(&self, tx: &mut Tx, inode: &Inode, st: &mut IState) {
+        let (lo, hi) = st.prealloc;
+        let lo = lo.max(st.rec.size.div_ceil(BLOCK));
+        if lo < hi {
+            let freed = inode.map.unmap_range(lo, hi);
+            if !freed.is_empty() {
+                st.map_dirty = true;
+                st.dirty = true;
+            }
+            for (b, n) in freed {
+                tx.free_after.extend(b..b + n);
+            }
+        }
+        st.prealloc = (0, 0);
+        st.uninit = (0, 0);
     }
 
     /// Zeroes file bytes `[s, e)` where mapped (both inside one page or spanning pages), noting
@@ -964,12 +1028,17 @@ impl DaxFs {
             if !freed.is_empty() {
                 st.map_dirty = true;
             }
+            st.uninit = (0, 0);
+            st.prealloc = (0, 0);
             for (b, n) in freed {
                 tx.free_after.extend(b..b + n);
             }
-        } else if new > old && old % BLOCK != 0 {
-            let pe = ((old / BLOCK + 1) * BLOCK).min(new);
-            self.zero_mapped(inode, st, old, pe)?;
+        } else if new > old {
+            if old % BLOCK != 0 {
+                let pe = ((old / BLOCK + 1) * BLOCK).min(new);
+                self.zero_mapped(inode, st, old, pe)?;
+            }
+            self.init_uninit(inode, st, new.div_ceil(BLOCK), None)?;
         }
         st.rec.size = new;
         st.dirty = true;
@@ -1674,7 +1743,23 @@ impl DaxFs {
         if self.bad_any.load(Ordering::Relaxed) {
             self.clear_poison_for_write(&inode, &mut st, offset, end)?;
         }
-        self.fill_range(&inode, &mut st, first, last + 1, Some((offset, end)))?;
+        let extending = end > st.rec.size;
+        if extending {
+            self.init_uninit(&inode, &mut st, last + 1, Some((offset, end)))?;
+        }
+        // Hugepage policy: an extending write that continues the file (no hole before it) and is
+        // large, or lands past the first 2 MiB, preallocates whole 2 MiB-aligned runs.
+        let prealloc = extending
+            && offset <= st.rec.size
+            && (data.len() as u64 >= PMD_PAGES * BLOCK / 4 || offset >= PMD_PAGES * BLOCK);
+        self.fill_range(
+            &inode,
+            &mut st,
+            first,
+            last + 1,
+            Some((offset, end)),
+            prealloc,
+        )?;
         let mut at = offset;
         while at < end {
             let page = at / BLOCK;
@@ -1740,17 +1825,29 @@ impl DaxFs {
     /// Last close of the handle.
     pub fn release(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let inode = self.iget(ino)?;
-        let r = if self.read_only {
-            Ok(())
-        } else {
-            self.fsync(ino, false)
-        };
-        if self.handles.lock().remove(&fh).is_some() {
-            let _ = inode
+        let last = if self.handles.lock().remove(&fh).is_some() {
+            inode
                 .opens
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1));
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                == Ok(1)
+        } else {
+            false
+        };
+        if self.read_only {
+            return Ok(());
         }
-        if inode.state.read().rec.nlink == 0 && !self.read_only {
+        if last {
+            let mut st = inode.state.write();
+            if st.prealloc.0 < st.prealloc.1 && !st.evicted {
+                let mut tx = Tx::new();
+                self.trim_prealloc(&mut tx, &inode, &mut st);
+                // The trimmed blocks are freed once the map without them is durable.
+                self.commit_inode_into(&mut tx, &inode, &mut st)?;
+                self.commit(tx)?;
+            }
+        }
+        let r = self.fsync(ino, false);
+        if inode.state.read().rec.nlink == 0 {
             self.maybe_evict(&inode);
         }
         r
@@ -1847,7 +1944,17 @@ impl DaxFs {
         let mut tx = Tx::new();
         match op {
             0 => {
-                self.fill_range(&inode, &mut st, offset / BLOCK, end.div_ceil(BLOCK), None)?;
+                if !keep && end > st.rec.size {
+                    self.init_uninit(&inode, &mut st, end.div_ceil(BLOCK), None)?;
+                }
+                self.fill_range(
+                    &inode,
+                    &mut st,
+                    offset / BLOCK,
+                    end.div_ceil(BLOCK),
+                    None,
+                    false,
+                )?;
             }
             libc::FALLOC_FL_PUNCH_HOLE => {
                 if !keep {
@@ -1872,7 +1979,17 @@ impl DaxFs {
                 st.rec.ctime = now;
             }
             libc::FALLOC_FL_ZERO_RANGE => {
-                self.fill_range(&inode, &mut st, offset / BLOCK, end.div_ceil(BLOCK), None)?;
+                if !keep && end > st.rec.size {
+                    self.init_uninit(&inode, &mut st, end.div_ceil(BLOCK), None)?;
+                }
+                self.fill_range(
+                    &inode,
+                    &mut st,
+                    offset / BLOCK,
+                    end.div_ceil(BLOCK),
+                    None,
+                    false,
+                )?;
                 self.zero_mapped(&inode, &mut st, offset, end)?;
                 st.rec.mtime = now;
                 st.rec.ctime = now;

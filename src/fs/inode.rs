@@ -83,6 +83,10 @@ pub struct IState {
     /// File pages `[dirty_lo, dirty_hi)` hold data not yet persisted.
     pub dirty_lo: u64,
     pub dirty_hi: u64,
+    /// Preallocated pages `[lo, hi)` past EOF not yet zeroed.
+    pub uninit: (u64, u64),
+    /// Preallocated pages `[lo, hi)` past EOF, trimmed at the last release if still past EOF.
+    pub prealloc: (u64, u64),
     /// Freed (record cleared); no longer usable.
     pub evicted: bool,
 }
@@ -99,6 +103,8 @@ impl IState {
             times_dirty: false,
             dirty_lo: u64::MAX,
             dirty_hi: 0,
+            uninit: (0, 0),
+            prealloc: (0, 0),
             evicted: false,
         }
     }
