@@ -298,3 +298,55 @@ fn block_device_region_through_a_loop_device() {
     let o = daxfs_ok(["fsck", dev.0.as_str()]);
     assert!(o.contains("clean"), "{o}");
 }
+
+#[test]
+fn sigterm_unmounts_cleanly_and_foreground_mode_serves() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::write(m.p("f"), b"before sigterm").unwrap();
+    let (pid, mnt) = (m.pid, m.mnt.clone());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    while daxfs::fuse::mounts::daemon_alive(pid) {
+        assert!(t.elapsed().as_secs() < 10, "daemon ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    m.disarm();
+    assert!(
+        daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none(),
+        "SIGTERM left the mount behind"
+    );
+    let o = daxfs_ok([OsStr::new("fsck"), r.path.as_os_str()]);
+    assert!(o.contains("clean"), "{o}");
+
+    // --foreground serves in this process's child until unmounted.
+    let mut child = Command::new(daxfs_bin())
+        .arg("mount")
+        .arg(&r.path)
+        .arg(&r.mnt)
+        .arg("--foreground")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none()
+        || daxfs::fuse::mounts::lookup(&mnt).is_none()
+    {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "foreground mount never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    assert_eq!(g.pid, child.id());
+    assert_eq!(fs::read(g.p("f")).unwrap(), b"before sigterm");
+    g.unmount();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "foreground daemon exited with {st}");
+}

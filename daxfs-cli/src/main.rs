@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use daxfs::fs::{DaxFs, MkfsOptions, OpenOptions, RegionStat};
+use daxfs::fuse::mounts::retry_while_releasing;
 
 use units::{human, parse_size};
 
@@ -149,6 +150,9 @@ enum PoisonCmd {
 
 type CmdResult = Result<ExitCode, String>;
 
+/// How long fsck and stat wait for a just-unmounted daemon to release its region.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_default();
@@ -255,7 +259,7 @@ fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
 }
 
 fn fsck(region: &Path, repair: bool) -> CmdResult {
-    let problems = DaxFs::fsck(region, repair).map_err(|e| e.to_string())?;
+    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))?;
     if problems.is_empty() {
         println!("{}: clean", region.display());
         return Ok(ExitCode::SUCCESS);
@@ -303,16 +307,14 @@ fn stat(target: &Path, json: bool) -> CmdResult {
                 target.display()
             ));
         }
-        let fs = DaxFs::open(
-            target,
-            &OpenOptions {
-                read_only: true,
-                ..OpenOptions::default()
-            },
-        )
-        .map_err(|e| {
-            format!("{e} (if the region is mounted, run 'daxfs stat MOUNTPOINT' instead)")
-        })?;
+        let opts = OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        };
+        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))
+            .map_err(|e| {
+                format!("{e} (if the region is mounted, run 'daxfs stat MOUNTPOINT' instead)")
+            })?;
         let st = fs.region_stat();
         fs.close().map_err(|e| e.to_string())?;
         st

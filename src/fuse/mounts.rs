@@ -109,6 +109,53 @@ pub fn find_fuse_mount(mountpoint: &Path) -> Option<MountEntry> {
         .find(|m| m.mountpoint == mountpoint && m.fstype.starts_with("fuse"))
 }
 
+/// The FUSE mount point whose source is `region` (the same file or device), if any.
+pub fn region_mounted_on(region: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let want = id(region)?;
+    mount_table()
+        .into_iter()
+        .filter(|m| m.fstype.starts_with("fuse"))
+        .find(|m| Path::new(&m.source).is_absolute() && id(Path::new(&m.source)) == Some(want))
+        .map(|m| m.mountpoint)
+}
+
+/// Runs `open` until it stops failing with "region busy" while no mount uses `region`: a daemon
+/// whose mount was just unmounted (`umount MNT`) releases its region lock a moment later, and a
+/// quick remount or fsck must not fail on that. Gives up after `wait`, or at once when the region
+/// is mounted (then the error names the mount point).
+pub fn retry_while_releasing<T>(
+    region: &Path,
+    wait: Duration,
+    mut open: impl FnMut() -> Result<T, crate::Error>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match open() {
+            Ok(v) => return Ok(v),
+            Err(crate::Error::Region(crate::region::RegionError::Busy { .. })) => {
+                if let Some(mp) = region_mounted_on(region) {
+                    return Err(format!(
+                        "{}: region is already mounted on {}; unmount it first",
+                        region.display(),
+                        mp.display()
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "{}: region is in use by another process (a daxfs daemon or fsck); \
+                         stop it first",
+                        region.display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// The registry directory.
 pub fn run_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DAXFS_RUN_DIR") {
