@@ -171,14 +171,26 @@ fn mount_refusals_and_stat() {
     ]);
     let lines: Vec<&str> = maps.lines().collect();
     assert!(!lines.is_empty(), "no mappings for a 3 MiB file");
-    let mut covered = 0u64;
+    // Entries are in file order, do not overlap, and cover every page of the 3 MiB (768 pages);
+    // entries past the end are allowed (the allocator may preallocate until the last release).
+    let mut next = 0u64;
     for l in &lines {
         let f: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(f.len(), 4, "{l}");
-        assert!(f[1] == "pmd" || f[1] == "pte", "{l}");
-        covered += if f[1] == "pmd" { 512 } else { 1 };
+        let span = match f[1] {
+            "pmd" => 512,
+            "pte" => 1,
+            o => panic!("order {o} in {l}"),
+        };
+        let index: u64 = f[0].parse().unwrap();
+        assert!(index >= next, "overlapping or unordered entries:\n{maps}");
+        assert_eq!(index, next, "page {next} not mapped:\n{maps}");
+        next = index + span;
     }
-    assert_eq!(covered, 768, "3 MiB = 768 pages:\n{maps}");
+    assert!(
+        next >= 768,
+        "3 MiB = 768 pages, mapped up to {next}:\n{maps}"
+    );
     let j: serde_json::Value = serde_json::from_str(&daxfs_ok([
         OsStr::new("stat"),
         "--mappings".as_ref(),
@@ -225,6 +237,29 @@ fn mount_refusals_and_stat() {
         "100".as_ref(),
     ]);
     assert!(!o.status.success(), "unaligned region offset accepted");
+    // Only root or the mount's owner may inject poison: EPERM before anything else.
+    let file = m.p("f");
+    let errno = as_user(65534, 65534, || {
+        let Ok(f) = fs::File::open(&file) else {
+            return 254;
+        };
+        let mut p = DaxfsPoison::new_request();
+        p.len = 4096;
+        // SAFETY: DAXFS_IOC_INJECT_POISON's size is that of DaxfsPoison.
+        let rc = unsafe {
+            libc::ioctl(
+                f.as_raw_fd(),
+                DAXFS_IOC_INJECT_POISON as _,
+                &mut p as *mut DaxfsPoison,
+            )
+        };
+        if rc == 0 {
+            0
+        } else {
+            last_errno()
+        }
+    });
+    assert_eq!(errno, libc::EPERM, "a non-root user injected poison");
     m.unmount();
 }
 
