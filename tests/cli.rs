@@ -171,14 +171,26 @@ fn mount_refusals_and_stat() {
     ]);
     let lines: Vec<&str> = maps.lines().collect();
     assert!(!lines.is_empty(), "no mappings for a 3 MiB file");
-    let mut covered = 0u64;
+    // Entries are in file order, do not overlap, and cover every page of the 3 MiB (768 pages);
+    // entries past the end are allowed (the allocator may preallocate until the last release).
+    let mut next = 0u64;
     for l in &lines {
         let f: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(f.len(), 4, "{l}");
-        assert!(f[1] == "pmd" || f[1] == "pte", "{l}");
-        covered += if f[1] == "pmd" { 512 } else { 1 };
+        let span = match f[1] {
+            "pmd" => 512,
+            "pte" => 1,
+            o => panic!("order {o} in {l}"),
+        };
+        let index: u64 = f[0].parse().unwrap();
+        assert!(index >= next, "overlapping or unordered entries:\n{maps}");
+        assert_eq!(index, next, "page {next} not mapped:\n{maps}");
+        next = index + span;
     }
-    assert_eq!(covered, 768, "3 MiB = 768 pages:\n{maps}");
+    assert!(
+        next >= 768,
+        "3 MiB = 768 pages, mapped up to {next}:\n{maps}"
+    );
     let j: serde_json::Value = serde_json::from_str(&daxfs_ok([
         OsStr::new("stat"),
         "--mappings".as_ref(),
@@ -225,6 +237,29 @@ fn mount_refusals_and_stat() {
         "100".as_ref(),
     ]);
     assert!(!o.status.success(), "unaligned region offset accepted");
+    // Only root or the mount's owner may inject poison: EPERM before anything else.
+    let file = m.p("f");
+    let errno = as_user(65534, 65534, || {
+        let Ok(f) = fs::File::open(&file) else {
+            return 254;
+        };
+        let mut p = DaxfsPoison::new_request();
+        p.len = 4096;
+        // SAFETY: DAXFS_IOC_INJECT_POISON's size is that of DaxfsPoison.
+        let rc = unsafe {
+            libc::ioctl(
+                f.as_raw_fd(),
+                DAXFS_IOC_INJECT_POISON as _,
+                &mut p as *mut DaxfsPoison,
+            )
+        };
+        if rc == 0 {
+            0
+        } else {
+            last_errno()
+        }
+    });
+    assert_eq!(errno, libc::EPERM, "a non-root user injected poison");
     m.unmount();
 }
 
@@ -297,4 +332,56 @@ fn block_device_region_through_a_loop_device() {
     m.unmount();
     let o = daxfs_ok(["fsck", dev.0.as_str()]);
     assert!(o.contains("clean"), "{o}");
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_foreground_mode_serves() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::write(m.p("f"), b"before sigterm").unwrap();
+    let (pid, mnt) = (m.pid, m.mnt.clone());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    while daxfs::fuse::mounts::daemon_alive(pid) {
+        assert!(t.elapsed().as_secs() < 10, "daemon ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    m.disarm();
+    assert!(
+        daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none(),
+        "SIGTERM left the mount behind"
+    );
+    let o = daxfs_ok([OsStr::new("fsck"), r.path.as_os_str()]);
+    assert!(o.contains("clean"), "{o}");
+
+    // --foreground serves in this process's child until unmounted.
+    let mut child = Command::new(daxfs_bin())
+        .arg("mount")
+        .arg(&r.path)
+        .arg(&r.mnt)
+        .arg("--foreground")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none()
+        || daxfs::fuse::mounts::lookup(&mnt).is_none()
+    {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "foreground mount never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    assert_eq!(g.pid, child.id());
+    assert_eq!(fs::read(g.p("f")).unwrap(), b"before sigterm");
+    g.unmount();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "foreground daemon exited with {st}");
 }

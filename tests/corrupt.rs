@@ -272,6 +272,17 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
             "bad-block table checksum mismatch",
         ),
         (
+            "directory with an absurd size",
+            |p, i| {
+                let d = root_slot(p, i, "d");
+                let dino = Dirent::decode(&read_at(p, d, 272)).unwrap().unwrap().ino;
+                let mut r = rec(p, dino);
+                r.size = 1 << 50;
+                put_rec(p, dino, &r);
+            },
+            "bad size 1125899906842624",
+        ),
+        (
             "root not a directory",
             |p, _| {
                 let mut r = rec(p, ROOT_INO);

@@ -823,3 +823,33 @@ fn bad_blocks_api_and_reverse_map() {
     assert_eq!(fs.remove_bad_block(b1), Err(Errno::ENOENT));
     assert!(fs.bad_blocks().is_empty());
 }
+
+#[test]
+fn flags_and_root_is_never_evicted() {
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let (a, _) = fs.create(ROOT_INO, n("f"), 0o644, 0, &user()).unwrap();
+    const FS_XFLAG_DAX: u32 = 0x8000;
+    assert_eq!(
+        fs.set_flags(
+            a.ino,
+            FS_XFLAG_DAX,
+            &Ctx {
+                uid: 7,
+                gid: 7,
+                pid: 1
+            }
+        )
+        .err(),
+        Some(Errno::EPERM)
+    );
+    assert_eq!(
+        fs.set_flags(a.ino, FS_XFLAG_DAX, &user()).unwrap().flags,
+        FS_XFLAG_DAX
+    );
+    fs.forget(ROOT_INO, 1 << 40);
+    assert_eq!(fs.getattr(ROOT_INO).unwrap().kind, FileKind::Directory);
+    fs.close().unwrap();
+    let fs = open(&t.path);
+    assert_eq!(fs.getattr(a.ino).unwrap().flags, FS_XFLAG_DAX);
+}

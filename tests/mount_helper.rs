@@ -121,6 +121,34 @@ fn mount_t_fuse_daxfs_and_umount() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let g = MountGuard::adopt(&r.path, &r.mnt);
     assert_eq!(fs::read(g.p("hello")).unwrap(), b"via mount(8)");
+
+    // xfstests' _scratch_remount: mount -o remount,ro / remount,rw through the helper.
+    let remount = |opts: &str| {
+        let o = run(Command::new("mount")
+            .args(["-t", "fuse.daxfs", "-o", opts])
+            .arg(&r.path)
+            .arg(&r.mnt));
+        assert!(
+            o.status.success(),
+            "{opts}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    remount("remount,ro");
+    let e = fs::write(g.p("new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    assert_eq!(fs::read(g.p("hello")).unwrap(), b"via mount(8)");
+    remount("remount,rw");
+    fs::write(g.p("new"), b"x").unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.contains(g.mnt.to_str().unwrap()))
+        .unwrap();
+    assert!(
+        line.contains(" rw,nosuid,nodev"),
+        "flags kept across remounts: {line}"
+    );
     g.unmount();
 
     // An unknown option is refused with a message and leaves no mount.

@@ -686,3 +686,42 @@ fn read_only_mount_refuses_writes() {
     assert_errno(OpenOptions::new().write(true).open(m.p("f")), libc::EROFS);
     m.unmount();
 }
+
+#[test]
+fn fsxattr_reports_the_dax_flag() {
+    use daxfs::ioctl::{FsXattr, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR, FS_XFLAG_DAX};
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("dax=inode");
+    fs::write(m.p("f"), b"x").unwrap();
+    let f = File::open(m.p("f")).unwrap();
+    let mut x = FsXattr::default();
+    // SAFETY: FS_IOC_FSGETXATTR writes one struct fsxattr.
+    cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut x as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    assert_eq!(x.fsx_xflags & FS_XFLAG_DAX, 0, "a new file has no DAX flag");
+    // Setting what is already set succeeds (chattr -x on a plain file).
+    // SAFETY: FS_IOC_FSSETXATTR reads one struct fsxattr.
+    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
+        .unwrap();
+    // Directories answer too (ioctls on directories are forwarded).
+    let d = File::open(&m.mnt).unwrap();
+    let mut y = FsXattr::default();
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::ioctl(
+            d.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut y as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    drop((f, d));
+    m.unmount();
+}

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use daxfs::fs::{DaxFs, MkfsOptions, OpenOptions, RegionStat};
+use daxfs::fuse::mounts::retry_while_releasing;
 
 use units::{human, parse_size};
 
@@ -149,6 +150,9 @@ enum PoisonCmd {
 
 type CmdResult = Result<ExitCode, String>;
 
+/// How long fsck and stat wait for a just-unmounted daemon to release its region.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_default();
@@ -161,6 +165,12 @@ fn main() -> ExitCode {
         return finish(&name, helper_main(&args[1..]));
     }
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Mount(_)) {
+        // Die quietly on a closed pipe (`daxfs stat ... | head`) as other tools do, instead of
+        // panicking in println!. Not for `mount`: a daemon must not die of a closed pipe.
+        // SAFETY: setting a signal disposition to SIG_DFL before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     finish("daxfs", run(cli))
 }
 
@@ -255,7 +265,7 @@ fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
 }
 
 fn fsck(region: &Path, repair: bool) -> CmdResult {
-    let problems = DaxFs::fsck(region, repair).map_err(|e| e.to_string())?;
+    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))?;
     if problems.is_empty() {
         println!("{}: clean", region.display());
         return Ok(ExitCode::SUCCESS);
@@ -289,30 +299,35 @@ fn fsck(region: &Path, repair: bool) -> CmdResult {
     ))
 }
 
-fn is_mountpoint_dir(p: &Path) -> bool {
-    p.is_dir()
+/// Whether `p` lives on a FUSE filesystem (then it is asked through the control ioctl; anything
+/// else is a region opened directly).
+fn is_on_fuse(p: &Path) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
 }
 
 fn stat(target: &Path, json: bool) -> CmdResult {
-    let st: RegionStat = if is_mountpoint_dir(target) {
+    let st: RegionStat = if is_on_fuse(target) {
         ctl::stat(target)?
+    } else if let Some(mp) = daxfs::fuse::mounts::region_mounted_on(target) {
+        // A mounted region is asked through its mount.
+        ctl::stat(&mp)?
+    } else if target.is_dir() {
+        return Err(format!(
+            "{} is a directory but not a daxfs mount point; give a region or a mount point",
+            target.display()
+        ));
+    } else if !target.exists() {
+        return Err(format!(
+            "{} does not exist: give a region file or device, or a daxfs mount point",
+            target.display()
+        ));
     } else {
-        if !target.exists() {
-            return Err(format!(
-                "{} does not exist: give a region file or device, or a daxfs mount point",
-                target.display()
-            ));
-        }
-        let fs = DaxFs::open(
-            target,
-            &OpenOptions {
-                read_only: true,
-                ..OpenOptions::default()
-            },
-        )
-        .map_err(|e| {
-            format!("{e} (if the region is mounted, run 'daxfs stat MOUNTPOINT' instead)")
-        })?;
+        let opts = OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        };
+        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))?;
         let st = fs.region_stat();
         fs.close().map_err(|e| e.to_string())?;
         st

@@ -14,6 +14,10 @@ use crate::{logger, CmdResult, MountArgs};
 pub fn mount(m: &MountArgs) -> CmdResult {
     let opts = m.options.join(",");
     let config = parse_options(&opts)?;
+    if config.remount {
+        daxfs::fuse::mounts::remount(&m.mountpoint, &opts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let threads = match m.threads.or(config.threads) {
         Some(0) => return Err("--threads must be at least 1".into()),
         Some(n) => n,

@@ -2,11 +2,14 @@
 //! number and the entry flags (the kernel's `dax_make_entry` / `dax_to_pfn` / `DAX_*` bits).
 //!
 //! ```text
-//!  63                                          4     3      2      1       0
-//! +---------------------------------------------+-------+------+-----+--------+
-//! |        region block number (60 bits)        | EMPTY | ZERO | PMD | LOCKED |
-//! +---------------------------------------------+-------+------+-----+--------+
+//!  63     59 58                                     4     3      2      1       0
+//! +---------+----------------------------------------+-------+------+-----+--------+
+//! | 0 (idx) |      region block number (55 bits)     | EMPTY | ZERO | PMD | LOCKED |
+//! +---------+----------------------------------------+-------+------+-----+--------+
 //! ```
+//!
+//! The top five bits stay zero: the index keeps values below 2^59 (it uses the top bits of its
+//! slot words). 2^55 blocks of 4 KiB are 128 EiB, far beyond any region.
 //!
 //! - `LOCKED`: the entry lock (the kernel's `DAX_LOCKED`); held by one thread, others sleep on the
 //!   entry's wait queue ([`super::wait`]).
@@ -15,7 +18,7 @@
 //! - `ZERO`: a hole mapped read-only to zeroes (the kernel's huge/4 KiB zero page); no block.
 //! - `EMPTY`: a placeholder that reserves the range while a fault fills it; no block.
 //!
-//! Rules kept here: the block number always fits in 60 bits ([`DaxEntry::new`] refuses more),
+//! Rules kept here: the block number always fits in 55 bits ([`DaxEntry::new`] refuses more),
 //! and the value of an entry stored in the index at order `k` has `PMD` set iff `k == PMD_ORDER`
 //! (checked by the mapping's invariant check, not by the encoding itself).
 
@@ -31,8 +34,10 @@ pub const DAX_EMPTY: u64 = 1 << 3;
 pub const DAX_SHIFT: u32 = 4;
 /// All flag bits.
 pub const DAX_FLAGS: u64 = (1 << DAX_SHIFT) - 1;
+/// Bits of an entry value (the index accepts values up to `2^59 - 1`).
+pub const DAX_VALUE_BITS: u32 = 59;
 /// Largest block number an entry can hold.
-pub const DAX_MAX_BLOCK: u64 = u64::MAX >> DAX_SHIFT;
+pub const DAX_MAX_BLOCK: u64 = (1 << (DAX_VALUE_BITS - DAX_SHIFT)) - 1;
 
 /// Order of a PTE entry (one 4 KiB page).
 pub const PTE_ORDER: u8 = 0;
@@ -214,7 +219,12 @@ mod tests {
     #[test]
     fn bad_input_is_refused() {
         assert!(DaxEntry::new(DAX_MAX_BLOCK + 1, 0).is_none());
-        assert!(DaxEntry::new(DAX_MAX_BLOCK, 0).is_some());
+        let max = DaxEntry::new(DAX_MAX_BLOCK, DAX_FLAGS).unwrap();
+        assert_eq!(
+            max.raw(),
+            (1 << DAX_VALUE_BITS) - 1,
+            "values stay below 2^59"
+        );
         assert!(DaxEntry::new(1, 1 << DAX_SHIFT).is_none());
     }
 

@@ -14,6 +14,9 @@ use super::{DaxError, DaxOptions};
 
 /// Called with `(first index, number of pages)` to unmap a range from every user mapping before
 /// a `ZERO` PMD entry is downgraded (the kernel's `unmap_mapping_pages`).
+///
+/// Context: called without the index lock but with the PMD entry locked by the caller; it must
+/// not lock entries of this mapping in that range (it would wait for itself).
 pub type UnmapHook = Box<dyn Fn(u64, u64) + Send + Sync>;
 
 /// What [`DaxMapping::get_unlocked_entry`] found.

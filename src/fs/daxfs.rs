@@ -620,6 +620,7 @@ impl DaxFs {
         let _ns = self.ns.lock();
         let mut st = inode.state.write();
         if st.evicted
+            || inode.ino == ROOT_INO
             || st.rec.nlink > 0
             || inode.lookups.load(Ordering::SeqCst) > 0
             || inode.opens.load(Ordering::SeqCst) > 0
@@ -1856,6 +1857,18 @@ impl DaxFs {
     pub fn fsync(&self, ino: Ino, datasync: bool) -> FsResult<()> {
         self.writable()?;
         let inode = self.iget(ino)?;
+        {
+            // Fast path (close of a clean file): nothing to persist, no exclusive lock.
+            let st = inode.state.read();
+            let clean = !st.dirty
+                && !st.map_dirty
+                && !st.times_dirty
+                && st.dirty_lo >= st.dirty_hi
+                && st.uninit.0 >= st.uninit.1;
+            if clean || st.evicted {
+                return Ok(());
+            }
+        }
         let mut st = inode.state.write();
         if st.evicted {
             return Ok(());
@@ -2191,6 +2204,23 @@ impl DaxFs {
     }
 
     // ---- additions for memory failure and tools ----
+
+    /// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`);
+    /// only the owner or root may. Durable on return.
+    pub fn set_flags(&self, ino: Ino, flags: u32, ctx: &Ctx) -> FsResult<Attr> {
+        self.writable()?;
+        let inode = self.iget(ino)?;
+        let mut st = inode.state.write();
+        if ctx.uid != 0 && ctx.uid != st.rec.uid {
+            return Err(Errno::EPERM);
+        }
+        st.rec.flags = flags;
+        st.rec.ctime = now_ns();
+        let mut tx = Tx::new();
+        self.commit_inode_into(&mut tx, &inode, &mut st)?;
+        self.commit(tx)?;
+        Ok(self.attr_of(&inode, &st))
+    }
 
     /// The mapped region (for memory-failure handling and tools).
     pub fn region(&self) -> &Region {

@@ -12,12 +12,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::adapter::DaxFuse;
-use super::mounts::{register, resolve_mountpoint, unregister, DaemonRecord};
+use super::mounts::{
+    register, resolve_mountpoint, retry_while_releasing, unregister, DaemonRecord,
+};
 use super::notify::KernelNotifier;
 use super::options::MountConfig;
 use crate::fs::{DaxFs, OpenOptions};
@@ -113,8 +116,10 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         dax: spec.config.dax,
     };
     let fs = Arc::new(
-        DaxFs::open(&spec.region, &opts)
-            .map_err(|e| format!("cannot mount {}: {e}", spec.region.display()))?,
+        retry_while_releasing(&spec.region, Duration::from_secs(5), || {
+            DaxFs::open(&spec.region, &opts)
+        })
+        .map_err(|e| format!("cannot mount: {e}"))?,
     );
 
     // Signals go to a thread of ours; every thread started from here inherits the mask.

@@ -23,6 +23,8 @@ pub struct MountEntry {
     pub mountpoint: PathBuf,
     pub fstype: String,
     pub source: String,
+    /// Per-mount options (`rw,nosuid,nodev,relatime`).
+    pub options: String,
 }
 
 /// A running daemon, as registered at mount time.
@@ -61,7 +63,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (pre, post) = line.split_once(" - ")?;
-            let mp = pre.split(' ').nth(4)?;
+            let mut pre = pre.split(' ').skip(4);
+            let mp = pre.next()?;
+            let options = pre.next()?.to_string();
             let mut post = post.split(' ');
             let fstype = post.next()?;
             let source = post.next()?;
@@ -69,6 +73,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 mountpoint: PathBuf::from(unescape(mp)),
                 fstype: fstype.to_string(),
                 source: unescape(source),
+                options,
             })
         })
         .collect()
@@ -107,6 +112,53 @@ pub fn find_fuse_mount(mountpoint: &Path) -> Option<MountEntry> {
         .into_iter()
         .rev()
         .find(|m| m.mountpoint == mountpoint && m.fstype.starts_with("fuse"))
+}
+
+/// The FUSE mount point whose source is `region` (the same file or device), if any.
+pub fn region_mounted_on(region: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let want = id(region)?;
+    mount_table()
+        .into_iter()
+        .filter(|m| m.fstype.starts_with("fuse"))
+        .find(|m| Path::new(&m.source).is_absolute() && id(Path::new(&m.source)) == Some(want))
+        .map(|m| m.mountpoint)
+}
+
+/// Runs `open` until it stops failing with "region busy" while no mount uses `region`: a daemon
+/// whose mount was just unmounted (`umount MNT`) releases its region lock a moment later, and a
+/// quick remount or fsck must not fail on that. Gives up after `wait`, or at once when the region
+/// is mounted (then the error names the mount point).
+pub fn retry_while_releasing<T>(
+    region: &Path,
+    wait: Duration,
+    mut open: impl FnMut() -> Result<T, crate::Error>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match open() {
+            Ok(v) => return Ok(v),
+            Err(crate::Error::Region(crate::region::RegionError::Busy { .. })) => {
+                if let Some(mp) = region_mounted_on(region) {
+                    return Err(format!(
+                        "{}: region is already mounted on {}; unmount it first",
+                        region.display(),
+                        mp.display()
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "{}: region is in use by another process (a daxfs daemon or fsck); \
+                         stop it first",
+                        region.display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// The registry directory.
@@ -192,6 +244,83 @@ pub fn daemon_alive(pid: u32) -> bool {
     Path::new(OsStr::from_bytes(argv0))
         .file_name()
         .is_some_and(|n| n.as_bytes().windows(5).any(|w| w == b"daxfs"))
+}
+
+/// Remounts the daxfs mount at `mountpoint` with changed mount flags (`-o remount,ro` and the
+/// like, as xfstests' `_scratch_remount` does through mount(8)). Flags not named keep their
+/// current value; daxfs's own options (`dax=`, `threads=`, ...) cannot change on a remount.
+///
+/// Return: an error naming the offending option or the failing mount point.
+pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
+    use nix::mount::MsFlags;
+    let mp = resolve_mountpoint(mountpoint);
+    let entry = find_fuse_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
+    let mut flags = MsFlags::empty();
+    let set = |flags: &mut MsFlags, opt: &str| -> bool {
+        let (f, on) = match opt {
+            "ro" => (MsFlags::MS_RDONLY, true),
+            "rw" => (MsFlags::MS_RDONLY, false),
+            "nosuid" => (MsFlags::MS_NOSUID, true),
+            "suid" => (MsFlags::MS_NOSUID, false),
+            "nodev" => (MsFlags::MS_NODEV, true),
+            "dev" => (MsFlags::MS_NODEV, false),
+            "noexec" => (MsFlags::MS_NOEXEC, true),
+            "exec" => (MsFlags::MS_NOEXEC, false),
+            "noatime" => (MsFlags::MS_NOATIME, true),
+            "atime" => (MsFlags::MS_NOATIME, false),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+            "diratime" => (MsFlags::MS_NODIRATIME, false),
+            "relatime" => (MsFlags::MS_RELATIME, true),
+            "norelatime" => (MsFlags::MS_RELATIME, false),
+            "strictatime" => (MsFlags::MS_STRICTATIME, true),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+            "async" => (MsFlags::MS_SYNCHRONOUS, false),
+            "dirsync" => (MsFlags::MS_DIRSYNC, true),
+            _ => return false,
+        };
+        flags.set(f, on);
+        true
+    };
+    for o in entry.options.split(',') {
+        set(&mut flags, o);
+    }
+    for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if o == "remount" || set(&mut flags, o) {
+            continue;
+        }
+        let key = o.split_once('=').map_or(o, |(k, _)| k);
+        if ["dax", "threads", "log", "allow_other", "noallow_other"].contains(&key) {
+            return Err(format!(
+                "mount option '{o}' cannot be changed by a remount; unmount and mount again"
+            ));
+        }
+        if [
+            "defaults",
+            "default_permissions",
+            "auto",
+            "noauto",
+            "user",
+            "nouser",
+            "_netdev",
+            "nofail",
+            "lazytime",
+            "nolazytime",
+        ]
+        .contains(&key)
+            || key.starts_with("x-")
+        {
+            continue;
+        }
+        return Err(format!("unknown mount option '{o}' for a remount"));
+    }
+    nix::mount::mount(
+        None::<&str>,
+        &mp,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | flags,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot remount {}: {e}", mp.display()))
 }
 
 /// What [`unmount`] did.

@@ -26,6 +26,8 @@ pub struct MountConfig {
     pub threads: Option<usize>,
     /// `log=FILE` (the helper's way to say `--log`).
     pub log: Option<String>,
+    /// `remount`: change the flags of an existing mount instead (see `mounts::remount`).
+    pub remount: bool,
 }
 
 impl Default for MountConfig {
@@ -42,6 +44,7 @@ impl Default for MountConfig {
             dirsync: false,
             threads: None,
             log: None,
+            remount: false,
         }
     }
 }
@@ -79,7 +82,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// The options daxfs itself understands, for the refusal message.
-pub const KNOWN: &str = "dax=always|never|inode, ro, rw, allow_other, noallow_other, \
+pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, sync, dirsync, threads=N, \
 log=FILE (and mount(8)'s generic options such as relatime, defaults, auto, user, _netdev, x-*)";
 
@@ -102,6 +105,7 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
                     "bad mount option 'dax={v}': use dax=always, dax=never or dax=inode"
                 ))
             }
+            ("remount", None) => c.remount = true,
             ("ro", None) => c.read_only = true,
             ("rw", None) => c.read_only = false,
             ("allow_other", None) => c.allow_other = true,
@@ -170,6 +174,8 @@ mod tests {
         assert_eq!(c.threads, Some(3));
         assert_eq!(c.log.as_deref(), Some("/tmp/x"));
         assert!(!parse_options("ro,rw").unwrap().read_only);
+        assert!(parse_options("remount,ro").unwrap().remount);
+        assert!(!parse_options("ro").unwrap().remount);
     }
 
     #[test]

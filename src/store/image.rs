@@ -325,6 +325,23 @@ impl Image {
                 self.inodes.remove(&ino);
                 continue;
             }
+            let map_end = extents.last().map_or(0, |e| e.page + e.len);
+            let size_bad = match rec.kind() {
+                Some(FileKind::Directory) => rec.size != map_end * BLOCK,
+                _ => rec.size > MAX_FILE_SIZE,
+            };
+            if size_bad {
+                for c in claimed {
+                    self.alloc.free(c);
+                }
+                self.problem(
+                    true,
+                    Fix::ClearInode(ino),
+                    format!("corrupt inode {ino}: bad size {}", rec.size),
+                );
+                self.inodes.remove(&ino);
+                continue;
+            }
             let li = self.inodes.get_mut(&ino).expect("present");
             li.extents = extents;
             li.chain = chain;
