@@ -113,8 +113,7 @@ impl Index {
         let node = self.alloc_node(shift);
         // SAFETY: freshly allocated, not shared yet.
         let n = unsafe { &*node };
-        let bits;
-        if shift == order_shift {
+        let bits = if shift == order_shift {
             let step = 1usize << sub;
             let mut canon = 0u64;
             for a in (0..NODE_SLOTS).step_by(step) {
@@ -124,7 +123,7 @@ impl Index {
                 }
                 canon |= 1 << a;
             }
-            bits = canon;
+            canon
         } else {
             for off in 0..NODE_SLOTS {
                 let child = self.build_full(shift - NODE_SHIFT, order_shift, sub, value, marks);
@@ -132,8 +131,8 @@ impl Index {
                 unsafe { &*child }.set_parent(node, off);
                 set_slot(n, off, slot::mk_node(child as usize));
             }
-            bits = u64::MAX;
-        }
+            u64::MAX
+        };
         for (m, word) in n.marks.iter().enumerate() {
             if marks >> m & 1 != 0 {
                 word.store(bits, Relaxed);
@@ -335,7 +334,14 @@ impl Index {
     }
 
     /// Collects the entries of a subtree (in index order) without changing it.
-    fn collect_entries(&self, node: &Node, shift: u8, base: u64, out: &mut Vec<Entry>, guard: &Guard) {
+    fn collect_entries(
+        &self,
+        node: &Node,
+        shift: u8,
+        base: u64,
+        out: &mut Vec<Entry>,
+        guard: &Guard,
+    ) {
         for off in 0..NODE_SLOTS {
             let at = base + ((off as u64) << shift);
             match slot::decode(node.slots[off].load(Acquire)) {
@@ -366,7 +372,12 @@ impl Index {
     }
 
     /// Replaces the value of the entry covering `i`, keeping its order and marks.
-    pub(super) fn xas_update(&self, i: u64, value: u64, guard: &Guard) -> Result<Entry, IndexError> {
+    pub(super) fn xas_update(
+        &self,
+        i: u64,
+        value: u64,
+        guard: &Guard,
+    ) -> Result<Entry, IndexError> {
         let f = self.xas_load(i, guard).ok_or(IndexError::NotFound)?;
         // SAFETY: found under the writer lock.
         let node = unsafe { &*f.node };
@@ -480,7 +491,13 @@ impl Index {
     }
 
     /// Sets or clears `mark` on the entry covering `i` (`xas_set_mark` / `xas_clear_mark`).
-    pub(super) fn xas_set_mark(&self, i: u64, mark: Mark, set: bool, guard: &Guard) -> Result<(), IndexError> {
+    pub(super) fn xas_set_mark(
+        &self,
+        i: u64,
+        mark: Mark,
+        set: bool,
+        guard: &Guard,
+    ) -> Result<(), IndexError> {
         let f = self.xas_load(i, guard).ok_or(IndexError::NotFound)?;
         // SAFETY: found under the writer lock.
         let node = unsafe { &*f.node };
