@@ -312,9 +312,14 @@ impl Filesystem for DaxFuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let attr_flags = match self.fs.getattr(ino.0) {
-            Ok(a) => a.flags,
-            Err(e) => return reply.error(ferr(e)),
+        // Only dax=inode needs the inode's flags to choose the data path.
+        let attr_flags = if self.dax == DaxMode::Inode {
+            match self.fs.getattr(ino.0) {
+                Ok(a) => a.flags,
+                Err(e) => return reply.error(ferr(e)),
+            }
+        } else {
+            0
         };
         match self.fs.open_file(ino.0, flags.0, &ctx(req)) {
             Ok(fh) => reply.opened(FileHandle(fh), self.fopen_flags(attr_flags)),
