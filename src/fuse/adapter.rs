@@ -631,3 +631,67 @@ impl Filesystem for DaxFuse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{MkfsOptions, OpenOptions};
+
+    fn open_fs(dir: &Path) -> Arc<DaxFs> {
+        let region = dir.join("region");
+        DaxFs::mkfs(
+            &region,
+            &MkfsOptions {
+                size: Some(32 << 20),
+                inodes: None,
+            },
+        )
+        .unwrap();
+        Arc::new(DaxFs::open(&region, &OpenOptions::default()).unwrap())
+    }
+
+    #[test]
+    fn dax_mode_selects_the_data_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = open_fs(dir.path());
+        let n = KernelNotifier::new();
+        let always = DaxFuse::new(fs.clone(), DaxMode::Always, n.clone());
+        assert!(always.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
+        let never = DaxFuse::new(fs.clone(), DaxMode::Never, n.clone());
+        assert!(!never
+            .fopen_flags(FS_XFLAG_DAX)
+            .contains(FopenFlags::FOPEN_DIRECT_IO));
+        assert!(never.fopen_flags(0).contains(FopenFlags::FOPEN_KEEP_CACHE));
+        let inode = DaxFuse::new(fs, DaxMode::Inode, n);
+        assert!(inode
+            .fopen_flags(FS_XFLAG_DAX)
+            .contains(FopenFlags::FOPEN_DIRECT_IO));
+        assert!(!inode.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
+    }
+
+    #[test]
+    fn attributes_convert_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = open_fs(dir.path());
+        let a = fs
+            .mknod(
+                crate::fs::ROOT_INO,
+                OsStr::new("dev"),
+                libc::S_IFCHR | 0o640,
+                0x0103,
+                &Ctx {
+                    uid: 7,
+                    gid: 8,
+                    pid: 1,
+                },
+            )
+            .unwrap();
+        let f = fattr(&a);
+        assert_eq!(f.ino, INodeNo(a.ino));
+        assert_eq!(f.kind, FileType::CharDevice);
+        assert_eq!(f.perm, 0o640);
+        assert_eq!((f.uid, f.gid, f.rdev), (7, 8, 0x0103));
+        assert_eq!((f.size, f.nlink, f.mtime), (a.size, a.nlink, a.mtime));
+        assert_eq!(ferr(Errno::ENOTEMPTY).code(), libc::ENOTEMPTY);
+    }
+}
