@@ -165,6 +165,9 @@ impl Filesystem for DaxFuse {
         let _ = config.add_capabilities(want & caps);
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
+        // Room for readahead and async direct I/O from several threads (kernel default: 12).
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
         log::info!(
             "FUSE init: kernel ABI {:?}, negotiated {:?}",
             config.kernel_abi(),
