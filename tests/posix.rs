@@ -710,6 +710,37 @@ fn fsxattr_reports_the_dax_flag() {
     // SAFETY: FS_IOC_FSSETXATTR reads one struct fsxattr.
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
         .unwrap();
+    // Setting the DAX flag sticks (and survives a remount, checked below); other flags are
+    // refused.
+    x.fsx_xflags = FS_XFLAG_DAX;
+    // SAFETY: as above.
+    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
+        .unwrap();
+    let mut y = FsXattr::default();
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut y as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    assert_eq!(y.fsx_xflags & FS_XFLAG_DAX, FS_XFLAG_DAX);
+    let mut bad = x;
+    bad.fsx_xflags |= 0x8; // FS_XFLAG_IMMUTABLE
+                           // SAFETY: as above.
+    let refused = cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSSETXATTR as _,
+            &bad as *const FsXattr,
+        )
+    });
+    assert_errno(refused, libc::EOPNOTSUPP);
+    // A DAX file still reads and writes under dax=inode.
+    fs::write(m.p("f"), b"dax data").unwrap();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"dax data");
     // Directories answer too (ioctls on directories are forwarded).
     let d = File::open(&m.mnt).unwrap();
     let mut y = FsXattr::default();
@@ -723,5 +754,24 @@ fn fsxattr_reports_the_dax_flag() {
     })
     .unwrap();
     drop((f, d));
+    m.unmount();
+    let m = r.mount("dax=inode");
+    let f = File::open(m.p("f")).unwrap();
+    let mut z = FsXattr::default();
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut z as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        z.fsx_xflags & FS_XFLAG_DAX,
+        FS_XFLAG_DAX,
+        "flag kept across remount"
+    );
+    drop(f);
     m.unmount();
 }

@@ -563,7 +563,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyIoctl,
     ) {
         let caller = control::Caller {
-            uid: req.uid(),
+            ctx: ctx(req),
             owner_uid: self.owner_uid,
         };
         match control::handle(&self.fs, &self.notifier, caller, ino.0, cmd, in_data) {
