@@ -12,6 +12,7 @@
 //! Layers, bottom to top (nothing imports a layer above it):
 //! [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
 
+pub mod dax;
 mod error;
 pub mod fs;
 pub mod fuse;

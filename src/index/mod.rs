@@ -1,24 +1,50 @@
-//! A generic multi-order entry index, modelled on the Linux kernel's XArray.
+//! A generic multi-order entry index, modelled on the Linux kernel's XArray (`lib/xarray.c`).
 //!
 //! Maps `u64` indices to `u64` values. An entry of order `k` stored at index `i` covers the aligned
 //! range `[i & !(2^k - 1), +2^k)`; a lookup of any index in that range returns it.
 //!
 //! **Contract (fixed; implementations must keep it).** See `../shared/DESIGN.md`, "The multi-order
-//! index". This file currently holds the API with a simple reference implementation
-//! (`Mutex<BTreeMap>`), which the lock-free radix-tree implementation replaces; the reference
-//! stays as the model for property tests.
+//! index".
 //!
 //! - Readers (`load`, `find_conflict`, `get_mark`, `find_marked`, `range`) never block on writers.
-//! - Writers take [`Index::lock`] (one parking_lot mutex per index) and mutate through the guard, so
+//! - Writers take [`Index::lock`] (one mutex per index) and mutate through the guard, so
 //!   a find-then-store sequence is atomic with respect to other writers.
 //! - `find_conflict(i, k)` returns the first entry present anywhere in the order-`k` range around
 //!   `i`, including smaller entries: a range holding smaller entries is never reported empty.
 //! - `store(i, k, v)` replaces everything intersecting the order-`k` range with one entry.
 //! - Marks belong to entries (an entry's marks go away when it is erased or replaced).
+//! - Values must be `<= MAX_VALUE` (`2^59 - 1`): the top bits of a slot word carry the tag and the
+//!   entry's order (see `slot.rs`). Larger values are refused with [`IndexError::ValueTooLarge`].
+//!
+//! **Layout of this module.**
+//! - `slot.rs`: the encoding of one 64-bit slot word (empty / node / value / sibling).
+//! - `node.rs`: the 64-slot radix-tree node with its mark bitmaps.
+//! - `reclaim.rs`: pinning and deferred freeing of unlinked nodes (crossbeam-epoch; under
+//!   `cfg(loom)` a leak-until-drop list loom can check).
+//! - `read.rs`: the lock-free readers (`xas_load`, the ordered walk behind `find_conflict`,
+//!   `range` and `find_marked`).
+//! - `tree.rs`: the [`Index`] object and its public API, wiring readers and writers.
+//! - `write.rs`: the writers behind [`IndexGuard`] (`xas_store`, `xas_split`, marks, shrinking).
+//! - `model.rs`: the `BTreeMap` model used by property tests and benchmarks ([`ModelIndex`]).
+//!
+//! Concurrency is checked by `tests/index_loom.rs`
+//! (`RUSTFLAGS="--cfg loom" cargo test --release --test index_loom`) and stressed by
+//! `tests/index_stress.rs`; `tests/index_proptest.rs` compares the index with the model.
 
-mod reference;
+mod model;
+mod node;
+mod read;
+mod reclaim;
+mod slot;
+mod tree;
+mod write;
 
-pub use reference::{Index, IndexGuard};
+#[doc(hidden)]
+pub use model::{ModelIndex, ModelIndexGuard};
+pub use tree::{Index, IndexGuard, Reader};
+
+/// Largest value an entry may hold (values use the low 59 bits of a slot word).
+pub const MAX_VALUE: u64 = slot::MAX_VALUE;
 
 /// Largest supported order: 2^MAX_ORDER slots per entry (order 18 = 1 GiB of 4 KiB pages).
 pub const MAX_ORDER: u8 = 24;
@@ -41,7 +67,7 @@ impl Entry {
     }
     /// Whether `i` lies inside this entry.
     pub fn contains(&self, i: u64) -> bool {
-        i >= self.index && i < self.end()
+        i >= self.index && (i - self.index) >> self.order == 0
     }
 }
 
@@ -61,6 +87,8 @@ pub enum IndexError {
     NotFound,
     #[error("split order must be smaller than the entry's order")]
     BadSplitOrder,
+    #[error("value {0:#x} exceeds MAX_VALUE (2^59 - 1)")]
+    ValueTooLarge(u64),
 }
 
 /// First index of the order-`order` aligned range containing `i`.

@@ -1,13 +1,14 @@
-//! Reference implementation of the index API: a `BTreeMap` of ranges behind one mutex.
+//! The model of the index API: a `BTreeMap` of ranges behind one mutex.
 //!
-//! Slow but obviously right; the property tests compare the real index against it. Placeholder for
-//! the real implementation until it lands (readers here *do* take the lock).
+//! Slow but obviously right; the property tests and benchmarks compare the real (radix-tree)
+//! [`Index`](super::Index) against it. Readers here *do* take the lock. Not part of the supported
+//! API (hidden from the docs); keep its behaviour identical to the contract in `mod.rs`.
 
 use std::collections::BTreeMap;
 
 use crate::sync::{Mutex, MutexGuard};
 
-use super::{align_down, Entry, IndexError, Mark, MAX_ORDER};
+use super::{align_down, Entry, IndexError, Mark, MAX_ORDER, MAX_VALUE};
 
 #[derive(Default)]
 struct Inner {
@@ -38,14 +39,14 @@ impl Inner {
     }
 }
 
-/// A multi-order index (reference implementation).
+/// A multi-order index (reference model).
 #[derive(Default)]
-pub struct Index {
+pub struct ModelIndex {
     inner: Mutex<Inner>,
 }
 
-/// Writer access to an [`Index`]; holding it serializes against other writers.
-pub struct IndexGuard<'a> {
+/// Writer access to a [`ModelIndex`]; holding it serializes against other writers.
+pub struct ModelIndexGuard<'a> {
     inner: MutexGuard<'a, Inner>,
 }
 
@@ -54,7 +55,7 @@ fn range_of(i: u64, order: u8) -> (u64, u64) {
     (start, start + ((1u64 << order) - 1))
 }
 
-impl Index {
+impl ModelIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
@@ -115,19 +116,19 @@ impl Index {
         self.len() * 48
     }
     /// Takes the writer lock.
-    pub fn lock(&self) -> IndexGuard<'_> {
-        IndexGuard {
+    pub fn lock(&self) -> ModelIndexGuard<'_> {
+        ModelIndexGuard {
             inner: self.inner.lock(),
         }
     }
 }
 
-impl IndexGuard<'_> {
-    /// As [`Index::load`], under the writer lock.
+impl ModelIndexGuard<'_> {
+    /// As [`ModelIndex::load`], under the writer lock.
     pub fn load(&self, i: u64) -> Option<Entry> {
         self.inner.covering(i)
     }
-    /// As [`Index::find_conflict`], under the writer lock.
+    /// As [`ModelIndex::find_conflict`], under the writer lock.
     pub fn find_conflict(&self, i: u64, order: u8) -> Option<Entry> {
         let (s, e) = range_of(i, order);
         self.inner.first_in(s, e)
@@ -137,6 +138,9 @@ impl IndexGuard<'_> {
     pub fn store(&mut self, i: u64, order: u8, value: u64) -> Result<Vec<Entry>, IndexError> {
         if order > MAX_ORDER {
             return Err(IndexError::OrderTooLarge(order));
+        }
+        if value > MAX_VALUE {
+            return Err(IndexError::ValueTooLarge(value));
         }
         let (s, e) = range_of(i, order);
         let mut removed = Vec::new();
@@ -149,6 +153,9 @@ impl IndexGuard<'_> {
     }
     /// Replaces the value of the entry covering `i`, keeping its order and marks.
     pub fn update(&mut self, i: u64, value: u64) -> Result<Entry, IndexError> {
+        if value > MAX_VALUE {
+            return Err(IndexError::ValueTooLarge(value));
+        }
         let e = self.inner.covering(i).ok_or(IndexError::NotFound)?;
         self.inner.map.get_mut(&e.index).unwrap().1 = value;
         Ok(Entry { value, ..e })
@@ -168,10 +175,8 @@ impl IndexGuard<'_> {
         }
         let (_, v, m) = self.inner.map.remove(&e.index).unwrap();
         let step = 1u64 << new_order;
-        let mut at = e.index;
-        while at < e.end() {
-            self.inner.map.insert(at, (new_order, v, m));
-            at += step;
+        for k in 0..1u64 << (e.order - new_order) {
+            self.inner.map.insert(e.index + k * step, (new_order, v, m));
         }
         Ok(())
     }
