@@ -303,7 +303,12 @@ impl DaxFs {
             for e in &li.extents {
                 let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
                 while p < end {
-                    if p % PMD_PAGES == 0 && b % PMD_PAGES == 0 && end - p >= PMD_PAGES {
+                    // A run holding a bad block stays PTE-mapped (as memory failure left it).
+                    if p % PMD_PAGES == 0
+                        && b % PMD_PAGES == 0
+                        && end - p >= PMD_PAGES
+                        && !img.bad.iter().any(|&x| x >= b && x < b + PMD_PAGES)
+                    {
                         inode.map.map(p, PMD_ORDER, b);
                         p += PMD_PAGES;
                         b += PMD_PAGES;
@@ -2204,6 +2209,15 @@ impl DaxFs {
     }
 
     // ---- additions for memory failure and tools ----
+
+    /// Splits the PMD (2 MiB) mapping covering file page `page` of `ino` into 4 KiB mappings of
+    /// the same blocks (memory failure keeps the other 511 pages usable this way). Returns whether
+    /// a PMD entry was split. The on-media block map does not change.
+    pub fn split_pmd(&self, ino: Ino, page: u64) -> FsResult<bool> {
+        let inode = self.iget(ino)?;
+        let _st = inode.state.write();
+        Ok(inode.map.split_pmd(page))
+    }
 
     /// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`);
     /// only the owner or root may. Durable on return.
