@@ -853,3 +853,25 @@ fn flags_and_root_is_never_evicted() {
     let fs = open(&t.path);
     assert_eq!(fs.getattr(a.ino).unwrap().flags, FS_XFLAG_DAX);
 }
+
+#[test]
+fn relatime_atime() {
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let (a, fh) = fs.create(ROOT_INO, n("f"), 0o644, 0, &root()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs.write(a.ino, 0, b"abc", &root()).unwrap();
+    let before = fs.getattr(a.ino).unwrap();
+    assert!(before.atime < before.mtime);
+    fs.read(a.ino, 0, &mut [0u8; 3]).unwrap();
+    let after = fs.getattr(a.ino).unwrap();
+    assert!(after.atime >= after.mtime, "read did not update atime");
+    // relatime: a second read does not move it.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs.read(a.ino, 0, &mut [0u8; 3]).unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().atime, after.atime);
+    fs.release(a.ino, fh).unwrap();
+    fs.close().unwrap();
+    let fs = open(&t.path);
+    assert_eq!(fs.getattr(a.ino).unwrap().atime, after.atime);
+}

@@ -513,7 +513,7 @@ impl DaxFs {
             gid: r.gid,
             size: r.size,
             blocks: (inode.map.mapped_pages() + xb) * (BLOCK / 512),
-            atime: to_time(r.atime),
+            atime: to_time(inode.atime.load(Ordering::Relaxed)),
             mtime: to_time(r.mtime),
             ctime: to_time(r.ctime),
             crtime: to_time(r.crtime),
@@ -599,6 +599,8 @@ impl DaxFs {
             }
             st.map_dirty = false;
         }
+        inode.atime_dirty.store(false, Ordering::Relaxed);
+        st.rec.atime = inode.atime.load(Ordering::Relaxed);
         tx.write(self.sb.inode_off(inode.ino), &st.rec.encode());
         st.dirty = false;
         st.times_dirty = false;
@@ -1192,8 +1194,8 @@ impl DaxFs {
             st.rec.mode = (st.rec.mode & libc::S_IFMT) | m;
         }
         match set.atime {
-            Some(TimeSet::Now) => st.rec.atime = t,
-            Some(TimeSet::At(x)) => st.rec.atime = from_time(x),
+            Some(TimeSet::Now) => inode.atime.store(t, Ordering::Relaxed),
+            Some(TimeSet::At(x)) => inode.atime.store(from_time(x), Ordering::Relaxed),
             None => {}
         }
         match set.mtime {
@@ -1648,6 +1650,10 @@ impl DaxFs {
         if offset >= fsize || size == 0 {
             return Ok(f(&[]));
         }
+        if !self.read_only && inode.touch_atime(&st, now_ns()) {
+            // Persisted lazily, with the next commit of the inode (lazytime).
+            inode.atime_dirty.store(true, Ordering::Relaxed);
+        }
         let len = (fsize - offset).min(size as u64);
         let first = offset / BLOCK;
         let last = (offset + len - 1) / BLOCK;
@@ -1868,6 +1874,7 @@ impl DaxFs {
             let clean = !st.dirty
                 && !st.map_dirty
                 && !st.times_dirty
+                && !inode.atime_dirty.load(Ordering::Relaxed)
                 && st.dirty_lo >= st.dirty_hi
                 && st.uninit.0 >= st.uninit.1;
             if clean || st.evicted {
@@ -1878,7 +1885,8 @@ impl DaxFs {
         if st.evicted {
             return Ok(());
         }
-        if st.dirty || st.map_dirty || (!datasync && st.times_dirty) {
+        let times = st.times_dirty || inode.atime_dirty.load(Ordering::Relaxed);
+        if st.dirty || st.map_dirty || (!datasync && times) {
             let mut tx = Tx::new();
             self.commit_inode_into(&mut tx, &inode, &mut st)?;
             self.commit(tx)
