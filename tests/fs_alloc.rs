@@ -45,7 +45,7 @@ fn fill_with_junk(fs: &DaxFs) {
     while fs.write(junk.ino, off, &chunk[..4096], &c).is_ok() {
         off += 4096;
     }
-    assert_eq!(fs.statfs().unwrap().bfree, 0);
+    assert_eq!(fs.statfs().unwrap().bavail, 0);
     fs.release(junk.ino, jfh).unwrap();
     fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
     fs.forget(junk.ino, 1);

@@ -105,6 +105,9 @@ fn _assert_send_sync() {
     is::<DaxFs>();
 }
 
+/// Blocks kept back from data allocations for block-map chain blocks.
+const META_RESERVE: u64 = 32;
+
 thread_local! {
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -322,12 +325,14 @@ impl DaxFs {
             table[ino as usize] = RwLock::new(Some(Arc::new(inode)));
         }
         let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
+        let mut alloc = img.alloc;
+        alloc.set_reserve(META_RESERVE);
         DaxFs {
             journal: Journal::new(&sb),
             region,
             dax: opts.dax,
             read_only: opts.read_only,
-            alloc: Mutex::new(img.alloc),
+            alloc: Mutex::new(alloc),
             table,
             free_inos: Mutex::new(img.free_inodes.into_iter().collect()),
             ns: Mutex::new(()),
@@ -575,7 +580,7 @@ impl DaxFs {
                 {
                     let mut a = self.alloc.lock();
                     for _ in 0..n {
-                        match a.alloc_near(blocks.last().map(|b| b + 1)) {
+                        match a.alloc_meta(blocks.last().map(|b| b + 1)) {
                             Some(b) => blocks.push(b),
                             None => {
                                 for b in blocks {
@@ -1937,7 +1942,7 @@ impl DaxFs {
         Ok(StatFs {
             blocks: a.data_blocks(),
             bfree: a.free_blocks(),
-            bavail: a.free_blocks(),
+            bavail: a.available_blocks(),
             files: self.sb.inodes_total,
             ffree,
             bsize: BLOCK as u32,
