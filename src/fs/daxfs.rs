@@ -1124,11 +1124,15 @@ impl DaxFs {
         }
         let p = self.iget(parent)?;
         let pst = p.state.read();
-        let dir = pst.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        // "." works on any inode: FUSE resolves exported file handles (open_by_handle_at, NFS
+        // export) by looking up "." in the handle's node.
         let ino = match name.as_bytes() {
             b"." => parent,
-            b".." => pst.rec.parent.max(1),
-            _ => dir.get(name).ok_or(Errno::ENOENT)?.ino,
+            b".." if pst.dir.is_some() => pst.rec.parent.max(1),
+            _ => {
+                let dir = pst.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+                dir.get(name).ok_or(Errno::ENOENT)?.ino
+            }
         };
         let inode = if ino == parent {
             p.clone()
@@ -1179,16 +1183,22 @@ impl DaxFs {
             Self::kill_suid(&mut st, ctx);
         }
         if set.uid.is_some() || set.gid.is_some() {
-            let changes = set.uid.is_some_and(|u| u != st.rec.uid)
-                || set.gid.is_some_and(|g| g != st.rec.gid);
             if let Some(u) = set.uid {
                 st.rec.uid = u;
             }
             if let Some(g) = set.gid {
                 st.rec.gid = g;
             }
-            if changes && st.kind() != FileKind::Directory {
-                Self::kill_suid(&mut st, ctx);
+            // As chown_common(): a chown of a non-directory always drops S_ISUID, and S_ISGID
+            // when group-executable (whoever asks; an explicit mode below wins).
+            if st.kind() != FileKind::Directory {
+                Self::kill_suid(
+                    &mut st,
+                    &Ctx {
+                        uid: u32::MAX,
+                        ..*ctx
+                    },
+                );
             }
         }
         if let Some(m) = set.mode {
@@ -1740,6 +1750,20 @@ impl DaxFs {
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8], ctx: &Ctx) -> FsResult<usize> {
+        self.write_kill_priv(ino, offset, data, ctx, ctx.uid != 0)
+    }
+
+    /// As [`Self::write`], with the decision to drop S_ISUID (and S_ISGID when group-executable)
+    /// made by the caller: the FUSE adapter passes `true` when the kernel sets
+    /// `FUSE_WRITE_KILL_SUIDGID` (handle_killpriv_v2) or the writer is not root.
+    pub fn write_kill_priv(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        ctx: &Ctx,
+        kill_priv: bool,
+    ) -> FsResult<usize> {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
@@ -1798,7 +1822,15 @@ impl DaxFs {
         st.rec.mtime = t;
         st.rec.ctime = t;
         st.times_dirty = true;
-        Self::kill_suid(&mut st, ctx);
+        if kill_priv {
+            Self::kill_suid(
+                &mut st,
+                &Ctx {
+                    uid: u32::MAX,
+                    ..*ctx
+                },
+            );
+        }
         Ok(data.len())
     }
 
