@@ -41,6 +41,9 @@ pub struct DaxFuse {
     notifier: KernelNotifier,
     /// The daemon's uid (the mount owner), for owner-only control requests.
     owner_uid: u32,
+    /// `FUSE_HANDLE_KILLPRIV_V2` was negotiated: the kernel flags the writes that must drop
+    /// S_ISUID/S_ISGID (`FUSE_WRITE_KILL_SUIDGID`).
+    killpriv_v2: bool,
 }
 
 impl DaxFuse {
@@ -51,6 +54,7 @@ impl DaxFuse {
             dax,
             notifier,
             owner_uid: nix::unistd::geteuid().as_raw(),
+            killpriv_v2: false,
         }
     }
 
@@ -157,12 +161,14 @@ impl Filesystem for DaxFuse {
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_HAS_IOCTL_DIR
             | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_MAX_PAGES;
         if self.dax != DaxMode::Never {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         let _ = config.add_capabilities(want & caps);
+        self.killpriv_v2 = caps.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
         // Room for readahead and async direct I/O from several threads (kernel default: 12).
@@ -361,12 +367,20 @@ impl Filesystem for DaxFuse {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, offset, data, &ctx(req)) {
+        let kill_priv = if self.killpriv_v2 {
+            write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+        } else {
+            req.uid() != 0
+        };
+        match self
+            .fs
+            .write_kill_priv(ino.0, offset, data, &ctx(req), kill_priv)
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
         }
