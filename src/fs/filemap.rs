@@ -82,6 +82,25 @@ impl FileMap {
         freed
     }
 
+    /// Splits the PMD entry covering `page` into 512 PTE entries (same blocks). Returns whether
+    /// there was a PMD entry to split.
+    pub fn split_pmd(&self, page: u64) -> bool {
+        let Some(e) = self.index.load(page) else {
+            return false;
+        };
+        if e.order == 0 {
+            return false;
+        }
+        let mut g = self.index.lock();
+        if g.split(e.index, 0).is_err() {
+            return false;
+        }
+        for p in e.index..e.end() {
+            let _ = g.update(p, e.value + (p - e.index));
+        }
+        true
+    }
+
     /// Entries intersecting `[start, end)`, in file order.
     pub fn entries_in(&self, start: u64, end: u64) -> Vec<Entry> {
         self.index.range(start, end)
@@ -142,8 +161,13 @@ mod tests {
         assert_eq!(m.next_data(4), Some(512));
         assert_eq!(m.next_hole(512), 600);
         assert_eq!(m.next_hole(3), 4);
+        m.map(2048, PMD_ORDER, 4096);
+        assert!(m.split_pmd(2100));
+        assert_eq!(m.lookup(2100), Some((4096 + 52, 0)));
+        assert_eq!(m.lookup(2048 + 511), Some((4096 + 511, 0)));
+        assert!(!m.split_pmd(2100));
         let all = m.unmap_range(0, u64::MAX);
-        assert_eq!(all.iter().map(|r| r.1).sum::<u64>(), 503);
+        assert_eq!(all.iter().map(|r| r.1).sum::<u64>(), 503 + 512);
         assert!(m.entries().is_empty());
     }
 }
