@@ -11,7 +11,12 @@
 //!   never undefined behaviour.
 //! - `persist(off, len)` returns only when the bytes in that range are durable: `msync(MS_SYNC)`
 //!   for files and block devices (whose mappings go through the page cache), and a CPU cache
-//!   write-back plus store fence for device DAX, whose mapping *is* the media.
+//!   write-back plus store fence for device DAX, whose mapping *is* the media. A region file on
+//!   tmpfs or ramfs is as durable as it can be once the store is done: the kernel's `msync` there
+//!   ends in a no-op fsync (the page cache *is* the backing store, and nothing of it survives a
+//!   reboot), so `persist` only fences and spares the system call ([`Region::volatile_backing`]).
+//!   Stores to a `MAP_SHARED` mapping are in the page cache as soon as they are made, so on every
+//!   kind a `kill -9` of the daemon loses nothing that was stored.
 //! - The region is locked with `flock(LOCK_EX | LOCK_NB)` for as long as a [`Region`] lives, so a
 //!   region that is already mounted (or being checked) is refused with [`RegionError::Busy`].
 //!
@@ -72,6 +77,8 @@ pub struct Region {
     file: File,
     len: u64,
     kind: RegionKind,
+    /// The backing file lives on tmpfs/ramfs: `msync` would be a no-op.
+    volatile_backing: bool,
     path: PathBuf,
 }
 
@@ -152,11 +159,13 @@ impl Region {
             .len(len as usize)
             .map_raw(&file)
             .map_err(io_err(path))?;
+        let volatile_backing = kind == RegionKind::File && on_memory_fs(&file);
         Ok(Region {
             map,
             file,
             len,
             kind,
+            volatile_backing,
             path: path.to_owned(),
         })
     }
@@ -195,6 +204,12 @@ impl Region {
     /// What backs the region.
     pub fn kind(&self) -> RegionKind {
         self.kind
+    }
+
+    /// Whether the region is a file on tmpfs or ramfs, where `msync` is a no-op and `persist`
+    /// therefore only fences.
+    pub fn volatile_backing(&self) -> bool {
+        self.volatile_backing
     }
 
     /// The path the region was opened by.
@@ -289,6 +304,12 @@ impl Region {
         }
         self.check(off, len)?;
         match self.kind {
+            RegionKind::File if self.volatile_backing => {
+                // tmpfs/ramfs: the page cache is the backing store and its fsync is a no-op;
+                // order our stores before whatever the caller does next, and stop there.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
             RegionKind::File | RegionKind::BlockDevice => {
                 let start = off & !(PAGE_SIZE - 1);
                 let end = off + len;
@@ -331,6 +352,19 @@ fn cache_writeback(base: *mut u8, off: u64, len: u64) {
     }
 }
 
+/// Whether `file` lives on a filesystem whose `fsync` is a no-op (tmpfs, ramfs).
+fn on_memory_fs(file: &File) -> bool {
+    match nix::sys::statfs::fstatfs(file) {
+        Ok(st) => {
+            // RAMFS_MAGIC (0x858458f6) has no constant in nix.
+            const RAMFS_MAGIC: i64 = 0x8584_58f6;
+            let t = st.filesystem_type();
+            t == nix::sys::statfs::TMPFS_MAGIC || t.0 as i64 == RAMFS_MAGIC
+        }
+        Err(_) => false,
+    }
+}
+
 fn block_device_size(file: &File) -> io::Result<u64> {
     // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
     nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
@@ -370,6 +404,23 @@ mod tests {
         // Sparse: far fewer blocks allocated than the size.
         let meta = std::fs::metadata(&p).unwrap();
         assert!(meta.blocks() * 512 < 32 << 20);
+    }
+
+    #[test]
+    fn memory_backing_is_detected() {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            let dir = tempfile::tempdir_in(shm).unwrap();
+            let r = Region::open(&dir.path().join("r.img"), Some(16 << 20)).unwrap();
+            assert!(r.volatile_backing());
+            r.write_at(0, b"x").unwrap();
+            r.persist(0, 1).unwrap();
+        }
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let r = Region::open(&dir.path().join("r.img"), Some(16 << 20)).unwrap();
+        // The repository lives on a disk filesystem, never on tmpfs in our CI.
+        let on_tmpfs = on_memory_fs(r.file());
+        assert_eq!(r.volatile_backing(), on_tmpfs);
     }
 
     #[test]
