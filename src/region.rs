@@ -359,7 +359,7 @@ fn on_memory_fs(file: &File) -> bool {
             // RAMFS_MAGIC (0x858458f6) has no constant in nix.
             const RAMFS_MAGIC: i64 = 0x8584_58f6;
             let t = st.filesystem_type();
-            t == nix::sys::statfs::TMPFS_MAGIC || t.0 as i64 == RAMFS_MAGIC
+            t == nix::sys::statfs::TMPFS_MAGIC || t.0 == RAMFS_MAGIC
         }
         Err(_) => false,
     }
