@@ -333,7 +333,13 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(DaxfsStat, DaxfsMappings, DaxfsPoison, DaxfsBadBlocks, DaxfsReqStats);
+versioned!(
+    DaxfsStat,
+    DaxfsMappings,
+    DaxfsPoison,
+    DaxfsBadBlocks,
+    DaxfsReqStats
+);
 
 /// Decodes a request's input bytes and checks its header.
 ///
