@@ -307,6 +307,8 @@ fn fsck(region: &Path, repair: bool) -> CmdResult {
 
 /// Whether `p` lives on a FUSE filesystem (then it is asked through the control ioctl; anything
 /// else is a region opened directly).
+// `f_type` is `__fsword_t`: i64 on x86-64, i32 on some 32-bit targets; the cast is not useless there.
+#[allow(clippy::unnecessary_cast)]
 fn is_on_fuse(p: &Path) -> bool {
     const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
     nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
