@@ -15,7 +15,7 @@
 //!
 //! ## Rules every request keeps
 //!
-//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=5.
+//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=6.
 //! - Every struct starts with `version: u32, size: u32`. The caller sets `version` to
 //!   [`DAXFS_ABI_VERSION`] and `size` to `size_of` the struct; anything else is `EINVAL`
 //!   ([`check_header`]). A later ABI version appends fields and bumps both.
@@ -29,6 +29,7 @@
 //! | `DAXFS_IOC_INJECT_POISON` | `_IOW(0xDA, 3, DaxfsPoison)` | `0x4020da03` | [`DaxfsPoison`] | 32 |
 //! | `DAXFS_IOC_CLEAR_POISON` | `_IOW(0xDA, 4, DaxfsPoison)` | `0x4020da04` | [`DaxfsPoison`] | 32 |
 //! | `DAXFS_IOC_LIST_BADBLOCKS` | `_IOWR(0xDA, 5, DaxfsBadBlocks)` | `0xc818da05` | [`DaxfsBadBlocks`] | 2072 |
+//! | `DAXFS_IOC_REQ_STATS` | `_IOWR(0xDA, 6, DaxfsReqStats)` | `0xc210da06` | [`DaxfsReqStats`] | 528 |
 
 use std::mem::size_of;
 
@@ -175,6 +176,25 @@ pub struct DaxfsBadBlocks {
     pub entries: [DaxfsBadBlock; BADBLOCKS_PER_CALL],
 }
 
+/// Counter slots of `DAXFS_IOC_REQ_STATS`: one per FUSE opcode number below 64.
+pub const REQ_STATS_SLOTS: usize = 64;
+
+/// `DAXFS_IOC_REQ_STATS`: the daemon's per-opcode request counters (`daxfs stat --requests`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DaxfsReqStats {
+    pub version: u32,
+    pub size: u32,
+    /// In: 0 (no flags defined yet; anything else is `EINVAL`).
+    pub flags: u32,
+    /// Out: valid slots in `counts` ([`REQ_STATS_SLOTS`]).
+    pub nr_slots: u32,
+    /// Out: requests received since mount, indexed by the kernel's FUSE opcode number
+    /// (`FUSE_WRITE` = 16, `FUSE_GETXATTR` = 22, ...; `include/uapi/linux/fuse.h`). Opcodes the
+    /// daemon does not implement stay 0.
+    pub counts: [u64; REQ_STATS_SLOTS],
+}
+
 /// `_IOWR(0xDA, 1, DaxfsStat)`.
 pub const DAXFS_IOC_STAT: u32 = ioc(
     IOC_READ | IOC_WRITE,
@@ -201,6 +221,14 @@ pub const DAXFS_IOC_LIST_BADBLOCKS: u32 = ioc(
     DAXFS_IOC_MAGIC,
     5,
     size_of::<DaxfsBadBlocks>(),
+);
+
+/// `_IOWR(0xDA, 6, DaxfsReqStats)`.
+pub const DAXFS_IOC_REQ_STATS: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    DAXFS_IOC_MAGIC,
+    6,
+    size_of::<DaxfsReqStats>(),
 );
 
 /// `struct fsxattr` of `<linux/fs.h>` (`FS_IOC_FSGETXATTR` / `FS_IOC_FSSETXATTR`).
@@ -255,7 +283,7 @@ pub unsafe trait Pod: Copy + 'static {
     }
 }
 
-// SAFETY: all five structs are #[repr(C)], made only of u64/u32/u8 fields laid out without
+// SAFETY: all these structs are #[repr(C)], made only of u64/u32/u8 fields laid out without
 // implicit padding (checked by the size assertions below and the unit tests).
 unsafe impl Pod for DaxfsStat {}
 // SAFETY: see above.
@@ -269,6 +297,8 @@ unsafe impl Pod for DaxfsBadBlock {}
 // SAFETY: see above.
 unsafe impl Pod for DaxfsBadBlocks {}
 // SAFETY: see above.
+unsafe impl Pod for DaxfsReqStats {}
+// SAFETY: see above.
 unsafe impl Pod for FsXattr {}
 
 const _: () = assert!(size_of::<DaxfsStat>() == 72);
@@ -277,6 +307,7 @@ const _: () = assert!(size_of::<DaxfsMappings>() == 24 + 24 * MAPPINGS_PER_CALL)
 const _: () = assert!(size_of::<DaxfsPoison>() == 32);
 const _: () = assert!(size_of::<DaxfsBadBlock>() == 32);
 const _: () = assert!(size_of::<DaxfsBadBlocks>() == 24 + 32 * BADBLOCKS_PER_CALL);
+const _: () = assert!(size_of::<DaxfsReqStats>() == 16 + 8 * REQ_STATS_SLOTS);
 const _: () = assert!(size_of::<FsXattr>() == 28);
 
 /// A request struct with the common header.
@@ -302,7 +333,13 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(DaxfsStat, DaxfsMappings, DaxfsPoison, DaxfsBadBlocks);
+versioned!(
+    DaxfsStat,
+    DaxfsMappings,
+    DaxfsPoison,
+    DaxfsBadBlocks,
+    DaxfsReqStats
+);
 
 /// Decodes a request's input bytes and checks its header.
 ///
@@ -348,6 +385,7 @@ pub fn request_name(cmd: u32) -> Option<&'static str> {
         DAXFS_IOC_INJECT_POISON => "DAXFS_IOC_INJECT_POISON",
         DAXFS_IOC_CLEAR_POISON => "DAXFS_IOC_CLEAR_POISON",
         DAXFS_IOC_LIST_BADBLOCKS => "DAXFS_IOC_LIST_BADBLOCKS",
+        DAXFS_IOC_REQ_STATS => "DAXFS_IOC_REQ_STATS",
         _ => return None,
     })
 }
@@ -376,6 +414,11 @@ mod tests {
         assert_eq!(DAXFS_IOC_INJECT_POISON, 0x4020_da03);
         assert_eq!(DAXFS_IOC_CLEAR_POISON, 0x4020_da04);
         assert_eq!(DAXFS_IOC_LIST_BADBLOCKS, 0xc818_da05);
+        assert_eq!(DAXFS_IOC_REQ_STATS, 0xc210_da06);
+        assert_eq!(
+            DAXFS_IOC_REQ_STATS as u64,
+            nix::request_code_readwrite!(0xDA, 6, size_of::<DaxfsReqStats>()) as u64
+        );
         // The well-known values of <linux/fs.h>.
         assert_eq!(FS_IOC_FSGETXATTR, 0x801c_581f);
         assert_eq!(FS_IOC_FSSETXATTR, 0x401c_5820);
@@ -389,6 +432,7 @@ mod tests {
             (DAXFS_IOC_INJECT_POISON, size_of::<DaxfsPoison>()),
             (DAXFS_IOC_CLEAR_POISON, size_of::<DaxfsPoison>()),
             (DAXFS_IOC_LIST_BADBLOCKS, size_of::<DaxfsBadBlocks>()),
+            (DAXFS_IOC_REQ_STATS, size_of::<DaxfsReqStats>()),
         ] {
             assert_eq!(ioc_size(cmd), size);
             assert_ne!(

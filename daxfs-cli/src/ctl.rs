@@ -60,6 +60,15 @@ pub fn stat(target: &Path) -> Result<RegionStat, String> {
     })
 }
 
+/// `DAXFS_IOC_REQ_STATS` on any file of a mount: `(opcode, count)` for every slot.
+pub fn req_stats(target: &Path) -> Result<Vec<(usize, u64)>, String> {
+    let f = File::open(target).map_err(|e| format!("cannot open {}: {e}", target.display()))?;
+    let mut r = DaxfsReqStats::new_request();
+    ioctl(&f, DAXFS_IOC_REQ_STATS, &mut r).map_err(|e| explain(target, "stat --requests", e))?;
+    let n = (r.nr_slots as usize).min(REQ_STATS_SLOTS);
+    Ok(r.counts[..n].iter().copied().enumerate().collect())
+}
+
 /// `DAXFS_IOC_GET_MAPPINGS`, every page.
 pub fn mappings(file: &Path) -> Result<Vec<MappingInfo>, String> {
     let f = File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;

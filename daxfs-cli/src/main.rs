@@ -57,7 +57,7 @@ enum Cmd {
         repair: bool,
     },
     /// Show size, used, free, free 2 MiB runs, inodes and bad blocks of a region or mount; or a
-    /// file's DAX mappings with --mappings.
+    /// file's DAX mappings with --mappings; or a mount's FUSE request counters with --requests.
     Stat {
         /// A region (opened directly; must not be mounted) or a mount point (asks the daemon).
         #[arg(required_unless_present = "mappings")]
@@ -65,6 +65,10 @@ enum Cmd {
         /// Print FILE's DAX entries: file index, order (pmd/pte), region block, flags.
         #[arg(long, value_name = "FILE", conflicts_with = "target")]
         mappings: Option<PathBuf>,
+        /// Print the requests the daemon of mount point TARGET received since mount, per FUSE
+        /// opcode (LOOKUP, WRITE, GETXATTR, ...).
+        #[arg(long, requires = "target")]
+        requests: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -230,9 +234,11 @@ fn run(cli: Cli) -> CmdResult {
         Cmd::Stat {
             target,
             mappings,
+            requests,
             json,
         } => match (mappings, target) {
             (Some(file), _) => stat_mappings(&file, json),
+            (None, Some(t)) if requests => stat_requests(&t, json),
             (None, Some(t)) => stat(&t, json),
             (None, None) => Err("give a REGION or MOUNTPOINT, or --mappings FILE".into()),
         },
@@ -301,6 +307,8 @@ fn fsck(region: &Path, repair: bool) -> CmdResult {
 
 /// Whether `p` lives on a FUSE filesystem (then it is asked through the control ioctl; anything
 /// else is a region opened directly).
+// `f_type` is `__fsword_t`: i64 on x86-64, i32 on some 32-bit targets; the cast is not useless there.
+#[allow(clippy::unnecessary_cast)]
 fn is_on_fuse(p: &Path) -> bool {
     const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
     nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
@@ -357,6 +365,47 @@ fn stat(target: &Path, json: bool) -> CmdResult {
             st.inodes_used, st.inodes_total
         );
         println!("bad blocks:     {}", st.bad_blocks);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stat_requests(target: &Path, json: bool) -> CmdResult {
+    use daxfs::fuse::stats::Op;
+    let mp = if is_on_fuse(target) {
+        target.to_path_buf()
+    } else if let Some(mp) = daxfs::fuse::mounts::region_mounted_on(target) {
+        mp
+    } else {
+        return Err(format!(
+            "{}: --requests needs a daxfs mount point (or a mounted region)",
+            target.display()
+        ));
+    };
+    let slots = ctl::req_stats(&mp)?;
+    // Every opcode the daemon counts, in opcode order, then any other nonzero slot.
+    let rows: Vec<(String, u64)> = slots
+        .iter()
+        .filter_map(|&(slot, n)| match Op::from_opcode(slot) {
+            Some(op) => Some((op.name().to_string(), n)),
+            None if n != 0 => Some((format!("OPCODE_{slot}"), n)),
+            None => None,
+        })
+        .collect();
+    if json {
+        let map: serde_json::Map<_, _> = rows
+            .iter()
+            .map(|(k, n)| (k.clone(), serde_json::Value::from(*n)))
+            .collect();
+        let v = serde_json::json!({
+            "path": target.display().to_string(),
+            "requests": map,
+        });
+        println!("{v}");
+    } else {
+        println!("path: {}", target.display());
+        for (k, n) in &rows {
+            println!("{k:<16}{n}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -538,6 +587,8 @@ mod tests {
         assert!(Cli::try_parse_from(["daxfs", "stat"]).is_err());
         assert!(Cli::try_parse_from(["daxfs", "stat", "--mappings", "f", "--json"]).is_ok());
         assert!(Cli::try_parse_from(["daxfs", "stat", "/r", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["daxfs", "stat", "--requests", "/m", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["daxfs", "stat", "--requests"]).is_err());
     }
 
     #[test]

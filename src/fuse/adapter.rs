@@ -9,6 +9,9 @@
 //! SYMLINK, LINK and per READDIRPLUS entry other than `.` and `..`; the fs layer takes one
 //! reference in each of those calls and drops them in `forget`. A READDIRPLUS entry that does not
 //! fit the reply buffer is forgotten again at once.
+//!
+//! Every handler counts its opcode first thing ([`super::stats`]); `DAXFS_IOC_REQ_STATS` is
+//! answered here from those counters, every other ioctl goes to [`super::control`].
 
 use std::ffi::OsStr;
 use std::io;
@@ -26,8 +29,9 @@ use fuser::{
 
 use super::control;
 use super::notify::KernelNotifier;
+use super::stats::{Op, RequestStats};
 use crate::fs::{Attr, Ctx, DaxFs, DaxMode, Errno, FileKind, SetAttr, TimeSet};
-use crate::ioctl::FS_XFLAG_DAX;
+use crate::ioctl::{DAXFS_IOC_REQ_STATS, FS_XFLAG_DAX};
 
 /// Attribute and entry time-to-live: the kernel revalidates after this.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -44,6 +48,8 @@ pub struct DaxFuse {
     /// `FUSE_HANDLE_KILLPRIV_V2` was negotiated: the kernel flags the writes that must drop
     /// S_ISUID/S_ISGID (`FUSE_WRITE_KILL_SUIDGID`).
     killpriv_v2: bool,
+    /// Requests received, per opcode (counted first thing in every handler).
+    stats: RequestStats,
 }
 
 impl DaxFuse {
@@ -55,7 +61,13 @@ impl DaxFuse {
             notifier,
             owner_uid: nix::unistd::geteuid().as_raw(),
             killpriv_v2: false,
+            stats: RequestStats::default(),
         }
+    }
+
+    /// The per-opcode request counters of this mount.
+    pub fn stats(&self) -> &RequestStats {
+        &self.stats
     }
 
     /// The open flags that select the data path for an inode with attribute `flags`.
@@ -152,6 +164,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
 
 impl Filesystem for DaxFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        self.stats.count(Op::Init);
         let caps = config.capabilities();
         let mut want = InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
@@ -183,14 +196,17 @@ impl Filesystem for DaxFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.stats.count(Op::Lookup);
         reply_entry(reply, self.fs.lookup(parent.0, name));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.stats.count(Op::Forget);
         self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.stats.count(Op::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &fattr(&a)),
             Err(e) => reply.error(ferr(e)),
@@ -215,6 +231,7 @@ impl Filesystem for DaxFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.stats.count(Op::Setattr);
         let set = SetAttr {
             mode,
             uid,
@@ -232,6 +249,7 @@ impl Filesystem for DaxFuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.stats.count(Op::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(ferr(e)),
@@ -248,6 +266,7 @@ impl Filesystem for DaxFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.stats.count(Op::Mknod);
         reply_entry(reply, self.fs.mknod(parent.0, name, mode, rdev, &ctx(req)));
     }
 
@@ -260,14 +279,17 @@ impl Filesystem for DaxFuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.stats.count(Op::Mkdir);
         reply_entry(reply, self.fs.mkdir(parent.0, name, mode, &ctx(req)));
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Unlink);
         reply_empty(reply, self.fs.unlink(parent.0, name, &ctx(req)));
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Rmdir);
         reply_empty(reply, self.fs.rmdir(parent.0, name, &ctx(req)));
     }
 
@@ -279,6 +301,7 @@ impl Filesystem for DaxFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.stats.count(Op::Symlink);
         reply_entry(
             reply,
             self.fs
@@ -296,6 +319,7 @@ impl Filesystem for DaxFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Rename);
         reply_empty(
             reply,
             self.fs.rename(
@@ -317,10 +341,12 @@ impl Filesystem for DaxFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.stats.count(Op::Link);
         reply_entry(reply, self.fs.link(ino.0, newparent.0, newname, &ctx(req)));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.stats.count(Op::Open);
         // Only dax=inode needs the inode's flags to choose the data path.
         let attr_flags = if self.dax == DaxMode::Inode {
             match self.fs.getattr(ino.0) {
@@ -347,6 +373,7 @@ impl Filesystem for DaxFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.stats.count(Op::Read);
         // One copy: the fs layer hands us the bytes in the mapping; fuser writes them to
         // /dev/fuse with writev.
         let mut reply = Some(reply);
@@ -372,6 +399,7 @@ impl Filesystem for DaxFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.stats.count(Op::Write);
         let kill_priv = if self.killpriv_v2 {
             write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
         } else {
@@ -394,6 +422,7 @@ impl Filesystem for DaxFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Flush);
         reply_empty(reply, self.fs.flush(ino.0, fh.0));
     }
 
@@ -407,6 +436,7 @@ impl Filesystem for DaxFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Release);
         reply_empty(reply, self.fs.release(ino.0, fh.0));
     }
 
@@ -418,10 +448,12 @@ impl Filesystem for DaxFuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Fsync);
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.stats.count(Op::Opendir);
         // Directory streams are stateless (cookies); check the inode is a directory.
         match self.fs.getattr(ino.0) {
             Ok(a) if a.kind == FileKind::Directory => {
@@ -440,6 +472,7 @@ impl Filesystem for DaxFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.stats.count(Op::Readdir);
         match self.fs.readdir(ino.0, offset) {
             Ok(entries) => {
                 for e in entries {
@@ -461,6 +494,7 @@ impl Filesystem for DaxFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.stats.count(Op::Readdirplus);
         let entries = match self.fs.readdir(ino.0, offset) {
             Ok(v) => v,
             Err(e) => return reply.error(ferr(e)),
@@ -503,10 +537,12 @@ impl Filesystem for DaxFuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Fsyncdir);
         reply_empty(reply, self.fs.fsync(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.stats.count(Op::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -525,6 +561,7 @@ impl Filesystem for DaxFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Setxattr);
         reply_empty(
             reply,
             self.fs.setxattr(ino.0, name, value, flags, &ctx(req)),
@@ -532,14 +569,17 @@ impl Filesystem for DaxFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.stats.count(Op::Getxattr);
         reply_xattr(reply, size, self.fs.getxattr(ino.0, name));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.stats.count(Op::Listxattr);
         reply_xattr(reply, size, self.fs.listxattr(ino.0));
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Removexattr);
         reply_empty(reply, self.fs.removexattr(ino.0, name, &ctx(req)));
     }
 
@@ -553,6 +593,7 @@ impl Filesystem for DaxFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.stats.count(Op::Create);
         match self.fs.create(parent.0, name, mode, flags, &ctx(req)) {
             Ok((a, fh)) => reply.created(
                 &TTL,
@@ -576,6 +617,16 @@ impl Filesystem for DaxFuse {
         out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.stats.count(Op::Ioctl);
+        if cmd == DAXFS_IOC_REQ_STATS {
+            // Answered here: the counters are the adapter's, not the fs layer's.
+            match self.stats.ioctl_answer(in_data) {
+                Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
+                Ok(_) => reply.error(FuseErrno::EINVAL),
+                Err(e) => reply.error(ferr(e)),
+            }
+            return;
+        }
         let caller = control::Caller {
             ctx: ctx(req),
             owner_uid: self.owner_uid,
@@ -597,6 +648,7 @@ impl Filesystem for DaxFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.stats.count(Op::Fallocate);
         reply_empty(
             reply,
             self.fs.fallocate(ino.0, offset, length, mode, &ctx(req)),
@@ -612,6 +664,7 @@ impl Filesystem for DaxFuse {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.stats.count(Op::Lseek);
         if offset < 0 {
             return reply.error(FuseErrno::ENXIO);
         }
@@ -634,6 +687,7 @@ impl Filesystem for DaxFuse {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        self.stats.count(Op::CopyFileRange);
         if !flags.is_empty() {
             return reply.error(FuseErrno::EINVAL);
         }

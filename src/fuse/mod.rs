@@ -8,6 +8,7 @@
 //!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`, export support for
 //!   file handles).
 //! - [`control`]: the control ioctls of [`crate::ioctl`] and `FS_IOC_FSGETXATTR`.
+//! - [`stats`]: per-opcode request counters (`DAXFS_IOC_REQ_STATS`).
 //! - [`notify`]: kernel cache invalidation for lower layers (poison unmaps through it).
 //! - [`options`]: the `-o` mount options.
 //! - [`daemon`]: open, mount, readiness, serve, unmount on SIGTERM/SIGINT, close.
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod mounts;
 pub mod notify;
 pub mod options;
+pub mod stats;
 
 pub use adapter::DaxFuse;
 pub use daemon::{default_threads, serve, MountSpec};

@@ -1,0 +1,266 @@
+//! Per-opcode request counters of the FUSE adapter (`DAXFS_IOC_REQ_STATS`, `daxfs stat --requests`).
+//!
+//! Owns: one `AtomicU64` per FUSE opcode slot, indexed by the kernel's opcode number
+//! (`include/uapi/linux/fuse.h`: `FUSE_WRITE` = 16, `FUSE_GETXATTR` = 22, ...), and the encoding
+//! of a snapshot into a [`DaxfsReqStats`] answer. Rules kept: each handler of the adapter counts
+//! its own opcode once, first thing, before any work (so failed requests count too); counting is a
+//! `Relaxed` `fetch_add` on a counter of its own (no lock, no ordering with anything else: a
+//! snapshot is a set of independent monotonic counters, not an atomic cut). Opcodes the adapter
+//! does not implement (fuser answers them `ENOSYS` itself, e.g. `ACCESS`, `RELEASEDIR`) are not
+//! counted. `BATCH_FORGET` is counted per node, as `FORGET` (fuser splits it into `forget` calls).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::fs::{Errno, FsResult};
+use crate::ioctl::{check_header, DaxfsReqStats, Pod, Versioned, REQ_STATS_SLOTS};
+
+/// The kernel's FUSE opcode numbers of the requests the adapter handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Op {
+    Lookup = 1,
+    Forget = 2,
+    Getattr = 3,
+    Setattr = 4,
+    Readlink = 5,
+    Symlink = 6,
+    Mknod = 8,
+    Mkdir = 9,
+    Unlink = 10,
+    Rmdir = 11,
+    Rename = 12,
+    Link = 13,
+    Open = 14,
+    Read = 15,
+    Write = 16,
+    Statfs = 17,
+    Release = 18,
+    Fsync = 20,
+    Setxattr = 21,
+    Getxattr = 22,
+    Listxattr = 23,
+    Removexattr = 24,
+    Flush = 25,
+    Init = 26,
+    Opendir = 27,
+    Readdir = 28,
+    Fsyncdir = 30,
+    Create = 35,
+    Ioctl = 39,
+    Fallocate = 43,
+    Readdirplus = 44,
+    Lseek = 46,
+    CopyFileRange = 47,
+}
+
+impl Op {
+    /// Every counted opcode, in opcode order.
+    pub const ALL: [Op; 33] = [
+        Op::Lookup,
+        Op::Forget,
+        Op::Getattr,
+        Op::Setattr,
+        Op::Readlink,
+        Op::Symlink,
+        Op::Mknod,
+        Op::Mkdir,
+        Op::Unlink,
+        Op::Rmdir,
+        Op::Rename,
+        Op::Link,
+        Op::Open,
+        Op::Read,
+        Op::Write,
+        Op::Statfs,
+        Op::Release,
+        Op::Fsync,
+        Op::Setxattr,
+        Op::Getxattr,
+        Op::Listxattr,
+        Op::Removexattr,
+        Op::Flush,
+        Op::Init,
+        Op::Opendir,
+        Op::Readdir,
+        Op::Fsyncdir,
+        Op::Create,
+        Op::Ioctl,
+        Op::Fallocate,
+        Op::Readdirplus,
+        Op::Lseek,
+        Op::CopyFileRange,
+    ];
+
+    /// The kernel's opcode number (the slot in [`DaxfsReqStats::counts`]).
+    pub const fn opcode(self) -> usize {
+        self as usize
+    }
+
+    /// The kernel's name without the `FUSE_` prefix (`"GETXATTR"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Lookup => "LOOKUP",
+            Op::Forget => "FORGET",
+            Op::Getattr => "GETATTR",
+            Op::Setattr => "SETATTR",
+            Op::Readlink => "READLINK",
+            Op::Symlink => "SYMLINK",
+            Op::Mknod => "MKNOD",
+            Op::Mkdir => "MKDIR",
+            Op::Unlink => "UNLINK",
+            Op::Rmdir => "RMDIR",
+            Op::Rename => "RENAME",
+            Op::Link => "LINK",
+            Op::Open => "OPEN",
+            Op::Read => "READ",
+            Op::Write => "WRITE",
+            Op::Statfs => "STATFS",
+            Op::Release => "RELEASE",
+            Op::Fsync => "FSYNC",
+            Op::Setxattr => "SETXATTR",
+            Op::Getxattr => "GETXATTR",
+            Op::Listxattr => "LISTXATTR",
+            Op::Removexattr => "REMOVEXATTR",
+            Op::Flush => "FLUSH",
+            Op::Init => "INIT",
+            Op::Opendir => "OPENDIR",
+            Op::Readdir => "READDIR",
+            Op::Fsyncdir => "FSYNCDIR",
+            Op::Create => "CREATE",
+            Op::Ioctl => "IOCTL",
+            Op::Fallocate => "FALLOCATE",
+            Op::Readdirplus => "READDIRPLUS",
+            Op::Lseek => "LSEEK",
+            Op::CopyFileRange => "COPY_FILE_RANGE",
+        }
+    }
+
+    /// The opcode whose kernel name (with or without `FUSE_`, any case) is `name`.
+    pub fn from_name(name: &str) -> Option<Op> {
+        let n = name.to_ascii_uppercase();
+        let n = n.strip_prefix("FUSE_").unwrap_or(&n);
+        Op::ALL.into_iter().find(|op| op.name() == n)
+    }
+
+    /// The opcode counted in slot `slot`.
+    pub fn from_opcode(slot: usize) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.opcode() == slot)
+    }
+}
+
+const _: () = assert!((Op::CopyFileRange as usize) < REQ_STATS_SLOTS);
+
+/// The counters of one mount.
+#[derive(Debug)]
+pub struct RequestStats {
+    counts: [AtomicU64; REQ_STATS_SLOTS],
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl RequestStats {
+    /// Counts one `op` request.
+    ///
+    /// Context: any session thread; never blocks.
+    #[inline]
+    pub fn count(&self, op: Op) {
+        self.counts[op.opcode()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current count of `op`.
+    pub fn get(&self, op: Op) -> u64 {
+        self.counts[op.opcode()].load(Ordering::Relaxed)
+    }
+
+    /// Answers `DAXFS_IOC_REQ_STATS`: checks the header, snapshots every slot.
+    ///
+    /// Return: the answer's bytes, or `EINVAL` for a bad header or nonzero `flags`.
+    pub fn ioctl_answer(&self, input: &[u8]) -> FsResult<Vec<u8>> {
+        let req: DaxfsReqStats = check_header(input)?;
+        if req.flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut out = DaxfsReqStats::new_request();
+        out.nr_slots = REQ_STATS_SLOTS as u32;
+        for (o, c) in out.counts.iter_mut().zip(&self.counts) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        Ok(out.as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcodes_are_the_kernels() {
+        // Spot checks against include/uapi/linux/fuse.h.
+        assert_eq!(Op::Write.opcode(), 16);
+        assert_eq!(Op::Getxattr.opcode(), 22);
+        assert_eq!(Op::Ioctl.opcode(), 39);
+        assert_eq!(Op::CopyFileRange.opcode(), 47);
+        // ALL is sorted, without duplicates, and names round-trip.
+        for w in Op::ALL.windows(2) {
+            assert!(w[0].opcode() < w[1].opcode(), "{:?} {:?}", w[0], w[1]);
+        }
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.name()), Some(op));
+            assert_eq!(Op::from_opcode(op.opcode()), Some(op));
+        }
+        assert_eq!(Op::from_name("fuse_getxattr"), Some(Op::Getxattr));
+        assert_eq!(Op::from_name("ACCESS"), None);
+        assert_eq!(Op::from_opcode(7), None);
+    }
+
+    #[test]
+    fn counts_land_in_their_slot_only() {
+        let s = RequestStats::default();
+        for _ in 0..3 {
+            s.count(Op::Write);
+        }
+        s.count(Op::Getxattr);
+        let out = s
+            .ioctl_answer(DaxfsReqStats::new_request().as_bytes())
+            .unwrap();
+        let a = DaxfsReqStats::read_from(&out).unwrap();
+        assert_eq!(a.nr_slots as usize, REQ_STATS_SLOTS);
+        assert_eq!(a.counts[16], 3);
+        assert_eq!(a.counts[22], 1);
+        assert_eq!(a.counts.iter().sum::<u64>(), 4);
+        assert_eq!(s.get(Op::Write), 3);
+    }
+
+    #[test]
+    fn bad_requests_are_einval() {
+        let s = RequestStats::default();
+        let mut r = DaxfsReqStats::new_request();
+        r.flags = 1;
+        assert_eq!(s.ioctl_answer(r.as_bytes()), Err(Errno::EINVAL));
+        let mut r = DaxfsReqStats::new_request();
+        r.version = 7;
+        assert_eq!(s.ioctl_answer(r.as_bytes()), Err(Errno::EINVAL));
+        assert_eq!(s.ioctl_answer(&[0u8; 4]), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn concurrent_counts_are_not_lost() {
+        let s = RequestStats::default();
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for _ in 0..10_000 {
+                        s.count(Op::Read);
+                    }
+                });
+            }
+        });
+        assert_eq!(s.get(Op::Read), 40_000);
+    }
+}
