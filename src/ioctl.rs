@@ -249,7 +249,8 @@ pub unsafe trait Pod: Copy + 'static {
             return None;
         }
         let mut v = Self::zeroed();
-        v.as_bytes_mut().copy_from_slice(&bytes[..size_of::<Self>()]);
+        v.as_bytes_mut()
+            .copy_from_slice(&bytes[..size_of::<Self>()]);
         Some(v)
     }
 }
@@ -384,7 +385,11 @@ mod tests {
             (DAXFS_IOC_LIST_BADBLOCKS, size_of::<DaxfsBadBlocks>()),
         ] {
             assert_eq!(ioc_size(cmd), size);
-            assert_ne!(ioc_dir(cmd) & IOC_WRITE, 0, "every request carries a header");
+            assert_ne!(
+                ioc_dir(cmd) & IOC_WRITE,
+                0,
+                "every request carries a header"
+            );
             assert!(request_name(cmd).is_some());
         }
         assert_eq!(ioc_dir(DAXFS_IOC_INJECT_POISON), IOC_WRITE);
@@ -398,10 +403,16 @@ mod tests {
         assert_eq!(got, s);
         let mut bad = s;
         bad.version = 2;
-        assert_eq!(check_header::<DaxfsStat>(bad.as_bytes()), Err(Errno::EINVAL));
+        assert_eq!(
+            check_header::<DaxfsStat>(bad.as_bytes()),
+            Err(Errno::EINVAL)
+        );
         let mut bad = s;
         bad.size = 8;
-        assert_eq!(check_header::<DaxfsStat>(bad.as_bytes()), Err(Errno::EINVAL));
+        assert_eq!(
+            check_header::<DaxfsStat>(bad.as_bytes()),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(
             check_header::<DaxfsStat>(&s.as_bytes()[..10]),
             Err(Errno::EINVAL)

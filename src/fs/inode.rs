@@ -129,10 +129,11 @@ pub struct Inode {
 
 impl Inode {
     pub fn new(ino: Ino, st: IState) -> Inode {
+        let map = FileMap::new(ino, st.rec.generation);
         Inode {
             ino,
             state: RwLock::new(st),
-            map: FileMap::new(),
+            map,
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
         }

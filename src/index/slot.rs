@@ -41,7 +41,10 @@ pub enum Slot {
     /// A child node (the word is its address).
     Node(usize),
     /// A value entry of relative order `sub`.
-    Value { sub: u8, value: u64 },
+    Value {
+        sub: u8,
+        value: u64,
+    },
     /// A sibling of the entry whose canonical slot is at this offset.
     Sibling(u8),
 }

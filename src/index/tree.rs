@@ -96,7 +96,11 @@ impl Index {
         let mut out = Vec::new();
         if end <= start {
             // Only an entry covering `start` that begins before `end` can qualify.
-            out.extend(self.xas_load(start, &guard).map(|f| f.entry).filter(|e| e.index < end));
+            out.extend(
+                self.xas_load(start, &guard)
+                    .map(|f| f.entry)
+                    .filter(|e| e.index < end),
+            );
             return out;
         }
         self.walk(start, end - 1, None, &guard, &mut |e| {
@@ -153,7 +157,9 @@ impl Reader<'_> {
 
 impl Drop for Index {
     fn drop(&mut self) {
-        if let Slot::Node(addr) = slot::decode(self.head.load(crate::sync::atomic::Ordering::Relaxed)) {
+        if let Slot::Node(addr) =
+            slot::decode(self.head.load(crate::sync::atomic::Ordering::Relaxed))
+        {
             // SAFETY: `&mut self` means no reader or writer borrows the index; the tree's
             // linked nodes are owned by it and freed once here (retired ones are owned by
             // `Retired`/the epoch collector, and are no longer linked).
@@ -200,7 +206,9 @@ impl IndexGuard<'_> {
             return Err(IndexError::ValueTooLarge(value));
         }
         let guard = reclaim::pin();
-        Ok(self.index.xas_store(align_down(i, order), order, value, &guard))
+        Ok(self
+            .index
+            .xas_store(align_down(i, order), order, value, &guard))
     }
     /// Replaces the value of the entry covering `i`, keeping its order and marks.
     pub fn update(&mut self, i: u64, value: u64) -> Result<Entry, IndexError> {
@@ -262,7 +270,11 @@ mod tests {
     fn seed_a_index_pte_at_1023_conflicts_with_pmd_at_512() {
         let idx = Index::new();
         idx.lock().store(1023, 0, 5).unwrap();
-        assert_eq!(idx.load(512), None, "a plain PMD-index load sees nothing at 512");
+        assert_eq!(
+            idx.load(512),
+            None,
+            "a plain PMD-index load sees nothing at 512"
+        );
         assert_eq!(idx.find_conflict(512, 9), Some(e(1023, 0, 5)));
         assert_eq!(idx.find_conflict(700, 9), Some(e(1023, 0, 5)));
         assert_eq!(idx.lock().find_conflict(512, 9), Some(e(1023, 0, 5)));
@@ -314,9 +326,18 @@ mod tests {
         g.store(1 << 63, 24, 2).unwrap();
         assert_eq!(g.load(u64::MAX), Some(e(u64::MAX, 0, 1)));
         assert_eq!(g.load((1 << 63) + 12345), Some(e(1 << 63, 24, 2)));
-        assert_eq!(g.store(0, MAX_ORDER + 1, 1), Err(IndexError::OrderTooLarge(25)));
-        assert_eq!(g.store(0, 0, 1 << 59), Err(IndexError::ValueTooLarge(1 << 59)));
-        assert_eq!(g.update(u64::MAX, 1 << 60), Err(IndexError::ValueTooLarge(1 << 60)));
+        assert_eq!(
+            g.store(0, MAX_ORDER + 1, 1),
+            Err(IndexError::OrderTooLarge(25))
+        );
+        assert_eq!(
+            g.store(0, 0, 1 << 59),
+            Err(IndexError::ValueTooLarge(1 << 59))
+        );
+        assert_eq!(
+            g.update(u64::MAX, 1 << 60),
+            Err(IndexError::ValueTooLarge(1 << 60))
+        );
         drop(g);
         assert_eq!(idx.range(0, u64::MAX), vec![e(1 << 63, 24, 2)]);
         assert_eq!(idx.find_conflict(u64::MAX, 24), Some(e(u64::MAX, 0, 1)));
@@ -338,8 +359,14 @@ mod tests {
         assert_eq!(idx.load(4096 + 1024 + 17), Some(e(4096 + 1024 + 16, 4, 42)));
         assert!(idx.get_mark(4096 + 600, Mark::Dirty));
         assert!(!idx.get_mark(4096 + 600, Mark::Towrite));
-        assert_eq!(idx.find_marked(4096 + 600, Mark::Dirty), Some(e(4096 + 600, 0, 42)));
-        assert_eq!(idx.lock().split(4096 + 600, 0), Err(IndexError::BadSplitOrder));
+        assert_eq!(
+            idx.find_marked(4096 + 600, Mark::Dirty),
+            Some(e(4096 + 600, 0, 42))
+        );
+        assert_eq!(
+            idx.lock().split(4096 + 600, 0),
+            Err(IndexError::BadSplitOrder)
+        );
     }
 
     #[test]
@@ -353,14 +380,20 @@ mod tests {
         g.set_mark(1 << 40, Mark::Towrite).unwrap();
         drop(g);
         assert_eq!(idx.find_marked(0, Mark::Towrite), Some(e(5000, 0, 5000)));
-        assert_eq!(idx.find_marked(5001, Mark::Towrite), Some(e(1 << 40, 0, 1 << 40)));
+        assert_eq!(
+            idx.find_marked(5001, Mark::Towrite),
+            Some(e(1 << 40, 0, 1 << 40))
+        );
         assert_eq!(idx.find_marked(0, Mark::Dirty), None);
         let mut g = idx.lock();
         g.clear_mark(5000, Mark::Towrite).unwrap();
         assert_eq!(g.erase(1 << 40).map(|e| e.value), Some(1 << 40));
         drop(g);
         assert_eq!(idx.find_marked(0, Mark::Towrite), None);
-        assert_eq!(idx.lock().set_mark(77, Mark::Dirty), Err(IndexError::NotFound));
+        assert_eq!(
+            idx.lock().set_mark(77, Mark::Dirty),
+            Err(IndexError::NotFound)
+        );
     }
 
     #[test]
@@ -393,6 +426,10 @@ mod tests {
         for k in 0..64u64 {
             pmd.lock().store(k << 9, 9, k).unwrap();
         }
-        assert_eq!(pmd.node_count(), 9, "8 PMD entries per shift-6 node, plus the root");
+        assert_eq!(
+            pmd.node_count(),
+            9,
+            "8 PMD entries per shift-6 node, plus the root"
+        );
     }
 }

@@ -335,7 +335,14 @@ impl Index {
     }
 
     /// Collects the entries of a subtree (in index order) without changing it.
-    fn collect_entries(&self, node: &Node, shift: u8, base: u64, out: &mut Vec<Entry>, guard: &Guard) {
+    fn collect_entries(
+        &self,
+        node: &Node,
+        shift: u8,
+        base: u64,
+        out: &mut Vec<Entry>,
+        guard: &Guard,
+    ) {
         for off in 0..NODE_SLOTS {
             let at = base + ((off as u64) << shift);
             match slot::decode(node.slots[off].load(Acquire)) {
@@ -366,7 +373,12 @@ impl Index {
     }
 
     /// Replaces the value of the entry covering `i`, keeping its order and marks.
-    pub(super) fn xas_update(&self, i: u64, value: u64, guard: &Guard) -> Result<Entry, IndexError> {
+    pub(super) fn xas_update(
+        &self,
+        i: u64,
+        value: u64,
+        guard: &Guard,
+    ) -> Result<Entry, IndexError> {
         let f = self.xas_load(i, guard).ok_or(IndexError::NotFound)?;
         // SAFETY: found under the writer lock.
         let node = unsafe { &*f.node };
@@ -480,7 +492,13 @@ impl Index {
     }
 
     /// Sets or clears `mark` on the entry covering `i` (`xas_set_mark` / `xas_clear_mark`).
-    pub(super) fn xas_set_mark(&self, i: u64, mark: Mark, set: bool, guard: &Guard) -> Result<(), IndexError> {
+    pub(super) fn xas_set_mark(
+        &self,
+        i: u64,
+        mark: Mark,
+        set: bool,
+        guard: &Guard,
+    ) -> Result<(), IndexError> {
         let f = self.xas_load(i, guard).ok_or(IndexError::NotFound)?;
         // SAFETY: found under the writer lock.
         let node = unsafe { &*f.node };
