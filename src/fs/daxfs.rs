@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
-use super::filemap::{RangeLock, PMD_ORDER, PMD_PAGES};
+use super::filemap::{RangeLock, Rmap, PMD_ORDER, PMD_PAGES};
 use super::inode::{Dir, IState, Inode, Slot};
 use super::*;
 use crate::region::Region;
@@ -95,6 +95,8 @@ pub struct DaxFs {
     ns: Mutex<()>,
     bad: RwLock<BTreeSet<u64>>,
     bad_any: AtomicBool,
+    /// Region block → (inode, file page), kept by the file maps (memory failure's reverse map).
+    rmap: Arc<Rmap>,
     handles: Mutex<HashMap<u64, Ino>>,
     next_fh: AtomicU64,
     shut: AtomicBool,
@@ -275,6 +277,7 @@ impl DaxFs {
     fn from_image(region: Region, img: Image, opts: &OpenOptions) -> DaxFs {
         let sb = img.sb.clone();
         let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
+        let rmap = Arc::new(Rmap::new());
         let mut table = Vec::with_capacity(sb.inodes_total as usize + 1);
         table.resize_with(sb.inodes_total as usize + 1, || RwLock::new(None));
         for (ino, li) in img.inodes {
@@ -301,6 +304,7 @@ impl DaxFs {
                 st.dir = Some(d);
             }
             let inode = Inode::new(ino, st);
+            inode.map.attach_rmap(rmap.clone());
             for e in &li.extents {
                 let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
                 while p < end {
@@ -336,6 +340,7 @@ impl DaxFs {
             ns: Mutex::new(()),
             bad_any: AtomicBool::new(!bad.is_empty()),
             bad: RwLock::new(bad),
+            rmap,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
@@ -814,6 +819,7 @@ impl DaxFs {
             ..Default::default()
         };
         let inode = Arc::new(Inode::new(ino, IState::new(rec)));
+        inode.map.attach_rmap(self.rmap.clone());
         let res = (|| -> FsResult<()> {
             let mut st = inode.state.write();
             if kind == FileKind::Directory {
@@ -2322,9 +2328,9 @@ impl DaxFs {
         self.iget(ino)
     }
 
-    /// Memory failure: every live inode (the reverse map scans their block maps).
-    pub(crate) fn mf_inodes(&self) -> Vec<Arc<Inode>> {
-        self.live_inodes()
+    /// Memory failure: the reverse map (region block → inode, file page).
+    pub(crate) fn mf_rmap(&self) -> &Rmap {
+        &self.rmap
     }
 
     /// Memory failure: the data area `[first block, end block)` (bad blocks must lie in it).

@@ -56,9 +56,66 @@ pub enum Poisoned {
     Moved,
 }
 
+/// The reverse map of one filesystem: region block → (inode, file page) for every block a file
+/// map holds (mapped by an entry or poisoned), as runs keyed by first block. Kept in step by
+/// [`FileMap`] (a block enters before its entry is installed and leaves after its entry is
+/// erased), so it never misses a mapped block; memory failure verifies its answer under the entry
+/// lock. Context: one mutex, a leaf, taken on allocation and unmapping, never on reads.
+#[derive(Default)]
+pub struct Rmap {
+    runs: Mutex<BTreeMap<u64, (u64, u64, u64)>>,
+}
+
+impl Rmap {
+    /// An empty reverse map.
+    pub fn new() -> Rmap {
+        Rmap::default()
+    }
+
+    /// Notes that blocks `[block, +len)` back pages `[page, +len)` of inode `ino`.
+    pub fn insert(&self, block: u64, len: u64, ino: u64, page: u64) {
+        self.runs.lock().insert(block, (len, ino, page));
+    }
+
+    /// Forgets blocks `[block, +len)`, cutting the runs that hold them.
+    pub fn remove(&self, block: u64, len: u64) {
+        let end = block + len;
+        let mut runs = self.runs.lock();
+        let mut touched = Vec::new();
+        for (&s, &(l, ino, pg)) in runs.range(..end).rev() {
+            if s + l <= block {
+                break;
+            }
+            touched.push((s, l, ino, pg));
+        }
+        for (s, l, ino, pg) in touched {
+            runs.remove(&s);
+            if s < block {
+                runs.insert(s, (block - s, ino, pg));
+            }
+            if s + l > end {
+                runs.insert(end, (s + l - end, ino, pg + (end - s)));
+            }
+        }
+    }
+
+    /// `(ino, page)` holding `block`, if any.
+    pub fn lookup(&self, block: u64) -> Option<(u64, u64)> {
+        let runs = self.runs.lock();
+        let (&s, &(l, ino, pg)) = runs.range(..=block).next_back()?;
+        (block < s + l).then_some((ino, pg + (block - s)))
+    }
+
+    /// Number of runs.
+    pub fn runs(&self) -> usize {
+        self.runs.lock().len()
+    }
+}
+
 /// A file's block map.
 pub struct FileMap {
     dax: DaxMapping,
+    rmap: std::sync::OnceLock<std::sync::Arc<Rmap>>,
     mapped: AtomicU64,
     poisoned: Mutex<BTreeMap<u64, u64>>,
     npoisoned: AtomicU64,
@@ -116,9 +173,27 @@ impl FileMap {
     pub fn new(ino: u64, generation: u64) -> FileMap {
         FileMap {
             dax: DaxMapping::new(ino, generation, DaxOptions::default()),
+            rmap: std::sync::OnceLock::new(),
             mapped: AtomicU64::new(0),
             poisoned: Mutex::new(BTreeMap::new()),
             npoisoned: AtomicU64::new(0),
+        }
+    }
+
+    /// Attaches the filesystem's reverse map (once, before the first block is mapped).
+    pub fn attach_rmap(&self, rmap: std::sync::Arc<Rmap>) {
+        let _ = self.rmap.set(rmap);
+    }
+
+    fn rmap_insert(&self, block: u64, len: u64, page: u64) {
+        if let Some(r) = self.rmap.get() {
+            r.insert(block, len, self.dax.inode(), page);
+        }
+    }
+
+    fn rmap_remove(&self, block: u64, len: u64) {
+        if let Some(r) = self.rmap.get() {
+            r.remove(block, len);
         }
     }
 
@@ -167,8 +242,10 @@ impl FileMap {
             }
             return Err(nix::errno::Errno::EIO);
         }
+        self.rmap_insert(block, 1 << order, page);
         if let Err(e) = g.insert(block, false) {
             let _ = g.delete();
+            self.rmap_remove(block, 1 << order);
             return Err(eio(e));
         }
         self.mapped.fetch_add(1 << order, Ordering::Relaxed);
@@ -240,6 +317,7 @@ impl FileMap {
                             if v.has_block() {
                                 freed.push((v.block(), e - s));
                                 self.mapped.fetch_sub(e - s, Ordering::Relaxed);
+                                self.rmap_remove(v.block(), e - s);
                             }
                         }
                         Err(err) => log::error!("daxfs: unmap page {at}: {err}"),
@@ -256,6 +334,7 @@ impl FileMap {
             let pages: Vec<u64> = p.range(start..end).map(|(&k, _)| k).collect();
             for k in pages {
                 if let Some(b) = p.remove(&k) {
+                    self.rmap_remove(b, 1);
                     freed.push((b, 1));
                     self.mapped.fetch_sub(1, Ordering::Relaxed);
                     self.npoisoned.fetch_sub(1, Ordering::AcqRel);
@@ -278,6 +357,7 @@ impl FileMap {
             let n = 1u64 << g.order();
             match g.delete() {
                 Ok(v) if v.has_block() => {
+                    self.rmap_remove(v.block(), n);
                     freed.push((v.block(), n));
                     self.mapped.fetch_sub(n, Ordering::Relaxed);
                 }
@@ -336,6 +416,7 @@ impl FileMap {
     /// Context: inode rwsem exclusive.
     pub fn unpoison(&self, page: u64) -> Option<u64> {
         let b = self.poisoned.lock().remove(&page)?;
+        self.rmap_remove(b, 1);
         self.npoisoned.fetch_sub(1, Ordering::AcqRel);
         self.mapped.fetch_sub(1, Ordering::Relaxed);
         Some(b)
@@ -449,6 +530,32 @@ impl FileMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rmap_follows_map_unmap_and_poison() {
+        let r = std::sync::Arc::new(Rmap::new());
+        let m = FileMap::new(9, 1);
+        m.attach_rmap(r.clone());
+        m.map(512, PMD_ORDER, 1024).unwrap();
+        m.map(3, 0, 77).unwrap();
+        assert_eq!(r.lookup(1024 + 100), Some((9, 612)));
+        assert_eq!(r.lookup(77), Some((9, 3)));
+        assert_eq!(r.lookup(78), None);
+        m.poison_page(700, 1024 + 188, || Ok(())).unwrap();
+        assert_eq!(
+            r.lookup(1024 + 188),
+            Some((9, 700)),
+            "a poisoned page keeps its block"
+        );
+        m.unmap_range(600, 610);
+        assert_eq!(r.lookup(1024 + 90), None);
+        assert_eq!(r.lookup(1024 + 87), Some((9, 599)));
+        assert_eq!(r.lookup(1024 + 98), Some((9, 610)));
+        assert_eq!(m.unpoison(700), Some(1024 + 188));
+        assert_eq!(r.lookup(1024 + 188), None);
+        m.unmap_range(0, u64::MAX);
+        assert_eq!(r.runs(), 0);
+    }
 
     #[test]
     fn pmd_split_on_partial_unmap() {

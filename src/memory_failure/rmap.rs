@@ -1,23 +1,21 @@
 //! The reverse map: region block → (inode, file page), the kernel's `page->mapping, page->index`.
 //!
-//! daxfs keeps no separate reverse-map structure: it scans the live inodes' block maps, which are
-//! lock-free to read (the multi-order index), so the scan takes **no inode rwsem and no entry
-//! lock**. The answer is a snapshot: the block may move before the caller locks the entry, which
-//! is why the caller re-checks under the entry lock (lock-then-walk) and looks again if it moved.
-//! Cost: one pass over the inode table and one index walk per regular file (a PMD entry counts
-//! once), so poisoning stays well under a millisecond for a few large files; with very many files
-//! an extent-keyed reverse tree would be the next step.
+//! The filesystem keeps the map itself (`crate::fs::filemap::Rmap`: runs keyed by first block,
+//! updated by every inode's block map when a block is installed or erased, a leaf mutex never
+//! taken on reads), so a lookup is one `O(log n)` search: no inode rwsem, no entry lock. The
+//! answer is a snapshot: the block may move before the caller locks the entry, which is why the
+//! caller re-checks under the entry lock (lock-then-walk) and looks again if it moved.
 
 use crate::fs::{DaxFs, Ino};
 
-/// Who maps a region block, as far as the file block maps tell.
+/// Who holds a region block, as far as the file block maps tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
     /// File page `page` of inode `ino` maps the block through a DAX entry.
     Mapped { ino: Ino, page: u64 },
     /// File page `page` of inode `ino` is poisoned and holds the block.
     Poisoned { ino: Ino, page: u64 },
-    /// No file maps it (free, or file-system metadata).
+    /// No file holds it (free, or file-system metadata).
     None,
 }
 
@@ -33,35 +31,14 @@ impl Owner {
 
 /// Looks up the owner of region block `block`.
 ///
-/// Context: lock-free reads of every block map (and each inode's poisoned-page mutex, a leaf);
-/// never sleeps on an entry or inode lock.
+/// Context: takes the reverse map's mutex and the owner's poisoned-page mutex (leaves); never
+/// sleeps on an entry or inode lock.
 pub fn owner_of(fs: &DaxFs, block: u64) -> Owner {
-    for inode in fs.mf_inodes() {
-        let map = &inode.map;
-        if map.poisoned_count() > 0 {
-            if let Some((page, _)) = map
-                .poisoned_in(0, u64::MAX)
-                .into_iter()
-                .find(|&(_, b)| b == block)
-            {
-                return Owner::Poisoned {
-                    ino: inode.ino,
-                    page,
-                };
-            }
-        }
-        for e in map.dax_entries() {
-            if !e.entry.has_block() {
-                continue;
-            }
-            let b0 = e.entry.block();
-            if block >= b0 && block - b0 < (1u64 << e.order) {
-                return Owner::Mapped {
-                    ino: inode.ino,
-                    page: e.index + (block - b0),
-                };
-            }
-        }
+    let Some((ino, page)) = fs.mf_rmap().lookup(block) else {
+        return Owner::None;
+    };
+    match fs.mf_inode(ino) {
+        Ok(inode) if inode.map.poisoned_block(page) == Some(block) => Owner::Poisoned { ino, page },
+        _ => Owner::Mapped { ino, page },
     }
-    Owner::None
 }
