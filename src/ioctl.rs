@@ -22,13 +22,13 @@
 //! - All requests are `_IOWR` (the header is always read back, answers are written back)
 //!   except `INJECT_POISON` and `CLEAR_POISON`, which only take input (`_IOW`).
 //!
-//! | request | number | struct | bytes |
-//! |---|---|---|---|
-//! | `DAXFS_IOC_STAT` | `_IOWR(0xDA, 1, DaxfsStat)` | [`DaxfsStat`] | 72 |
-//! | `DAXFS_IOC_GET_MAPPINGS` | `_IOWR(0xDA, 2, DaxfsMappings)` | [`DaxfsMappings`] | 3096 |
-//! | `DAXFS_IOC_INJECT_POISON` | `_IOW(0xDA, 3, DaxfsPoison)` | [`DaxfsPoison`] | 32 |
-//! | `DAXFS_IOC_CLEAR_POISON` | `_IOW(0xDA, 4, DaxfsPoison)` | [`DaxfsPoison`] | 32 |
-//! | `DAXFS_IOC_LIST_BADBLOCKS` | `_IOWR(0xDA, 5, DaxfsBadBlocks)` | [`DaxfsBadBlocks`] | 2072 |
+//! | request | number | value | struct | bytes |
+//! |---|---|---|---|---|
+//! | `DAXFS_IOC_STAT` | `_IOWR(0xDA, 1, DaxfsStat)` | `0xc048da01` | [`DaxfsStat`] | 72 |
+//! | `DAXFS_IOC_GET_MAPPINGS` | `_IOWR(0xDA, 2, DaxfsMappings)` | `0xcc18da02` | [`DaxfsMappings`] | 3096 |
+//! | `DAXFS_IOC_INJECT_POISON` | `_IOW(0xDA, 3, DaxfsPoison)` | `0x4020da03` | [`DaxfsPoison`] | 32 |
+//! | `DAXFS_IOC_CLEAR_POISON` | `_IOW(0xDA, 4, DaxfsPoison)` | `0x4020da04` | [`DaxfsPoison`] | 32 |
+//! | `DAXFS_IOC_LIST_BADBLOCKS` | `_IOWR(0xDA, 5, DaxfsBadBlocks)` | `0xc818da05` | [`DaxfsBadBlocks`] | 2072 |
 
 use std::mem::size_of;
 
@@ -370,6 +370,12 @@ mod tests {
             DAXFS_IOC_LIST_BADBLOCKS as u64,
             nix::request_code_readwrite!(0xDA, 5, size_of::<DaxfsBadBlocks>()) as u64
         );
+        // The published values (a change here breaks the ABI: bump DAXFS_ABI_VERSION instead).
+        assert_eq!(DAXFS_IOC_STAT, 0xc048_da01);
+        assert_eq!(DAXFS_IOC_GET_MAPPINGS, 0xcc18_da02);
+        assert_eq!(DAXFS_IOC_INJECT_POISON, 0x4020_da03);
+        assert_eq!(DAXFS_IOC_CLEAR_POISON, 0x4020_da04);
+        assert_eq!(DAXFS_IOC_LIST_BADBLOCKS, 0xc818_da05);
         // The well-known values of <linux/fs.h>.
         assert_eq!(FS_IOC_FSGETXATTR, 0x801c_581f);
         assert_eq!(FS_IOC_FSSETXATTR, 0x401c_5820);

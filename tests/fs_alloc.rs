@@ -45,7 +45,7 @@ fn fill_with_junk(fs: &DaxFs) {
     while fs.write(junk.ino, off, &chunk[..4096], &c).is_ok() {
         off += 4096;
     }
-    assert_eq!(fs.statfs().unwrap().bfree, 0);
+    assert_eq!(fs.statfs().unwrap().bavail, 0);
     fs.release(junk.ino, jfh).unwrap();
     fs.unlink(ROOT_INO, OsStr::new("junk"), &c).unwrap();
     fs.forget(junk.ino, 1);
@@ -333,4 +333,46 @@ fn preallocated_tail_is_zeroed_before_commit() {
         .read_at(m[0].region_block * 4096 + (600 << 10), &mut blk)
         .unwrap();
     assert!(blk.iter().all(|&x| x == 0));
+}
+
+#[test]
+fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
+    let (_d, path) = region(64 << 20);
+    let c = Ctx::root();
+    let ino;
+    let bad;
+    {
+        let fs = open(&path);
+        let (a, fh) = fs.create(ROOT_INO, OsStr::new("f"), 0o644, 0, &c).unwrap();
+        ino = a.ino;
+        fs.write(a.ino, 0, &vec![9u8; 2 * MB2 as usize], &c)
+            .unwrap();
+        fs.release(a.ino, fh).unwrap();
+        assert_pmd_mapped(&fs.mappings(a.ino).unwrap(), 2);
+        bad = fs.file_block(a.ino, 700).unwrap().unwrap();
+        // Recording the bad block poisons page 700: its PMD entry is split around it (the
+        // poisoned page has no entry), so there is nothing left for split_pmd to split.
+        fs.add_bad_block(bad).unwrap();
+        assert!(!fs.split_pmd(a.ino, 700).unwrap());
+        assert!(fs.split_pmd(a.ino, 10).unwrap());
+        assert!(!fs.split_pmd(a.ino, 10).unwrap());
+        let m = fs.mappings(a.ino).unwrap();
+        assert_eq!(m.len(), 512 + 511);
+        assert!(m.iter().all(|e| e.order == 0));
+        assert!(!m.iter().any(|e| e.file_index == 700));
+        // Other pages of the split range still read; the bad one fails.
+        let mut b = vec![0u8; 4096];
+        assert_eq!(fs.read(a.ino, 699 * 4096, &mut b).unwrap(), 4096);
+        assert_eq!(fs.read(a.ino, 700 * 4096, &mut b), Err(Errno::EIO));
+        fs.close().unwrap();
+    }
+    let fs = open(&path);
+    let m = fs.mappings(ino).unwrap();
+    assert_eq!(
+        m.len(),
+        1 + 511,
+        "the bad run was merged back into a PMD entry"
+    );
+    assert_eq!(m[0].order, 9, "the clean run is a PMD entry again");
+    assert_eq!(fs.bad_blocks(), vec![bad]);
 }

@@ -853,3 +853,97 @@ fn flags_and_root_is_never_evicted() {
     let fs = open(&t.path);
     assert_eq!(fs.getattr(a.ino).unwrap().flags, FS_XFLAG_DAX);
 }
+
+#[test]
+fn relatime_atime() {
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let (a, fh) = fs.create(ROOT_INO, n("f"), 0o644, 0, &root()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs.write(a.ino, 0, b"abc", &root()).unwrap();
+    let before = fs.getattr(a.ino).unwrap();
+    assert!(before.atime < before.mtime);
+    fs.read(a.ino, 0, &mut [0u8; 3]).unwrap();
+    let after = fs.getattr(a.ino).unwrap();
+    assert!(after.atime >= after.mtime, "read did not update atime");
+    // relatime: a second read does not move it.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs.read(a.ino, 0, &mut [0u8; 3]).unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().atime, after.atime);
+    fs.release(a.ino, fh).unwrap();
+    fs.close().unwrap();
+    let fs = open(&t.path);
+    assert_eq!(fs.getattr(a.ino).unwrap().atime, after.atime);
+}
+
+#[test]
+fn dot_lookup_on_files_and_chown_drops_suid() {
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let (a, _) = fs.create(ROOT_INO, n("f"), 0o6755, 0, &root()).unwrap();
+    // FUSE resolves exported handles by looking up "." in any node.
+    assert_eq!(fs.lookup(a.ino, n(".")).unwrap().ino, a.ino);
+    assert_eq!(fs.lookup(a.ino, n("..")), Err(Errno::ENOTDIR));
+    assert_eq!(fs.lookup(a.ino, n("x")), Err(Errno::ENOTDIR));
+    // chown of a file drops suid, and sgid when group-executable, even for root.
+    let at = fs
+        .setattr(
+            a.ino,
+            &SetAttr {
+                uid: Some(0),
+                ..Default::default()
+            },
+            &root(),
+        )
+        .unwrap();
+    assert_eq!(at.perm, 0o755);
+    let at = fs
+        .setattr(
+            a.ino,
+            &SetAttr {
+                mode: Some(0o6745),
+                ..Default::default()
+            },
+            &root(),
+        )
+        .unwrap();
+    assert_eq!(at.perm, 0o6745);
+    let at = fs
+        .setattr(
+            a.ino,
+            &SetAttr {
+                gid: Some(5),
+                ..Default::default()
+            },
+            &root(),
+        )
+        .unwrap();
+    assert_eq!(at.perm, 0o2745, "sgid without group exec stays");
+    // A root write keeps the bits unless the kernel asks to kill them.
+    fs.setattr(
+        a.ino,
+        &SetAttr {
+            mode: Some(0o6755),
+            ..Default::default()
+        },
+        &root(),
+    )
+    .unwrap();
+    fs.write(a.ino, 0, b"x", &root()).unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().perm, 0o6755);
+    fs.write_kill_priv(a.ino, 0, b"x", &root(), true).unwrap();
+    assert_eq!(fs.getattr(a.ino).unwrap().perm, 0o755);
+    // Directories keep their bits on chown.
+    let d = fs.mkdir(ROOT_INO, n("d"), 0o2755, &root()).unwrap();
+    let at = fs
+        .setattr(
+            d.ino,
+            &SetAttr {
+                uid: Some(1),
+                ..Default::default()
+            },
+            &root(),
+        )
+        .unwrap();
+    assert_eq!(at.perm, 0o2755);
+}

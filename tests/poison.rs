@@ -338,8 +338,9 @@ fn poisoned_free_block_is_never_allocated() {
         "--json".as_ref(),
     ]))
     .unwrap();
+    // (32 blocks stay reserved for block-map chain blocks.)
     assert!(
-        st["free_blocks"].as_u64().unwrap() < 8,
+        st["free_blocks"].as_u64().unwrap() < 32 + 8,
         "not full: {st}"
     );
     for p in &files {

@@ -710,6 +710,37 @@ fn fsxattr_reports_the_dax_flag() {
     // SAFETY: FS_IOC_FSSETXATTR reads one struct fsxattr.
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
         .unwrap();
+    // Setting the DAX flag sticks (and survives a remount, checked below); other flags are
+    // refused.
+    x.fsx_xflags = FS_XFLAG_DAX;
+    // SAFETY: as above.
+    cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
+        .unwrap();
+    let mut y = FsXattr::default();
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut y as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    assert_eq!(y.fsx_xflags & FS_XFLAG_DAX, FS_XFLAG_DAX);
+    let mut bad = x;
+    bad.fsx_xflags |= 0x8; // FS_XFLAG_IMMUTABLE
+                           // SAFETY: as above.
+    let refused = cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSSETXATTR as _,
+            &bad as *const FsXattr,
+        )
+    });
+    assert_errno(refused, libc::EOPNOTSUPP);
+    // A DAX file still reads and writes under dax=inode.
+    fs::write(m.p("f"), b"dax data").unwrap();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"dax data");
     // Directories answer too (ioctls on directories are forwarded).
     let d = File::open(&m.mnt).unwrap();
     let mut y = FsXattr::default();
@@ -723,5 +754,97 @@ fn fsxattr_reports_the_dax_flag() {
     })
     .unwrap();
     drop((f, d));
+    m.unmount();
+    let m = r.mount("dax=inode");
+    let f = File::open(m.p("f")).unwrap();
+    let mut z = FsXattr::default();
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut z as *mut FsXattr,
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        z.fsx_xflags & FS_XFLAG_DAX,
+        FS_XFLAG_DAX,
+        "flag kept across remount"
+    );
+    drop(f);
+    m.unmount();
+}
+
+#[test]
+fn writes_by_others_drop_set_id_bits() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    let f = m.p("setuid");
+    fs::write(&f, b"program").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6777)).unwrap();
+    // Root keeps the bits when writing.
+    fs::write(&f, b"root write").unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o6777);
+    // Anyone else's write drops S_ISUID and (group-executable) S_ISGID.
+    let p = f.clone();
+    let errno = as_user(65534, 65534, || {
+        match OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .and_then(|mut h| h.write_all(b"x"))
+        {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(255),
+        }
+    });
+    assert_eq!(errno, 0);
+    assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o0777);
+    m.unmount();
+}
+
+#[test]
+fn file_handles_survive_cache_drops() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"by handle").unwrap();
+    // struct file_handle with room for the handle bytes.
+    let mut buf = vec![0u8; 8 + 128];
+    buf[..4].copy_from_slice(&128u32.to_ne_bytes());
+    let mut mount_id = 0;
+    // SAFETY: `buf` is a struct file_handle with handle_bytes = 128 and room for them.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            cpath(&m.p("d/f")).as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id as *mut libc::c_int,
+            0,
+        ) as libc::c_int
+    })
+    .unwrap();
+    // Forget every cached dentry and inode, so the kernel must ask the daemon by node id.
+    fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+    let mnt = File::open(&m.mnt).unwrap();
+    // SAFETY: `buf` holds the handle filled in above.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mnt.as_raw_fd(),
+            buf.as_mut_ptr(),
+            libc::O_RDONLY,
+        ) as libc::c_int
+    })
+    .unwrap();
+    // SAFETY: `fd` was just opened and is owned by the File from here on.
+    let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "by handle");
+    drop((f, mnt));
     m.unmount();
 }

@@ -107,6 +107,9 @@ fn _assert_send_sync() {
     is::<DaxFs>();
 }
 
+/// Blocks kept back from data allocations for block-map chain blocks.
+const META_RESERVE: u64 = 32;
+
 thread_local! {
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -329,12 +332,14 @@ impl DaxFs {
             }
             table[ino as usize] = RwLock::new(Some(Arc::new(inode)));
         }
+        let mut alloc = img.alloc;
+        alloc.set_reserve(META_RESERVE);
         DaxFs {
             journal: Journal::new(&sb),
             region,
             dax: opts.dax,
             read_only: opts.read_only,
-            alloc: Mutex::new(img.alloc),
+            alloc: Mutex::new(alloc),
             table,
             free_inos: Mutex::new(img.free_inodes.into_iter().collect()),
             ns: Mutex::new(()),
@@ -521,7 +526,7 @@ impl DaxFs {
             gid: r.gid,
             size: r.size,
             blocks: (inode.map.mapped_pages() + xb) * (BLOCK / 512),
-            atime: to_time(r.atime),
+            atime: to_time(inode.atime.load(Ordering::Relaxed)),
             mtime: to_time(r.mtime),
             ctime: to_time(r.ctime),
             crtime: to_time(r.crtime),
@@ -583,7 +588,7 @@ impl DaxFs {
                 {
                     let mut a = self.alloc.lock();
                     for _ in 0..n {
-                        match a.alloc_near(blocks.last().map(|b| b + 1)) {
+                        match a.alloc_meta(blocks.last().map(|b| b + 1)) {
                             Some(b) => blocks.push(b),
                             None => {
                                 for b in blocks {
@@ -607,6 +612,8 @@ impl DaxFs {
             }
             st.map_dirty = false;
         }
+        inode.atime_dirty.store(false, Ordering::Relaxed);
+        st.rec.atime = inode.atime.load(Ordering::Relaxed);
         tx.write(self.sb.inode_off(inode.ino), &st.rec.encode());
         st.dirty = false;
         st.times_dirty = false;
@@ -1171,11 +1178,15 @@ impl DaxFs {
         }
         let p = self.iget(parent)?;
         let pst = p.state.read();
-        let dir = pst.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        // "." works on any inode: FUSE resolves exported file handles (open_by_handle_at, NFS
+        // export) by looking up "." in the handle's node.
         let ino = match name.as_bytes() {
             b"." => parent,
-            b".." => pst.rec.parent.max(1),
-            _ => dir.get(name).ok_or(Errno::ENOENT)?.ino,
+            b".." if pst.dir.is_some() => pst.rec.parent.max(1),
+            _ => {
+                let dir = pst.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+                dir.get(name).ok_or(Errno::ENOENT)?.ino
+            }
         };
         let inode = if ino == parent {
             p.clone()
@@ -1226,16 +1237,22 @@ impl DaxFs {
             Self::kill_suid(&mut st, ctx);
         }
         if set.uid.is_some() || set.gid.is_some() {
-            let changes = set.uid.is_some_and(|u| u != st.rec.uid)
-                || set.gid.is_some_and(|g| g != st.rec.gid);
             if let Some(u) = set.uid {
                 st.rec.uid = u;
             }
             if let Some(g) = set.gid {
                 st.rec.gid = g;
             }
-            if changes && st.kind() != FileKind::Directory {
-                Self::kill_suid(&mut st, ctx);
+            // As chown_common(): a chown of a non-directory always drops S_ISUID, and S_ISGID
+            // when group-executable (whoever asks; an explicit mode below wins).
+            if st.kind() != FileKind::Directory {
+                Self::kill_suid(
+                    &mut st,
+                    &Ctx {
+                        uid: u32::MAX,
+                        ..*ctx
+                    },
+                );
             }
         }
         if let Some(m) = set.mode {
@@ -1246,8 +1263,8 @@ impl DaxFs {
             st.rec.mode = (st.rec.mode & libc::S_IFMT) | m;
         }
         match set.atime {
-            Some(TimeSet::Now) => st.rec.atime = t,
-            Some(TimeSet::At(x)) => st.rec.atime = from_time(x),
+            Some(TimeSet::Now) => inode.atime.store(t, Ordering::Relaxed),
+            Some(TimeSet::At(x)) => inode.atime.store(from_time(x), Ordering::Relaxed),
             None => {}
         }
         match set.mtime {
@@ -1702,6 +1719,10 @@ impl DaxFs {
         if offset >= fsize || size == 0 {
             return Ok(f(&[]));
         }
+        if !self.read_only && inode.touch_atime(&st, now_ns()) {
+            // Persisted lazily, with the next commit of the inode (lazytime).
+            inode.atime_dirty.store(true, Ordering::Relaxed);
+        }
         let len = (fsize - offset).min(size as u64);
         let first = offset / BLOCK;
         let last = (offset + len - 1) / BLOCK;
@@ -1779,6 +1800,20 @@ impl DaxFs {
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8], ctx: &Ctx) -> FsResult<usize> {
+        self.write_kill_priv(ino, offset, data, ctx, ctx.uid != 0)
+    }
+
+    /// As [`Self::write`], with the decision to drop S_ISUID (and S_ISGID when group-executable)
+    /// made by the caller: the FUSE adapter passes `true` when the kernel sets
+    /// `FUSE_WRITE_KILL_SUIDGID` (handle_killpriv_v2) or the writer is not root.
+    pub fn write_kill_priv(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        ctx: &Ctx,
+        kill_priv: bool,
+    ) -> FsResult<usize> {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
@@ -1841,7 +1876,15 @@ impl DaxFs {
         st.rec.mtime = t;
         st.rec.ctime = t;
         st.times_dirty = true;
-        Self::kill_suid(&mut st, ctx);
+        if kill_priv {
+            Self::kill_suid(
+                &mut st,
+                &Ctx {
+                    uid: u32::MAX,
+                    ..*ctx
+                },
+            );
+        }
         Ok(data.len())
     }
 
@@ -1921,6 +1964,7 @@ impl DaxFs {
             let clean = !st.dirty
                 && !st.map_dirty
                 && !st.times_dirty
+                && !inode.atime_dirty.load(Ordering::Relaxed)
                 && st.dirty_lo >= st.dirty_hi
                 && st.uninit.0 >= st.uninit.1;
             if clean || st.evicted {
@@ -1931,7 +1975,8 @@ impl DaxFs {
         if st.evicted {
             return Ok(());
         }
-        if st.dirty || st.map_dirty || (!datasync && st.times_dirty) {
+        let times = st.times_dirty || inode.atime_dirty.load(Ordering::Relaxed);
+        if st.dirty || st.map_dirty || (!datasync && times) {
             let mut tx = Tx::new();
             self.commit_inode_into(&mut tx, &inode, &mut st)?;
             self.commit(tx)
@@ -1982,7 +2027,7 @@ impl DaxFs {
         Ok(StatFs {
             blocks: a.data_blocks(),
             bfree: a.free_blocks(),
-            bavail: a.free_blocks(),
+            bavail: a.available_blocks(),
             files: self.sb.inodes_total,
             ffree,
             bsize: BLOCK as u32,
@@ -2265,6 +2310,15 @@ impl DaxFs {
     }
 
     // ---- additions for memory failure and tools ----
+
+    /// Splits the PMD (2 MiB) mapping covering file page `page` of `ino` into 4 KiB mappings of
+    /// the same blocks (memory failure keeps the other 511 pages usable this way). Returns whether
+    /// a PMD entry was split. The on-media block map does not change.
+    pub fn split_pmd(&self, ino: Ino, page: u64) -> FsResult<bool> {
+        let inode = self.iget(ino)?;
+        let _st = inode.state.write();
+        inode.map.split_pmd(page)
+    }
 
     /// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`);
     /// only the owner or root may. Durable on return.

@@ -410,6 +410,20 @@ impl FileMap {
         Ok(Poisoned::Mapped { first, nr_pages })
     }
 
+    /// Splits the PMD entry covering `page` into 512 PTE entries of the same blocks (locked
+    /// while it is split). Return: whether there was a PMD entry to split.
+    ///
+    /// Context: may sleep on the entry lock.
+    pub fn split_pmd(&self, page: u64) -> Result<bool, nix::errno::Errno> {
+        match self.dax.lock_entry(page).map_err(eio)? {
+            Some(g) if g.order() == PMD_ORDER => {
+                g.split_and_unlock(None).map_err(eio)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Forgets the poison of `page` (a whole-page write remaps it, `poison clear` makes it a hole).
     /// Return: the bad block it held.
     ///

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -125,17 +125,38 @@ pub struct Inode {
     pub map: FileMap,
     pub lookups: AtomicU64,
     pub opens: AtomicU64,
+    /// Access time (ns), kept outside the lock so shared-lock readers can update it (relatime);
+    /// copied into the record when the inode is committed.
+    pub atime: AtomicI64,
+    /// `atime` changed since the last commit.
+    pub atime_dirty: AtomicBool,
 }
 
 impl Inode {
     pub fn new(ino: Ino, st: IState) -> Inode {
         let map = FileMap::new(ino, st.rec.generation);
         Inode {
+            atime: AtomicI64::new(st.rec.atime),
+            atime_dirty: AtomicBool::new(false),
             ino,
             state: RwLock::new(st),
             map,
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
         }
+    }
+}
+
+impl Inode {
+    /// relatime: updates the access time when it is older than the modification or change time,
+    /// or more than a day old. Returns whether it changed. Context: any inode lock.
+    pub fn touch_atime(&self, st: &IState, now: i64) -> bool {
+        const DAY: i64 = 24 * 3600 * 1_000_000_000;
+        let a = self.atime.load(Ordering::Relaxed);
+        if a <= st.rec.mtime || a <= st.rec.ctime || now - a > DAY {
+            self.atime.store(now, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 }

@@ -41,6 +41,9 @@ pub struct DaxFuse {
     notifier: KernelNotifier,
     /// The daemon's uid (the mount owner), for owner-only control requests.
     owner_uid: u32,
+    /// `FUSE_HANDLE_KILLPRIV_V2` was negotiated: the kernel flags the writes that must drop
+    /// S_ISUID/S_ISGID (`FUSE_WRITE_KILL_SUIDGID`).
+    killpriv_v2: bool,
 }
 
 impl DaxFuse {
@@ -51,6 +54,7 @@ impl DaxFuse {
             dax,
             notifier,
             owner_uid: nix::unistd::geteuid().as_raw(),
+            killpriv_v2: false,
         }
     }
 
@@ -157,14 +161,19 @@ impl Filesystem for DaxFuse {
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             | InitFlags::FUSE_HAS_IOCTL_DIR
             | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_MAX_PAGES;
         if self.dax != DaxMode::Never {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
         let _ = config.add_capabilities(want & caps);
+        self.killpriv_v2 = caps.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
+        // Room for readahead and async direct I/O from several threads (kernel default: 12).
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
         log::info!(
             "FUSE init: kernel ABI {:?}, negotiated {:?}",
             config.kernel_abi(),
@@ -312,9 +321,14 @@ impl Filesystem for DaxFuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let attr_flags = match self.fs.getattr(ino.0) {
-            Ok(a) => a.flags,
-            Err(e) => return reply.error(ferr(e)),
+        // Only dax=inode needs the inode's flags to choose the data path.
+        let attr_flags = if self.dax == DaxMode::Inode {
+            match self.fs.getattr(ino.0) {
+                Ok(a) => a.flags,
+                Err(e) => return reply.error(ferr(e)),
+            }
+        } else {
+            0
         };
         match self.fs.open_file(ino.0, flags.0, &ctx(req)) {
             Ok(fh) => reply.opened(FileHandle(fh), self.fopen_flags(attr_flags)),
@@ -353,12 +367,20 @@ impl Filesystem for DaxFuse {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, offset, data, &ctx(req)) {
+        let kill_priv = if self.killpriv_v2 {
+            write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+        } else {
+            req.uid() != 0
+        };
+        match self
+            .fs
+            .write_kill_priv(ino.0, offset, data, &ctx(req), kill_priv)
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
         }
@@ -555,7 +577,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyIoctl,
     ) {
         let caller = control::Caller {
-            uid: req.uid(),
+            ctx: ctx(req),
             owner_uid: self.owner_uid,
         };
         match control::handle(&self.fs, &self.notifier, caller, ino.0, cmd, in_data) {
@@ -624,5 +646,69 @@ impl Filesystem for DaxFuse {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{MkfsOptions, OpenOptions};
+
+    fn open_fs(dir: &Path) -> Arc<DaxFs> {
+        let region = dir.join("region");
+        DaxFs::mkfs(
+            &region,
+            &MkfsOptions {
+                size: Some(32 << 20),
+                inodes: None,
+            },
+        )
+        .unwrap();
+        Arc::new(DaxFs::open(&region, &OpenOptions::default()).unwrap())
+    }
+
+    #[test]
+    fn dax_mode_selects_the_data_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = open_fs(dir.path());
+        let n = KernelNotifier::new();
+        let always = DaxFuse::new(fs.clone(), DaxMode::Always, n.clone());
+        assert!(always.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
+        let never = DaxFuse::new(fs.clone(), DaxMode::Never, n.clone());
+        assert!(!never
+            .fopen_flags(FS_XFLAG_DAX)
+            .contains(FopenFlags::FOPEN_DIRECT_IO));
+        assert!(never.fopen_flags(0).contains(FopenFlags::FOPEN_KEEP_CACHE));
+        let inode = DaxFuse::new(fs, DaxMode::Inode, n);
+        assert!(inode
+            .fopen_flags(FS_XFLAG_DAX)
+            .contains(FopenFlags::FOPEN_DIRECT_IO));
+        assert!(!inode.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
+    }
+
+    #[test]
+    fn attributes_convert_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = open_fs(dir.path());
+        let a = fs
+            .mknod(
+                crate::fs::ROOT_INO,
+                OsStr::new("dev"),
+                libc::S_IFCHR | 0o640,
+                0x0103,
+                &Ctx {
+                    uid: 7,
+                    gid: 8,
+                    pid: 1,
+                },
+            )
+            .unwrap();
+        let f = fattr(&a);
+        assert_eq!(f.ino, INodeNo(a.ino));
+        assert_eq!(f.kind, FileType::CharDevice);
+        assert_eq!(f.perm, 0o640);
+        assert_eq!((f.uid, f.gid, f.rdev), (7, 8, 0x0103));
+        assert_eq!((f.size, f.nlink, f.mtime), (a.size, a.nlink, a.mtime));
+        assert_eq!(ferr(Errno::ENOTEMPTY).code(), libc::ENOTEMPTY);
     }
 }

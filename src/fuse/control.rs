@@ -7,7 +7,7 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::KernelNotifier;
-use crate::fs::{DaxFs, Errno, FileKind, FsResult, Ino};
+use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
 
@@ -28,7 +28,7 @@ impl mf::Invalidator for KernelNotifier {
 /// Who sends a control request.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
-    pub uid: u32,
+    pub ctx: Ctx,
     /// The uid the daemon runs as (the mount's owner).
     pub owner_uid: u32,
 }
@@ -36,9 +36,12 @@ pub struct Caller {
 impl Caller {
     /// Root or the mount's owner: may inject and clear poison (DESIGN.md, memory failure rule 6).
     pub fn may_change_poison(&self) -> bool {
-        self.uid == 0 || self.uid == self.owner_uid
+        self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
     }
 }
+
+/// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
+pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
 
 /// Handles one ioctl on inode `ino`. Return: the output bytes (at most `_IOC_SIZE(cmd)`).
 ///
@@ -117,13 +120,24 @@ pub fn handle(
         FS_IOC_FSSETXATTR => {
             let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
             let a = fs.getattr(ino)?;
-            // The embedded API has no flag setter yet: accept only a request that changes
-            // nothing (what `xfs_io -c 'chattr -x'` on a plain file sends).
-            if want.fsx_xflags == a.flags && want.fsx_extsize == 0 && want.fsx_projid == 0 {
-                Ok(Vec::new())
-            } else {
-                Err(Errno::EOPNOTSUPP)
+            if want.fsx_xflags & !SETTABLE_XFLAGS != 0
+                || want.fsx_extsize != 0
+                || want.fsx_projid != 0
+                || want.fsx_cowextsize != 0
+            {
+                return Err(Errno::EOPNOTSUPP);
             }
+            if want.fsx_xflags != a.flags {
+                fs.set_flags(ino, want.fsx_xflags, &caller.ctx)?;
+                if (want.fsx_xflags ^ a.flags) & FS_XFLAG_DAX != 0 {
+                    // The data path changes at the next open: drop cached pages so a later
+                    // page-cache open cannot see bytes older than direct writes. Sent from
+                    // another thread: the kernel holds the inode lock until we reply.
+                    let n = notifier.clone();
+                    std::thread::spawn(move || n.inval_inode(ino, 0, 0));
+                }
+            }
+            Ok(Vec::new())
         }
         _ => Err(Errno::ENOTTY),
     }
@@ -252,18 +266,15 @@ mod tests {
 
     #[test]
     fn poison_permission() {
-        let root = Caller {
-            uid: 0,
-            owner_uid: 1000,
+        let who = |uid, owner_uid| Caller {
+            ctx: Ctx {
+                uid,
+                gid: 0,
+                pid: 1,
+            },
+            owner_uid,
         };
-        let owner = Caller {
-            uid: 1000,
-            owner_uid: 1000,
-        };
-        let other = Caller {
-            uid: 65534,
-            owner_uid: 0,
-        };
+        let (root, owner, other) = (who(0, 1000), who(1000, 1000), who(65534, 0));
         assert!(root.may_change_poison());
         assert!(owner.may_change_poison());
         assert!(!other.may_change_poison());

@@ -99,10 +99,15 @@ pub fn serve(spec: &MountSpec, mut ready: Option<std::fs::File>) -> Result<(), S
 
 fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<(), String> {
     let md = std::fs::metadata(&spec.mountpoint).map_err(|e| {
-        format!(
-            "mount point {}: {e} (create the directory first)",
-            spec.mountpoint.display()
-        )
+        let mp = spec.mountpoint.display();
+        match e.raw_os_error() {
+            Some(libc::ENOTCONN | libc::ECONNABORTED) => format!(
+                "mount point {mp} is a dead FUSE mount (its daemon exited): run 'daxfs umount {mp}' \
+                 first"
+            ),
+            Some(libc::ENOENT) => format!("mount point {mp}: {e} (create the directory first)"),
+            _ => format!("mount point {mp}: {e}"),
+        }
     })?;
     if !md.is_dir() {
         return Err(format!(

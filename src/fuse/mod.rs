@@ -5,7 +5,8 @@
 //! back. It knows nothing of the on-media layout.
 //!
 //! - [`adapter`]: the `fuser::Filesystem` implementation and the INIT negotiation (1 MiB writes,
-//!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`).
+//!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`, export support for
+//!   file handles).
 //! - [`control`]: the control ioctls of [`crate::ioctl`] and `FS_IOC_FSGETXATTR`.
 //! - [`notify`]: kernel cache invalidation for lower layers (poison unmaps through it).
 //! - [`options`]: the `-o` mount options.

@@ -12,6 +12,11 @@
 //! space, so free 2 MiB runs survive mixed workloads. Bad blocks are marked used and never handed
 //! out.
 //!
+//! A small reserve ([`Allocator::set_reserve`]) is kept for block-map chain blocks
+//! ([`Allocator::alloc_meta`]): data allocations fail with ENOSPC first, so committing a block map
+//! (which may need a new chain block, e.g. during unlink or truncate) does not fail on a full
+//! region.
+//!
 //! Context: callers serialize access (the fs keeps it behind a mutex).
 
 use super::layout::PMD_PAGES;
@@ -26,6 +31,7 @@ pub struct Allocator {
     data_start: u64,
     cursor: usize,
     huge_cursor: usize,
+    reserve: u64,
 }
 
 impl Allocator {
@@ -40,6 +46,7 @@ impl Allocator {
             data_start,
             cursor: 0,
             huge_cursor: 0,
+            reserve: 0,
         };
         for b in data_start..total {
             a.bits[(b / 64) as usize] &= !(1u64 << (b % 64));
@@ -77,6 +84,14 @@ impl Allocator {
     pub fn free_blocks(&self) -> u64 {
         self.free
     }
+    /// Free blocks that data allocations may use.
+    pub fn available_blocks(&self) -> u64 {
+        self.free.saturating_sub(self.reserve)
+    }
+    /// Keeps `n` blocks for [`Self::alloc_meta`] only.
+    pub fn set_reserve(&mut self, n: u64) {
+        self.reserve = n;
+    }
     pub fn data_blocks(&self) -> u64 {
         self.total - self.data_start
     }
@@ -90,6 +105,9 @@ impl Allocator {
 
     /// A wholly free, 2 MiB-aligned run of 512 blocks; returns its first block.
     pub fn alloc_huge(&mut self) -> Option<u64> {
+        if self.available_blocks() < PMD_PAGES {
+            return None;
+        }
         let n = self.chunk_free.len();
         for k in 0..n {
             let c = (self.huge_cursor + k) % n;
@@ -109,6 +127,14 @@ impl Allocator {
 
     /// One block: `goal` if free, else from a partially used chunk, else from a free chunk.
     pub fn alloc_near(&mut self, goal: Option<u64>) -> Option<u64> {
+        if self.available_blocks() == 0 {
+            return None;
+        }
+        self.alloc_meta(goal)
+    }
+
+    /// As [`Self::alloc_near`], but may use the reserve (block-map chain blocks).
+    pub fn alloc_meta(&mut self, goal: Option<u64>) -> Option<u64> {
         if let Some(g) = goal {
             if g >= self.data_start && self.mark_used(g) {
                 return Some(g);
@@ -181,6 +207,14 @@ mod tests {
         for b in 512..1024 {
             a.free(b);
         }
+        a.set_reserve(10);
+        assert_eq!(a.available_blocks(), 502);
+        assert_eq!(a.alloc_huge(), None);
+        a.set_reserve(0);
         assert_eq!(a.alloc_huge(), Some(512));
+        a.free(600);
+        a.set_reserve(1);
+        assert_eq!(a.alloc_near(None), None);
+        assert_eq!(a.alloc_meta(None), Some(600));
     }
 }
