@@ -629,13 +629,16 @@ fn xattrs() {
         Err(Errno::EOPNOTSUPP)
     );
     assert_eq!(
-        fs.setxattr(a.ino, n("user.big"), &vec![0u8; 5000], 0, &c),
+        fs.setxattr(a.ino, n("user.big"), &vec![0u8; 65537], 0, &c),
         Err(Errno::E2BIG)
     );
-    fs.setxattr(a.ino, n("user.big"), &vec![1u8; 3000], 0, &c)
+    // One 64 KiB value fits (the area spans several blocks) ...
+    fs.setxattr(a.ino, n("user.big"), &vec![1u8; 65536], 0, &c)
         .unwrap();
+    assert_eq!(fs.getxattr(a.ino, n("user.big")).unwrap(), vec![1u8; 65536]);
+    // ... but not two.
     assert_eq!(
-        fs.setxattr(a.ino, n("user.big2"), &vec![1u8; 3000], 0, &c),
+        fs.setxattr(a.ino, n("user.big2"), &vec![1u8; 30000], 0, &c),
         Err(Errno::ENOSPC)
     );
     let list = fs.listxattr(a.ino).unwrap();
@@ -650,8 +653,39 @@ fn xattrs() {
         fs.setxattr(s.ino, n("user.a"), b"", 0, &c),
         Err(Errno::EPERM)
     );
+    // A thousand small ones fit as well (xfstests generic/020).
+    let (m, _) = fs.create(ROOT_INO, n("many"), 0o644, 0, &c).unwrap();
+    for i in 0..1000 {
+        fs.setxattr(
+            m.ino,
+            n(&format!("user.attribute_{i}")),
+            format!("value_{i}").as_bytes(),
+            0,
+            &c,
+        )
+        .unwrap();
+    }
+    let blocks_with = fs.statfs().unwrap().bfree;
     fs.close().unwrap();
     let fs = open(&t.path);
+    assert_eq!(fs.statfs().unwrap().bfree, blocks_with);
+    assert_eq!(
+        fs.getxattr(m.ino, n("user.attribute_999")).unwrap(),
+        b"value_999"
+    );
+    assert_eq!(
+        fs.listxattr(m.ino)
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == 0)
+            .count(),
+        1000
+    );
+    for i in 0..1000 {
+        fs.removexattr(m.ino, n(&format!("user.attribute_{i}")), &c)
+            .unwrap();
+    }
+    assert!(fs.statfs().unwrap().bfree > blocks_with);
     assert_eq!(fs.getxattr(a.ino, n("security.selinux")).unwrap(), b"ctx");
     assert_eq!(fs.getxattr(a.ino, n("user.x")).unwrap(), b"22");
     assert_eq!(fs.getxattr(a.ino, n("trusted.t")).unwrap(), b"");

@@ -37,7 +37,7 @@ use crate::region::Region;
 use crate::store::{
     self, encode_badblocks, encode_chain, encode_xattrs, read_superblock, Allocator, Dirent,
     Extent, Fix, Image, InodeRec, Journal, Superblock, Tx, BADBLK_MAX, BLOCK, DIRENTS_PER_BLOCK,
-    DIRENT_SIZE, EXTENTS_PER_CHAIN, INLINE_EXTENTS, MAX_FILE_SIZE, XATTR_SPACE,
+    DIRENT_SIZE, EXTENTS_PER_CHAIN, INLINE_EXTENTS, MAX_FILE_SIZE, XATTR_VALUE_MAX,
 };
 
 /// Options for [`DaxFs::mkfs`].
@@ -516,7 +516,7 @@ impl DaxFs {
 
     fn attr_of(&self, inode: &Inode, st: &IState) -> Attr {
         let r = &st.rec;
-        let xb = u64::from(r.xattr_block != 0);
+        let xb = store::xattr_area_blocks(&st.xattrs);
         Attr {
             ino: inode.ino,
             kind: st.kind(),
@@ -654,7 +654,9 @@ impl DaxFs {
         inode.map.evict();
         tx.free_after.append(&mut st.chain);
         if st.rec.xattr_block != 0 {
-            tx.free_after.push(st.rec.xattr_block);
+            let xb = st.rec.xattr_block;
+            tx.free_after
+                .extend(xb..xb + store::xattr_area_blocks(&st.xattrs));
         }
         let generation = st.rec.generation;
         let rec = InodeRec {
@@ -1152,17 +1154,19 @@ impl DaxFs {
     ) -> FsResult<()> {
         let mut tx = Tx::new();
         let old = st.rec.xattr_block;
+        let old_n = store::xattr_area_blocks(&st.xattrs);
         if x.is_empty() {
             st.rec.xattr_block = 0;
         } else {
-            let blk = encode_xattrs(&x).ok_or(Errno::ENOSPC)?;
-            let b = self.alloc_block(None)?;
-            self.region.write_at(b * BLOCK, &blk).map_err(eio)?;
-            self.region.persist(b * BLOCK, BLOCK).map_err(eio)?;
+            let area = encode_xattrs(&x).ok_or(Errno::ENOSPC)?;
+            let n = area.len() as u64 / BLOCK;
+            let b = self.alloc.lock().alloc_run(n).ok_or(Errno::ENOSPC)?;
+            self.region.write_at(b * BLOCK, &area).map_err(eio)?;
+            self.region.persist(b * BLOCK, n * BLOCK).map_err(eio)?;
             st.rec.xattr_block = b;
         }
         if old != 0 {
-            tx.free_after.push(old);
+            tx.free_after.extend(old..old + old_n);
         }
         st.rec.ctime = now_ns();
         st.xattrs = x;
@@ -2197,7 +2201,7 @@ impl DaxFs {
             return Err(Errno::EINVAL);
         }
         let n = name.as_bytes();
-        if 4 + n.len() + value.len() > XATTR_SPACE {
+        if value.len() > XATTR_VALUE_MAX {
             return Err(Errno::E2BIG);
         }
         let mut x = st.xattrs.clone();
@@ -2356,7 +2360,10 @@ impl DaxFs {
         }
         for inode in self.live_inodes() {
             let st = inode.state.read();
-            if st.chain.contains(&block) || (st.rec.xattr_block == block && block != 0) {
+            let xb = st.rec.xattr_block;
+            let in_xattr =
+                xb != 0 && block >= xb && block < xb + store::xattr_area_blocks(&st.xattrs);
+            if st.chain.contains(&block) || in_xattr {
                 return BlockOwner::InodeMeta { ino: inode.ino };
             }
             for e in inode.map.entries() {

@@ -165,6 +165,37 @@ impl Allocator {
         None
     }
 
+    /// `n` contiguous free blocks (first fit from the small-allocation cursor); returns the first.
+    pub fn alloc_run(&mut self, n: u64) -> Option<u64> {
+        if n == 0 || self.available_blocks() < n {
+            return None;
+        }
+        if n == 1 {
+            return self.alloc_near(None);
+        }
+        let start0 = (self.cursor as u64 * PMD_PAGES).max(self.data_start);
+        for (from, to) in [(start0, self.total), (self.data_start, start0)] {
+            let mut run = 0u64;
+            let mut b = from;
+            while b < to {
+                if self.is_free(b) {
+                    run += 1;
+                    if run == n {
+                        let first = b + 1 - n;
+                        for x in first..=b {
+                            self.mark_used(x);
+                        }
+                        return Some(first);
+                    }
+                } else {
+                    run = 0;
+                }
+                b += 1;
+            }
+        }
+        None
+    }
+
     /// Iterates the blocks that are in use in the data area (for stat/fsck).
     pub fn used_blocks(&self) -> u64 {
         self.data_blocks() - self.free
@@ -216,5 +247,13 @@ mod tests {
         a.set_reserve(1);
         assert_eq!(a.alloc_near(None), None);
         assert_eq!(a.alloc_meta(None), Some(600));
+        a.set_reserve(0);
+        for b in 700..710 {
+            a.free(b);
+        }
+        a.free(712);
+        assert_eq!(a.alloc_run(10), Some(700));
+        assert_eq!(a.alloc_run(2), None);
+        assert!(!a.is_free(709));
     }
 }

@@ -291,26 +291,43 @@ impl Image {
             let mut xattrs = Vec::new();
             if dup.is_none() && rec.xattr_block != 0 {
                 let xb = rec.xattr_block;
-                if !self.sb.in_data(xb, 1) {
-                    self.problem(
-                        true,
-                        Fix::DropXattrs(ino),
-                        format!("corrupt inode {ino}: xattr block {xb} outside the region"),
-                    );
-                } else if !self.alloc.mark_used(xb) {
-                    dup = Some(xb);
-                } else {
-                    claimed.push(xb);
-                    if region.read_at(xb * BLOCK, &mut blk).is_ok() {
-                        match decode_xattrs(&blk) {
-                            Ok(x) => xattrs = x,
-                            Err(e) => self.problem(
-                                true,
-                                Fix::DropXattrs(ino),
-                                format!("corrupt inode {ino}: {e}"),
-                            ),
+                let nblocks =
+                    if self.sb.in_data(xb, 1) && region.read_at(xb * BLOCK, &mut blk).is_ok() {
+                        xattr_blocks(&blk)
+                    } else {
+                        Err(format!("xattr block {xb} outside the region"))
+                    };
+                match nblocks {
+                    Ok(n) if self.sb.in_data(xb, n) => {
+                        for b in xb..xb + n {
+                            if !self.alloc.mark_used(b) {
+                                dup = Some(b);
+                                break;
+                            }
+                            claimed.push(b);
+                        }
+                        let mut area = vec![0u8; (n * BLOCK) as usize];
+                        if dup.is_none() && region.read_at(xb * BLOCK, &mut area).is_ok() {
+                            match decode_xattrs(&area) {
+                                Ok(x) => xattrs = x,
+                                Err(e) => self.problem(
+                                    true,
+                                    Fix::DropXattrs(ino),
+                                    format!("corrupt inode {ino}: {e}"),
+                                ),
+                            }
                         }
                     }
+                    Ok(_) => self.problem(
+                        true,
+                        Fix::DropXattrs(ino),
+                        format!("corrupt inode {ino}: xattr area {xb} runs outside the region"),
+                    ),
+                    Err(e) => self.problem(
+                        true,
+                        Fix::DropXattrs(ino),
+                        format!("corrupt inode {ino}: {e}"),
+                    ),
                 }
             }
             if let Some(b) = dup {

@@ -51,17 +51,11 @@ const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
 const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
 const BADBLK_MAGIC: u32 = u32::from_le_bytes(*b"DXBB");
 
-pub fn get16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
 pub fn get32(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
 }
 pub fn get64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-pub fn put16(b: &mut [u8], o: usize, v: u16) {
-    b[o..o + 2].copy_from_slice(&v.to_le_bytes());
 }
 pub fn put32(b: &mut [u8], o: usize, v: u32) {
     b[o..o + 4].copy_from_slice(&v.to_le_bytes());
@@ -497,26 +491,55 @@ pub fn dirent_off(block: u64, slot: u64) -> u64 {
     block * BLOCK + (slot % DIRENTS_PER_BLOCK) * DIRENT_SIZE
 }
 
-/// Encodes an xattr block.
+/// Most blocks an inode's xattr area may span (room for one 64 KiB value).
+pub const XATTR_MAX_BLOCKS: usize = 17;
+/// Largest total of (8 + name + value) bytes over all xattrs of one inode.
+pub const XATTR_SPACE: usize = XATTR_MAX_BLOCKS * BLOCK as usize - XATTR_HDR;
+/// Largest single xattr value (the kernel's XATTR_SIZE_MAX).
+pub const XATTR_VALUE_MAX: usize = 65536;
+const XATTR_ENT: usize = 8;
+
+/// Bytes the xattr area of `x` takes (header included).
+pub fn xattr_area_len(x: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    XATTR_HDR
+        + x.iter()
+            .map(|(n, v)| XATTR_ENT + n.len() + v.len())
+            .sum::<usize>()
+}
+
+/// Blocks the xattr area of `x` takes (0 when there are none).
+pub fn xattr_area_blocks(x: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+    if x.is_empty() {
+        0
+    } else {
+        (xattr_area_len(x) as u64).div_ceil(BLOCK)
+    }
+}
+
+/// Encodes an inode's xattr area: one or more contiguous blocks.
 ///
 /// ```text
 /// 0 magic "DXXA"  4 crc32c of [8, 16 + used)  8 used u32  12 count u32
-/// 16.. entries: name_len u8, reserved u8, value_len u16, name, value
+/// 16.. entries: name_len u8, reserved [u8; 3], value_len u32, name, value
 /// ```
-/// Returns `None` when the entries do not fit in one block.
+/// The area spans `ceil((16 + used) / 4096)` blocks. Returns `None` when the entries do not fit
+/// in [`XATTR_SPACE`].
 pub fn encode_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
-    let mut b = vec![0u8; BLOCK as usize];
+    let len = xattr_area_len(x);
+    if len - XATTR_HDR > XATTR_SPACE
+        || x.iter()
+            .any(|(n, v)| n.len() > 255 || n.is_empty() || v.len() > XATTR_VALUE_MAX)
+    {
+        return None;
+    }
+    let mut b = vec![0u8; len.next_multiple_of(BLOCK as usize)];
     let mut at = XATTR_HDR;
     for (n, v) in x {
-        let need = 4 + n.len() + v.len();
-        if n.len() > 255 || v.len() > u16::MAX as usize || at + need > BLOCK as usize {
-            return None;
-        }
         b[at] = n.len() as u8;
-        put16(&mut b, at + 2, v.len() as u16);
-        b[at + 4..at + 4 + n.len()].copy_from_slice(n);
-        b[at + 4 + n.len()..at + need].copy_from_slice(v);
-        at += need;
+        put32(&mut b, at + 4, v.len() as u32);
+        b[at + XATTR_ENT..at + XATTR_ENT + n.len()].copy_from_slice(n);
+        b[at + XATTR_ENT + n.len()..at + XATTR_ENT + n.len() + v.len()].copy_from_slice(v);
+        at += XATTR_ENT + n.len() + v.len();
     }
     put32(&mut b, 0, XATTR_MAGIC);
     put32(&mut b, 8, (at - XATTR_HDR) as u32);
@@ -526,19 +549,27 @@ pub fn encode_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
     Some(b)
 }
 
-/// Largest total of (4 + name + value) bytes over all xattrs of one inode.
-pub const XATTR_SPACE: usize = BLOCK as usize - XATTR_HDR;
-
 /// An inode's extended attributes: (name, value) pairs in insertion order.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
-pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
-    if get32(b, 0) != XATTR_MAGIC {
+/// The number of blocks of an xattr area, from its first block.
+pub fn xattr_blocks(first: &[u8]) -> Result<u64, String> {
+    if get32(first, 0) != XATTR_MAGIC {
         return Err("xattr block has a bad magic".into());
     }
-    let used = get32(b, 8) as usize;
+    let used = get32(first, 8) as usize;
     if used > XATTR_SPACE {
         return Err("xattr block has a bad length".into());
+    }
+    Ok(((XATTR_HDR + used) as u64).div_ceil(BLOCK))
+}
+
+/// Decodes a whole xattr area (all its blocks).
+pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
+    let n = xattr_blocks(b)?;
+    let used = get32(b, 8) as usize;
+    if (b.len() as u64) < n * BLOCK {
+        return Err("xattr area is short".into());
     }
     if crc32c::crc32c(&b[8..XATTR_HDR + used]) != get32(b, 4) {
         return Err("xattr block checksum mismatch".into());
@@ -548,19 +579,17 @@ pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
     let mut at = XATTR_HDR;
     let end = XATTR_HDR + used;
     for _ in 0..count {
-        if at + 4 > end {
+        if at + XATTR_ENT > end {
             return Err("xattr block entries overrun".into());
         }
         let nl = b[at] as usize;
-        let vl = get16(b, at + 2) as usize;
-        if at + 4 + nl + vl > end || nl == 0 {
+        let vl = get32(b, at + 4) as usize;
+        if nl == 0 || vl > XATTR_VALUE_MAX || at + XATTR_ENT + nl + vl > end {
             return Err("xattr block entries overrun".into());
         }
-        out.push((
-            b[at + 4..at + 4 + nl].to_vec(),
-            b[at + 4 + nl..at + 4 + nl + vl].to_vec(),
-        ));
-        at += 4 + nl + vl;
+        let s = at + XATTR_ENT;
+        out.push((b[s..s + nl].to_vec(), b[s + nl..s + nl + vl].to_vec()));
+        at = s + nl + vl;
     }
     Ok(out)
 }
@@ -657,8 +686,16 @@ mod tests {
         assert!(decode_chain(6, &c).is_err());
         let x = vec![(b"user.a".to_vec(), b"v".to_vec())];
         assert_eq!(decode_xattrs(&encode_xattrs(&x).unwrap()).unwrap(), x);
-        let big = vec![(b"user.a".to_vec(), vec![0u8; 5000])];
-        assert!(encode_xattrs(&big).is_none());
+        let big = vec![
+            (b"user.a".to_vec(), vec![7u8; 65536]),
+            (b"user.b".to_vec(), vec![8u8; 100]),
+        ];
+        let e = encode_xattrs(&big).unwrap();
+        assert_eq!(e.len() as u64, xattr_area_blocks(&big) * BLOCK);
+        assert_eq!(xattr_blocks(&e).unwrap(), 17);
+        assert_eq!(decode_xattrs(&e).unwrap(), big);
+        let too_big = vec![(b"user.a".to_vec(), vec![0u8; 65537])];
+        assert!(encode_xattrs(&too_big).is_none());
         let bb = encode_badblocks(&[3, 4]);
         assert_eq!(decode_badblocks(&bb).unwrap(), vec![3, 4]);
     }

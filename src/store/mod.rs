@@ -18,7 +18,8 @@
 //! - **Directories** are files of 272-byte slots (15 per block; inode, crc32c, type, name ≤ 255).
 //!   A slot's index is its stable readdir cookie. The parent of a directory is in its inode record.
 //! - **Symlinks** keep their target (< 4096 bytes) in one data block at file page 0.
-//! - **Xattrs**: one block per inode (`DXXA`, crc32c), rewritten copy-on-write.
+//! - **Xattrs**: one area per inode of 1..=17 contiguous blocks (`DXXA`, crc32c; room for a
+//!   64 KiB value or ~1,900 small attributes), rewritten copy-on-write.
 //!
 //! # Crash consistency
 //!
