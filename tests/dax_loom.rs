@@ -10,12 +10,17 @@ use daxfs::dax::{DaxError, DaxMapping, DaxOptions, PMD_ORDER, PTE_ORDER};
 use loom::thread;
 
 const BASE: u64 = 1 << 20;
+/// Default preemption bound (`LOOM_MAX_PREEMPTIONS` overrides it).
+const PREEMPTIONS: usize = 5;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(5);
+        b.preemption_bound = Some(PREEMPTIONS);
     }
+    // The radix-tree index does many atomic accesses per operation (a PMD split touches 512
+    // slots); each is a loom branch point.
+    b.max_branches = b.max_branches.max(1 << 20);
     b.check(f);
 }
 

@@ -172,3 +172,63 @@ fn stress_grab_lock_split_delete() {
         }
     }
 }
+
+/// Eviction under load: threads fault and lock on a few pages (so some always sleep), then the
+/// inode is evicted; every thread must come out with `Err(Evicted)` (none hangs) and the
+/// entries held at that moment must still unlock.
+#[test]
+fn stress_evict_under_load() {
+    use daxfs::dax::DaxError;
+    let m = DaxMapping::new(777_778, 1, DaxOptions::default());
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for _ in 0..THREADS {
+        let (m, done) = (m.clone(), done_tx.clone());
+        handles.push(thread::spawn(move || {
+            let mut rng = rand::rng();
+            let mut ops = 0u64;
+            let err = loop {
+                let i = rng.random_range(0..8);
+                let r = if rng.random_bool(0.5) {
+                    m.grab_mapping_entry(i, PMD_ORDER).map(Some)
+                } else {
+                    m.lock_entry_for_page(i)
+                };
+                match r {
+                    Ok(g) => {
+                        thread::yield_now();
+                        drop(g);
+                        ops += 1;
+                    }
+                    Err(e) => break e,
+                }
+            };
+            let _ = done.send(());
+            (err, ops)
+        }));
+    }
+    drop(done_tx);
+    thread::sleep(Duration::from_millis(500));
+    m.evict();
+    for _ in 0..THREADS {
+        match done_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "watchdog: a thread hung after eviction; {} sleepers",
+                    m.sleepers()
+                )
+            }
+        }
+    }
+    let mut total = 0;
+    for h in handles {
+        let (err, ops) = h.join().expect("worker panicked");
+        assert_eq!(err, DaxError::Evicted { inode: 777_778 });
+        total += ops;
+    }
+    assert!(total > 100, "too few operations before eviction ({total})");
+    assert_eq!(m.sleepers(), 0);
+    m.check_invariants().unwrap();
+}

@@ -68,7 +68,10 @@ fn loom_load_vs_split_within_node() {
         |g| g.split(0, 0).unwrap(),
         |idx| {
             let got = idx.load(3);
-            assert!(got == Some(e(0, 2, 7)) || got == Some(e(3, 0, 7)), "{got:?}");
+            assert!(
+                got == Some(e(0, 2, 7)) || got == Some(e(3, 0, 7)),
+                "{got:?}"
+            );
         },
     );
 }
@@ -85,7 +88,10 @@ fn loom_load_vs_store_smaller_over_larger() {
         },
         |idx| {
             let got = idx.load(2);
-            assert!(got == Some(e(0, 2, 7)) || got == Some(e(2, 0, 9)), "{got:?}");
+            assert!(
+                got == Some(e(0, 2, 7)) || got == Some(e(2, 0, 9)),
+                "{got:?}"
+            );
             let got = idx.load(3);
             assert!(got == Some(e(0, 2, 7)) || got.is_none(), "{got:?}");
         },
@@ -105,7 +111,10 @@ fn loom_load_vs_store_larger_over_smaller() {
         },
         |idx| {
             let got = idx.load(3);
-            assert!(got == Some(e(3, 0, 2)) || got == Some(e(0, 2, 9)), "{got:?}");
+            assert!(
+                got == Some(e(3, 0, 2)) || got == Some(e(0, 2, 9)),
+                "{got:?}"
+            );
         },
     );
 }
@@ -122,7 +131,11 @@ fn loom_load_vs_erase_and_shrink() {
             g.erase(100).unwrap();
         },
         |idx| {
-            assert_eq!(idx.load(1), Some(e(1, 0, 1)), "root collapse must not hide entries");
+            assert_eq!(
+                idx.load(1),
+                Some(e(1, 0, 1)),
+                "root collapse must not hide entries"
+            );
             let got = idx.load(100);
             assert!(got == Some(e(100, 0, 2)) || got.is_none(), "{got:?}");
         },
@@ -140,7 +153,11 @@ fn loom_load_vs_expand() {
             g.store(100, 1, 2).unwrap();
         },
         |idx| {
-            assert_eq!(idx.load(1), Some(e(1, 0, 1)), "root growth must not hide entries");
+            assert_eq!(
+                idx.load(1),
+                Some(e(1, 0, 1)),
+                "root growth must not hide entries"
+            );
             let got = idx.load(101);
             assert!(got == Some(e(100, 1, 2)) || got.is_none(), "{got:?}");
         },
@@ -158,10 +175,15 @@ fn loom_find_conflict_vs_split_across_levels() {
         |idx| {
             // The range is never empty: the reader sees the whole entry or the first half.
             let got = idx.find_conflict(64, 6);
-            assert!(got == Some(e(64, 6, 5)) || got == Some(e(64, 5, 5)), "{got:?}");
+            assert!(
+                got == Some(e(64, 6, 5)) || got == Some(e(64, 5, 5)),
+                "{got:?}"
+            );
             let got = idx.load(127);
-            assert!(got == Some(e(64, 6, 5)) || got == Some(e(96, 5, 5)), "{got:?}");
+            assert!(
+                got == Some(e(64, 6, 5)) || got == Some(e(96, 5, 5)),
+                "{got:?}"
+            );
         },
     );
 }
-

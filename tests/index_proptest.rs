@@ -85,9 +85,16 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(a, b, "step {} {:?}", step, op);
             }
             Op::Update(i, v) => {
-                prop_assert_eq!(real.lock().update(i, v), model.lock().update(i, v), "{:?}", op)
+                prop_assert_eq!(
+                    real.lock().update(i, v),
+                    model.lock().update(i, v),
+                    "{:?}",
+                    op
+                )
             }
-            Op::Erase(i) => prop_assert_eq!(real.lock().erase(i), model.lock().erase(i), "{:?}", op),
+            Op::Erase(i) => {
+                prop_assert_eq!(real.lock().erase(i), model.lock().erase(i), "{:?}", op)
+            }
             Op::Split(i, d) => {
                 let new_order = model.load(i).map_or(d, |e| e.order.saturating_sub(d));
                 let a = real.lock().split(i, new_order);
@@ -99,7 +106,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(real.lock().load(i), model.load(i), "{:?}", op);
             }
             Op::FindConflict(i, o) => {
-                prop_assert_eq!(real.find_conflict(i, o), model.find_conflict(i, o), "{:?}", op);
+                prop_assert_eq!(
+                    real.find_conflict(i, o),
+                    model.find_conflict(i, o),
+                    "{:?}",
+                    op
+                );
                 prop_assert_eq!(real.lock().find_conflict(i, o), model.find_conflict(i, o));
             }
             Op::SetMark(i, m) => prop_assert_eq!(
@@ -115,7 +127,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 op
             ),
             Op::GetMark(i, m) => {
-                prop_assert_eq!(real.get_mark(i, mark(m)), model.get_mark(i, mark(m)), "{:?}", op)
+                prop_assert_eq!(
+                    real.get_mark(i, mark(m)),
+                    model.get_mark(i, mark(m)),
+                    "{:?}",
+                    op
+                )
             }
             Op::FindMarked(i, m) => prop_assert_eq!(
                 real.find_marked(i, mark(m)),
@@ -126,9 +143,19 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Range(a, b) => prop_assert_eq!(real.range(a, b), model.range(a, b), "{:?}", op),
         }
         prop_assert_eq!(real.len(), model.len(), "len after step {} {:?}", step, op);
-        prop_assert_eq!(real.range(0, u64::MAX), model.range(0, u64::MAX), "contents after {:?}", op);
+        prop_assert_eq!(
+            real.range(0, u64::MAX),
+            model.range(0, u64::MAX),
+            "contents after {:?}",
+            op
+        );
         for m in [Mark::Dirty, Mark::Towrite] {
-            prop_assert_eq!(real.find_marked(0, m), model.find_marked(0, m), "marks after {:?}", op);
+            prop_assert_eq!(
+                real.find_marked(0, m),
+                model.find_marked(0, m),
+                "marks after {:?}",
+                op
+            );
         }
     }
     // Erasing everything frees every node.

@@ -20,7 +20,11 @@ fn check_entry(i: u64, e: &Entry) {
     assert!(e.contains(i), "entry {e:?} does not cover {i}");
     assert_eq!(e.index & ((1 << e.order) - 1), 0, "misaligned {e:?}");
     assert!(matches!(e.order, 0 | 3 | 9), "unexpected order {e:?}");
-    assert_eq!(e.value >> 8, i >> 9, "value of another region in {e:?} at {i}");
+    assert_eq!(
+        e.value >> 8,
+        i >> 9,
+        "value of another region in {e:?} at {i}"
+    );
 }
 
 #[test]
@@ -63,7 +67,11 @@ fn stress_readers_vs_writers() {
                         let i = base + rng.random_range(0..512);
                         if let Some(e) = g.load(i) {
                             if e.order > 0 {
-                                let to = if e.order == 9 && rng.random_bool(0.5) { 3 } else { 0 };
+                                let to = if e.order == 9 && rng.random_bool(0.5) {
+                                    3
+                                } else {
+                                    0
+                                };
                                 g.split(i, to).unwrap();
                             }
                         }
@@ -95,7 +103,10 @@ fn stress_readers_vs_writers() {
                 }
                 let base = i & !511;
                 if let Some(e) = idx.find_conflict(i, 9) {
-                    assert!(e.index >= base && e.index < base + 512, "{e:?} outside {base}");
+                    assert!(
+                        e.index >= base && e.index < base + 512,
+                        "{e:?} outside {base}"
+                    );
                     check_entry(e.index, &e);
                 }
                 if let Some(e) = idx.find_marked(i, Mark::Dirty) {
@@ -115,13 +126,19 @@ fn stress_readers_vs_writers() {
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
     let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert!(counts.iter().all(|&c| c > 0), "a thread made no progress: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "a thread made no progress: {counts:?}"
+    );
     eprintln!("stress {:?}: ops/reads per thread {counts:?}", t0.elapsed());
     // Quiescent check: every entry is consistent and the count matches.
     let all = idx.range(0, u64::MAX);
     assert_eq!(all.len(), idx.len());
     for w in all.windows(2) {
-        assert!(w[0].index + (1 << w[0].order) <= w[1].index, "overlap {w:?}");
+        assert!(
+            w[0].index + (1 << w[0].order) <= w[1].index,
+            "overlap {w:?}"
+        );
     }
     for e in &all {
         check_entry(e.index, e);

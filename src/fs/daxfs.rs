@@ -882,6 +882,7 @@ impl DaxFs {
     /// range gets a whole 2 MiB run even if the write covers only its start; the pages past the
     /// write are left uninitialized (`IState::uninit`, beyond EOF, zeroed before they can become
     /// visible or reach media) and trimmed at the last release if still unused.
+    #[allow(clippy::too_many_arguments)]
     fn fill_range(
         &self,
         inode: &Inode,

@@ -16,6 +16,21 @@
 //! - Values must be `<= MAX_VALUE` (`2^59 - 1`): the top bits of a slot word carry the tag and the
 //!   entry's order (see `slot.rs`). Larger values are refused with [`IndexError::ValueTooLarge`].
 //!
+//! **Design choices** (where the kernel's XArray was a guide, not a spec):
+//! - A radix tree of 64-slot nodes (6 index bits per level, up to 11 levels for 64-bit indices).
+//!   An entry of order `k` lives in the node of shift `6 * (k / 6)` as a canonical slot plus
+//!   `2^(k % 6) - 1` sibling slots, as the kernel stores multi-order entries.
+//! - The canonical slot word carries the value *and* the entry's order, so a reader gets both from
+//!   one atomic load; siblings name their canonical slot and a reader re-validates that the
+//!   canonical entry still covers it (else it restarts), so it never returns a torn entry.
+//! - `head` is always empty or a node (no single-entry head as in the kernel): one less case for
+//!   every reader, at the cost of one node for a one-entry index.
+//! - Lock-free `find_conflict`/`range` read each slot once: against a concurrent writer they
+//!   return entries present during the call, not an atomic snapshot (as the kernel's RCU walks);
+//!   the guard's versions are exact. [`Index::reader`] pins once for a batch of lookups.
+//! - Memory: 544-byte nodes, so dense order-0 entries cost about 8.6 bytes each (upper levels
+//!   included); a PMD (order-9) entry takes 8 slots of a shift-6 node (about 69 bytes).
+//!
 //! **Layout of this module.**
 //! - `slot.rs`: the encoding of one 64-bit slot word (empty / node / value / sibling).
 //! - `node.rs`: the 64-slot radix-tree node with its mark bitmaps.

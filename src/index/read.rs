@@ -33,7 +33,7 @@ pub(super) struct Found {
 /// `addr` was read (Acquire) from a slot or `head` while `_guard` was pinned, or by the writer
 /// holding the lock (who alone unlinks nodes).
 #[inline]
-pub(super) unsafe fn node_ref<'g>(addr: usize, _guard: &'g Guard) -> &'g Node {
+pub(super) unsafe fn node_ref(addr: usize, _guard: &Guard) -> &Node {
     // SAFETY: per the contract the node was linked after the pin began (or the writer holds the
     // lock), so it is allocated and initialized until the guard drops.
     unsafe { &*(addr as *const Node) }

@@ -113,8 +113,7 @@ impl Index {
         let node = self.alloc_node(shift);
         // SAFETY: freshly allocated, not shared yet.
         let n = unsafe { &*node };
-        let bits;
-        if shift == order_shift {
+        let bits = if shift == order_shift {
             let step = 1usize << sub;
             let mut canon = 0u64;
             for a in (0..NODE_SLOTS).step_by(step) {
@@ -124,7 +123,7 @@ impl Index {
                 }
                 canon |= 1 << a;
             }
-            bits = canon;
+            canon
         } else {
             for off in 0..NODE_SLOTS {
                 let child = self.build_full(shift - NODE_SHIFT, order_shift, sub, value, marks);
@@ -132,8 +131,8 @@ impl Index {
                 unsafe { &*child }.set_parent(node, off);
                 set_slot(n, off, slot::mk_node(child as usize));
             }
-            bits = u64::MAX;
-        }
+            u64::MAX
+        };
         for (m, word) in n.marks.iter().enumerate() {
             if marks >> m & 1 != 0 {
                 word.store(bits, Relaxed);
