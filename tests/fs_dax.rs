@@ -144,7 +144,10 @@ fn a_read_sends_its_reply_while_the_entries_are_locked() {
         .unwrap();
     // Both PMD entries the read touched were locked while the reply was sent, and only those.
     assert_eq!(locked_during, vec![(0, 9), (512, 9)]);
-    assert!(dax.mappings().iter().all(|m| m.entry.flags() & DAX_LOCKED == 0));
+    assert!(dax
+        .mappings()
+        .iter()
+        .all(|m| m.entry.flags() & DAX_LOCKED == 0));
     dax.check_invariants().unwrap();
 }
 

@@ -309,7 +309,10 @@ fn poisoned_free_block_is_never_allocated() {
     ]);
     let list = list_json(&m.mnt);
     assert_eq!(list.len(), 1);
-    assert!(list[0]["ino"].is_null(), "free block has an owner: {list:?}");
+    assert!(
+        list[0]["ino"].is_null(),
+        "free block has an owner: {list:?}"
+    );
     // Fill the filesystem.
     let chunk = pattern(5, 1 << 20);
     let mut files = Vec::new();
@@ -355,7 +358,11 @@ fn poisoned_free_block_is_never_allocated() {
     }
     m.unmount();
     let out = daxfs([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -370,7 +377,11 @@ fn write_punch_truncate_and_clear_each_clear_poison() {
     for p in [1, 3, 5, 7, 9, 15] {
         inject(&path, p);
     }
-    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     for p in [1, 3, 5, 7, 9, 15] {
         assert_errno(read_page(&f, p), libc::EIO);
     }
@@ -424,13 +435,15 @@ fn write_punch_truncate_and_clear_each_clear_poison() {
     let owned: Vec<_> = list.iter().filter(|e| !e["ino"].is_null()).collect();
     assert_eq!(owned.len(), 1, "{list:?}");
     assert_eq!(owned[0]["file_offset"].as_u64(), Some(9 * PAGE));
-    assert!(!list
-        .iter()
-        .any(|e| e["sector"].as_u64() == Some(b7 * 8)));
+    assert!(!list.iter().any(|e| e["sector"].as_u64() == Some(b7 * 8)));
     drop(f);
     m.unmount();
     let out = daxfs([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -452,7 +465,11 @@ fn poison_survives_remount_and_daemon_sigkill() {
     drop(f);
     m.kill_daemon();
     let out = daxfs(["umount".as_ref(), m.mnt.as_os_str()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     m.disarm();
     let m = r.mount("");
     let f = File::open(&path).unwrap();
@@ -484,14 +501,32 @@ fn only_root_or_owner_and_bad_arguments_are_einval() {
             Ok(()) => 0,
             Err(e) => e.raw_os_error().unwrap_or(255),
         });
-        assert_eq!(errno, libc::EPERM, "non-root {}", request_name(cmd).unwrap());
+        assert_eq!(
+            errno,
+            libc::EPERM,
+            "non-root {}",
+            request_name(cmd).unwrap()
+        );
     }
     let bad_file: Vec<(&str, DaxfsPoison)> = vec![
         ("version", DaxfsPoison { version: 99, ..ok }),
         ("size", DaxfsPoison { size: 16, ..ok }),
         ("zero length", DaxfsPoison { len: 0, ..ok }),
-        ("past the end", DaxfsPoison { offset: 60 << 10, len: 8 << 10, ..ok }),
-        ("overflow", DaxfsPoison { offset: u64::MAX - 10, ..ok }),
+        (
+            "past the end",
+            DaxfsPoison {
+                offset: 60 << 10,
+                len: 8 << 10,
+                ..ok
+            },
+        ),
+        (
+            "overflow",
+            DaxfsPoison {
+                offset: u64::MAX - 10,
+                ..ok
+            },
+        ),
         ("unknown flag", DaxfsPoison { flags: 8, ..ok }),
     ];
     let region = |offset: u64, len: u64| DaxfsPoison {
@@ -570,7 +605,10 @@ fn lock_then_walk_waits_for_a_sub_page_lock_and_handles_the_whole_pmd() {
         "injection at sub-page 300 did not wait for the lock held on sub-page 7"
     );
     assert!(inval.calls().is_empty());
-    assert!(fs.bad_blocks().is_empty(), "recorded before the entry was locked");
+    assert!(
+        fs.bad_blocks().is_empty(),
+        "recorded before the entry was locked"
+    );
     drop(held);
     rx.recv_timeout(Duration::from_secs(10))
         .expect("injection never finished");
@@ -833,12 +871,7 @@ fn stress_injection_against_reads_writes_faults_truncates_punches() {
                 std::thread::sleep(Duration::from_millis(rng.random_range(5..60)));
                 let fi = rng.random_range(0..NFILES);
                 let page = rng.random_range(0..MAX_PAGES);
-                maybe
-                    .lock()
-                    .unwrap()
-                    .entry(fi)
-                    .or_default()
-                    .insert(page);
+                maybe.lock().unwrap().entry(fi).or_default().insert(page);
                 let mut p = DaxfsPoison::new_request();
                 p.offset = page * PAGE;
                 p.len = PAGE;
@@ -879,20 +912,31 @@ fn stress_injection_against_reads_writes_faults_truncates_punches() {
     }
     stop.store(true, Ordering::Relaxed);
     let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    assert!(!hung, "watchdog: no progress for 30 s (hang); daemon killed");
+    assert!(
+        !hung,
+        "watchdog: no progress for 30 s (hang); daemon killed"
+    );
     for r in results {
         r.unwrap();
     }
     let ops = progress.load(Ordering::Relaxed);
     let inj = injections.load(Ordering::Relaxed);
     eprintln!("stress: {secs} s, {ops} operations, {inj} injections");
-    assert!(inj > 0 && ops > 100, "too little happened: {ops} ops, {inj} injections");
+    assert!(
+        inj > 0 && ops > 100,
+        "too little happened: {ops} ops, {inj} injections"
+    );
 
     // Final check: no entry locked, every page not (maybe) poisoned holds the shadow's bytes.
     let mg = maybe.lock().unwrap();
     for (fi, sf) in files.iter().enumerate() {
         for e in mappings(&sf.path) {
-            assert_eq!(e.3 & 1, 0, "{}: entry left locked: {e:?}", sf.path.display());
+            assert_eq!(
+                e.3 & 1,
+                0,
+                "{}: entry left locked: {e:?}",
+                sf.path.display()
+            );
         }
         let sh = sf.shadow.lock().unwrap();
         let f = File::open(&sf.path).unwrap();
