@@ -24,7 +24,10 @@
 //! journal, allocator, poisoned-page set} (leaves). Memory failure takes **no inode rwsem at all**
 //! while it holds an entry lock: the reverse map reads the block maps lock-free, and the entry
 //! lock is its only sleeping lock. Readers hold the rwsem shared and their entries until the reply
-//! is sent; they never wait for memory failure while holding something it waits for.
+//! is sent; they never wait for memory failure while holding something it waits for. Writers
+//! create entries only in holes (while holding the allocator mutex): creating an entry never
+//! waits for an entry lock, so the allocator mutex that recording a bad block takes under an
+//! entry lock closes no cycle.
 //!
 //! The kernel invalidation is sent **after** the entry is unlocked, not under it (the kernel
 //! unmaps under the entry lock): a FUSE `notify_inval_inode` waits for page locks held by
