@@ -18,6 +18,7 @@ pub mod fs;
 pub mod fuse;
 pub mod index;
 pub mod ioctl;
+pub mod memory_failure;
 pub mod region;
 pub mod store;
 pub mod sync;

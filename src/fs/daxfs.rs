@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
-use super::filemap::{PMD_ORDER, PMD_PAGES};
+use super::filemap::{RangeLock, Rmap, PMD_ORDER, PMD_PAGES};
 use super::inode::{Dir, IState, Inode, Slot};
 use super::*;
 use crate::region::Region;
@@ -95,6 +95,8 @@ pub struct DaxFs {
     ns: Mutex<()>,
     bad: RwLock<BTreeSet<u64>>,
     bad_any: AtomicBool,
+    /// Region block → (inode, file page), kept by the file maps (memory failure's reverse map).
+    rmap: Arc<Rmap>,
     handles: Mutex<HashMap<u64, Ino>>,
     next_fh: AtomicU64,
     shut: AtomicBool,
@@ -277,6 +279,8 @@ impl DaxFs {
 
     fn from_image(region: Region, img: Image, opts: &OpenOptions) -> DaxFs {
         let sb = img.sb.clone();
+        let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
+        let rmap = Arc::new(Rmap::new());
         let mut table = Vec::with_capacity(sb.inodes_total as usize + 1);
         table.resize_with(sb.inodes_total as usize + 1, || RwLock::new(None));
         for (ino, li) in img.inodes {
@@ -303,28 +307,31 @@ impl DaxFs {
                 st.dir = Some(d);
             }
             let inode = Inode::new(ino, st);
+            inode.map.attach_rmap(rmap.clone());
             for e in &li.extents {
                 let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
                 while p < end {
-                    // A run holding a bad block stays PTE-mapped (as memory failure left it).
-                    if p % PMD_PAGES == 0
-                        && b % PMD_PAGES == 0
-                        && end - p >= PMD_PAGES
-                        && !img.bad.iter().any(|&x| x >= b && x < b + PMD_PAGES)
+                    let order = if p % PMD_PAGES == 0 && b % PMD_PAGES == 0 && end - p >= PMD_PAGES
                     {
-                        inode.map.map(p, PMD_ORDER, b);
-                        p += PMD_PAGES;
-                        b += PMD_PAGES;
+                        PMD_ORDER
                     } else {
-                        inode.map.map(p, 0, b);
-                        p += 1;
-                        b += 1;
+                        0
+                    };
+                    if let Err(err) = inode.map.map(p, order, b) {
+                        log::error!("daxfs: inode {ino}: cannot map page {p}: {err}");
                     }
+                    p += 1 << order;
+                    b += 1 << order;
+                }
+                // Pages on bad blocks are poisoned again (their entries split around them).
+                for &bb in bad.range(e.block..e.block + e.len) {
+                    let _ = inode
+                        .map
+                        .poison_page(e.page + (bb - e.block), bb, || Ok(()));
                 }
             }
             table[ino as usize] = RwLock::new(Some(Arc::new(inode)));
         }
-        let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
         let mut alloc = img.alloc;
         alloc.set_reserve(META_RESERVE);
         DaxFs {
@@ -338,6 +345,7 @@ impl DaxFs {
             ns: Mutex::new(()),
             bad_any: AtomicBool::new(!bad.is_empty()),
             bad: RwLock::new(bad),
+            rmap,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
@@ -643,6 +651,7 @@ impl DaxFs {
         for (b, n) in inode.map.unmap_range(0, u64::MAX) {
             tx.free_after.extend(b..b + n);
         }
+        inode.map.evict();
         tx.free_after.append(&mut st.chain);
         if st.rec.xattr_block != 0 {
             let xb = st.rec.xattr_block;
@@ -691,7 +700,10 @@ impl DaxFs {
                 let b = self.alloc_block(goal)?;
                 self.region.zero(b * BLOCK, BLOCK).map_err(eio)?;
                 self.region.persist(b * BLOCK, BLOCK).map_err(eio)?;
-                p.map.map(page, 0, b);
+                if let Err(e) = p.map.map(page, 0, b) {
+                    self.alloc.lock().free(b);
+                    return Err(e);
+                }
                 pst.rec.size = pst.rec.size.max((page + 1) * BLOCK);
                 pst.map_dirty = true;
                 let dir = pst.dir.as_mut().expect("dir");
@@ -816,6 +828,7 @@ impl DaxFs {
             ..Default::default()
         };
         let inode = Arc::new(Inode::new(ino, IState::new(rec)));
+        inode.map.attach_rmap(self.rmap.clone());
         let res = (|| -> FsResult<()> {
             let mut st = inode.state.write();
             if kind == FileKind::Directory {
@@ -828,7 +841,10 @@ impl DaxFs {
                 blk[..target.len()].copy_from_slice(target);
                 self.region.write_at(b * BLOCK, &blk).map_err(eio)?;
                 self.region.persist(b * BLOCK, BLOCK).map_err(eio)?;
-                inode.map.map(0, 0, b);
+                if let Err(e) = inode.map.map(0, 0, b) {
+                    self.alloc.lock().free(b);
+                    return Err(e);
+                }
                 st.rec.size = target.len() as u64;
                 st.map_dirty = true;
             }
@@ -866,6 +882,7 @@ impl DaxFs {
     /// range gets a whole 2 MiB run even if the write covers only its start; the pages past the
     /// write are left uninitialized (`IState::uninit`, beyond EOF, zeroed before they can become
     /// visible or reach media) and trimmed at the last release if still unused.
+    #[allow(clippy::too_many_arguments)]
     fn fill_range(
         &self,
         inode: &Inode,
@@ -874,18 +891,24 @@ impl DaxFs {
         end: u64,
         written: Option<(u64, u64)>,
         prealloc: bool,
+        mut locks: Option<&mut RangeLock>,
     ) -> FsResult<bool> {
         let mut new: Vec<(u64, u64, u64)> = Vec::new(); // (page, block, pages)
         let mut p = first;
         // Allocation goal: the block after the previous page's, computed only when needed.
         let mut goal: Option<Option<u64>> = None;
         let mut guard = None;
-        let mut failed = false;
+        let mut failed = None;
         while p < end {
             if let Some((b, order)) = inode.map.lookup(p) {
                 let run = (1u64 << order) - (p & ((1u64 << order) - 1));
                 goal = Some(Some(b + run));
                 p += run;
+                continue;
+            }
+            if inode.map.poisoned_block(p).is_some() {
+                // Poisoned: owns its bad block until rewritten whole, punched or cleared.
+                p += 1;
                 continue;
             }
             let g = *goal.get_or_insert_with(|| {
@@ -899,7 +922,11 @@ impl DaxFs {
                 && inode.map.entries_in(p, p + PMD_PAGES).is_empty()
             {
                 if let Some(h) = a.alloc_huge() {
-                    inode.map.map(p, PMD_ORDER, h);
+                    if let Err(e) = Self::install(inode, locks.as_deref_mut(), p, PMD_ORDER, h) {
+                        (h..h + PMD_PAGES).for_each(|x| a.free(x));
+                        failed = Some(e);
+                        break;
+                    }
                     new.push((p, h, PMD_PAGES));
                     p += PMD_PAGES;
                     goal = Some(Some(h + PMD_PAGES));
@@ -908,7 +935,11 @@ impl DaxFs {
             }
             match a.alloc_near(g) {
                 Some(b) => {
-                    inode.map.map(p, 0, b);
+                    if let Err(e) = Self::install(inode, locks.as_deref_mut(), p, 0, b) {
+                        a.free(b);
+                        failed = Some(e);
+                        break;
+                    }
                     match new.last_mut() {
                         Some((lp, lb, ln)) if *lp + *ln == p && *lb + *ln == b => *ln += 1,
                         _ => new.push((p, b, 1)),
@@ -917,20 +948,26 @@ impl DaxFs {
                     p += 1;
                 }
                 None => {
-                    failed = true;
+                    failed = Some(Errno::ENOSPC);
                     break;
                 }
             }
         }
         drop(guard);
-        if failed {
-            let mut a = self.alloc.lock();
+        if let Some(err) = failed {
             for &(np, _, n) in &new {
-                for (b, c) in inode.map.unmap_range(np, np + n) {
+                // Entries we hold (a write's) are erased through their guards; waiting for
+                // them in `unmap_range` would wait for ourselves.
+                let freed = match locks.as_deref_mut() {
+                    Some(l) => inode.map.unmap_held(l, np, np + n),
+                    None => inode.map.unmap_range(np, np + n),
+                };
+                let mut a = self.alloc.lock();
+                for (b, c) in freed {
                     (b..b + c).for_each(|x| a.free(x));
                 }
             }
-            return Err(Errno::ENOSPC);
+            return Err(err);
         }
         if new.is_empty() {
             return Ok(false);
@@ -958,6 +995,24 @@ impl DaxFs {
         st.map_dirty = true;
         st.dirty = true;
         Ok(true)
+    }
+
+    /// Installs a new block into a new locked entry: kept locked in `locks` (a write copies into
+    /// it before unlocking), else unlocked at once.
+    fn install(
+        inode: &Inode,
+        locks: Option<&mut RangeLock>,
+        page: u64,
+        order: u8,
+        block: u64,
+    ) -> FsResult<()> {
+        match locks {
+            Some(l) => {
+                l.insert(inode.map.map_locked(page, order, block)?);
+                Ok(())
+            }
+            None => inode.map.map(page, order, block),
+        }
     }
 
     /// Zeroes the uninitialized preallocated pages below page `upto`, except the bytes in
@@ -1676,19 +1731,24 @@ impl DaxFs {
         let len = (fsize - offset).min(size as u64);
         let first = offset / BLOCK;
         let last = (offset + len - 1) / BLOCK;
-        let bad_any = self.bad_any.load(Ordering::Relaxed);
+        // Lock the DAX entries of the range (ascending; one lock per PMD/PTE entry), then look
+        // for poison: memory failure marks a page poisoned while it holds the page's entry, so
+        // after locking we either see the mark or hold the entry until our reply is sent.
+        let locks = inode.map.lock_range(first, last + 1)?;
+        if inode.map.any_poisoned(first, last + 1) {
+            return Err(Errno::EIO);
+        }
         // Contiguous in the region?
         let mut contiguous = None;
-        if let Some((b0, _)) = inode.map.lookup(first) {
+        if let Some((b0, _)) = locks.block_of(first) {
             let mut p = first;
             let mut expect = b0;
             let mut ok = true;
             while p <= last {
-                match inode.map.lookup(p) {
-                    Some((b, o)) if b == expect => {
-                        let run = (1u64 << o) - (p & ((1u64 << o) - 1));
-                        p += run;
-                        expect = b + run;
+                match locks.block_of(p) {
+                    Some((b, run_end)) if b == expect => {
+                        expect = b + (run_end - p);
+                        p = run_end;
                     }
                     _ => {
                         ok = false;
@@ -1700,22 +1760,15 @@ impl DaxFs {
                 contiguous = Some(b0);
             }
         }
-        if bad_any {
-            let bad = self.bad.read();
-            for p in first..=last {
-                if let Some((b, _)) = inode.map.lookup(p) {
-                    if bad.contains(&b) {
-                        return Err(Errno::EIO);
-                    }
-                }
-            }
-        }
         if let Some(b0) = contiguous {
-            // SAFETY: the inode's shared lock is held for the lifetime of the slice; every writer
-            // of this file's blocks (write, truncate, fallocate, eviction) takes it exclusively,
-            // and a block is only reused after its owner unmapped it under that lock.
+            // SAFETY: the DAX entries mapping these blocks are locked (and the inode's shared
+            // lock held) for the lifetime of the slice: every writer of this file's blocks
+            // (write, truncate, fallocate, eviction, memory failure) locks the entries first, and
+            // a block is only reused after its entry was erased.
             let s = unsafe { self.region.slice(b0 * BLOCK + offset % BLOCK, len) }.map_err(eio)?;
-            return Ok(f(s));
+            let r = f(s);
+            drop(locks);
+            return Ok(r);
         }
         let mut buf = GATHER.with(|g| std::mem::take(&mut *g.borrow_mut()));
         buf.clear();
@@ -1724,11 +1777,8 @@ impl DaxFs {
         let end = offset + len;
         while at < end {
             let page = at / BLOCK;
-            let (run_end, src) = match inode.map.lookup(page) {
-                Some((b, o)) => {
-                    let run = (1u64 << o) - (page & ((1u64 << o) - 1));
-                    (((page + run) * BLOCK).min(end), Some(b))
-                }
+            let (run_end, src) = match locks.block_of(page) {
+                Some((b, run_end)) => ((run_end * BLOCK).min(end), Some(b)),
                 None => (((page + 1) * BLOCK).min(end), None),
             };
             let dst = &mut buf[(at - offset) as usize..(run_end - offset) as usize];
@@ -1740,6 +1790,7 @@ impl DaxFs {
             at = run_end;
         }
         let r = f(&buf);
+        drop(locks);
         GATHER.with(|g| *g.borrow_mut() = buf);
         Ok(r)
     }
@@ -1785,7 +1836,10 @@ impl DaxFs {
         }
         let first = offset / BLOCK;
         let last = (end - 1) / BLOCK;
-        if self.bad_any.load(Ordering::Relaxed) {
+        // Lock the range's entries first: from here on memory failure cannot poison a page of
+        // the range until the bytes are copied (new entries are created locked, below).
+        let mut locks = inode.map.lock_range(first, last + 1)?;
+        if inode.map.any_poisoned(first, last + 1) {
             self.clear_poison_for_write(&inode, &mut st, offset, end)?;
         }
         let extending = end > st.rec.size;
@@ -1804,19 +1858,20 @@ impl DaxFs {
             last + 1,
             Some((offset, end)),
             prealloc,
+            Some(&mut locks),
         )?;
         let mut at = offset;
         while at < end {
             let page = at / BLOCK;
-            let (b, o) = inode.map.lookup(page).ok_or(Errno::EIO)?;
-            let run = (1u64 << o) - (page & ((1u64 << o) - 1));
-            let run_end = ((page + run) * BLOCK).min(end);
+            let (b, entry_end) = locks.block_of(page).ok_or(Errno::EIO)?;
+            let run_end = (entry_end * BLOCK).min(end);
             let src = &data[(at - offset) as usize..(run_end - offset) as usize];
             self.region
                 .write_at(b * BLOCK + at % BLOCK, src)
                 .map_err(eio)?;
             at = run_end;
         }
+        drop(locks);
         st.mark_data(first, last + 1);
         if end > st.rec.size {
             st.rec.size = end;
@@ -1849,19 +1904,18 @@ impl DaxFs {
     ) -> FsResult<()> {
         let first = offset / BLOCK;
         let last = (end - 1) / BLOCK;
-        let bad = self.bad.read();
-        for p in first..=last {
-            if let Some((b, _)) = inode.map.lookup(p) {
-                if bad.contains(&b) {
-                    let whole = offset <= p * BLOCK && end >= (p + 1) * BLOCK;
-                    if !whole {
-                        return Err(Errno::EIO);
-                    }
-                    inode.map.unmap_range(p, p + 1);
-                    st.map_dirty = true;
-                    st.dirty = true;
-                }
-            }
+        let poisoned = inode.map.poisoned_in(first, last + 1);
+        if poisoned
+            .iter()
+            .any(|&(p, _)| offset > p * BLOCK || end < (p + 1) * BLOCK)
+        {
+            return Err(Errno::EIO);
+        }
+        for (p, _) in poisoned {
+            // The bad block stays recorded (and out of the allocator); the page gets a fresh one.
+            inode.map.unpoison(p);
+            st.map_dirty = true;
+            st.dirty = true;
         }
         Ok(())
     }
@@ -2021,6 +2075,7 @@ impl DaxFs {
                     end.div_ceil(BLOCK),
                     None,
                     false,
+                    None,
                 )?;
             }
             libc::FALLOC_FL_PUNCH_HOLE => {
@@ -2056,6 +2111,7 @@ impl DaxFs {
                     end.div_ceil(BLOCK),
                     None,
                     false,
+                    None,
                 )?;
                 self.zero_mapped(&inode, &mut st, offset, end)?;
                 st.rec.mtime = now;
@@ -2240,19 +2296,20 @@ impl DaxFs {
         Ok(done)
     }
 
-    /// The file's DAX mappings, in file order (issue 3 fills in PMD/PTE entries).
+    /// The file's DAX entries, in file order: PMD (order 9) and PTE (order 0) entries with their
+    /// region block and flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY` bits of [`crate::dax`]).
     pub fn mappings(&self, ino: Ino) -> FsResult<Vec<MappingInfo>> {
         let inode = self.iget(ino)?;
         let _st = inode.state.read();
         Ok(inode
             .map
-            .entries()
+            .dax_entries()
             .into_iter()
-            .map(|e| MappingInfo {
-                file_index: e.index,
-                order: e.order,
-                region_block: e.value,
-                flags: 0,
+            .map(|m| MappingInfo {
+                file_index: m.index,
+                order: m.order,
+                region_block: m.entry.block(),
+                flags: m.entry.flags() as u32,
             })
             .collect())
     }
@@ -2265,7 +2322,7 @@ impl DaxFs {
     pub fn split_pmd(&self, ino: Ino, page: u64) -> FsResult<bool> {
         let inode = self.iget(ino)?;
         let _st = inode.state.write();
-        Ok(inode.map.split_pmd(page))
+        inode.map.split_pmd(page)
     }
 
     /// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`);
@@ -2322,6 +2379,46 @@ impl DaxFs {
         BlockOwner::Free
     }
 
+    /// The DAX mapping of `ino` (its entries and their locks), for tools and embedded tests of
+    /// the entry protocol.
+    pub fn dax_mapping(&self, ino: Ino) -> FsResult<crate::dax::DaxMapping> {
+        Ok(self.iget(ino)?.map.dax().clone())
+    }
+
+    /// Memory failure: the live inode `ino`.
+    pub(crate) fn mf_inode(&self, ino: Ino) -> FsResult<Arc<Inode>> {
+        self.iget(ino)
+    }
+
+    /// Memory failure: the reverse map (region block → inode, file page).
+    pub(crate) fn mf_rmap(&self) -> &Rmap {
+        &self.rmap
+    }
+
+    /// Memory failure: the data area `[first block, end block)` (bad blocks must lie in it).
+    pub(crate) fn mf_data_area(&self) -> (u64, u64) {
+        (self.sb.data_start, self.sb.total_blocks)
+    }
+
+    /// `poison clear` of file page `page`: the page becomes a hole (its data is lost and reads as
+    /// zeros), durable on return. Return: the bad block it held, if it was poisoned.
+    ///
+    /// Context: takes the inode rwsem exclusive (no entry lock held by the caller).
+    pub(crate) fn mf_clear_page(&self, ino: Ino, page: u64) -> FsResult<Option<u64>> {
+        self.writable()?;
+        let inode = self.iget(ino)?;
+        let mut st = inode.state.write();
+        let Some(b) = inode.map.unpoison(page) else {
+            return Ok(None);
+        };
+        st.map_dirty = true;
+        st.dirty = true;
+        let mut tx = Tx::new();
+        self.commit_inode_into(&mut tx, &inode, &mut st)?;
+        self.commit(tx)?;
+        Ok(Some(b))
+    }
+
     /// The persistent bad-block list (region block numbers).
     pub fn bad_blocks(&self) -> Vec<u64> {
         self.bad.read().iter().copied().collect()
@@ -2337,7 +2434,24 @@ impl DaxFs {
     /// Records `block` as bad (durable on return). The allocator will never hand it out; a file
     /// still mapping it keeps it until the page is rewritten whole, punched or truncated.
     /// `EINVAL` outside the data area, `ENOSPC` when the table is full.
+    ///
+    /// A file page mapping the block is poisoned too (lock-then-walk on its DAX entry, without
+    /// kernel invalidation: `crate::memory_failure` is the full path, with it).
     pub fn add_bad_block(&self, block: u64) -> FsResult<()> {
+        self.record_bad_block(block)?;
+        if let BlockOwner::File { ino, page } = self.block_owner(block) {
+            if let Ok(inode) = self.iget(ino) {
+                inode.map.poison_page(page, block, || Ok(()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `block` in the durable bad-block table only (see [`DaxFs::add_bad_block`]).
+    ///
+    /// Context: takes the bad-block set, journal and allocator locks (leaves); callable with a
+    /// DAX entry locked.
+    pub(crate) fn record_bad_block(&self, block: u64) -> FsResult<()> {
         self.writable()?;
         if !self.sb.in_data(block, 1) {
             return Err(Errno::EINVAL);
@@ -2359,11 +2473,21 @@ impl DaxFs {
         Ok(())
     }
 
-    /// Removes `block` from the bad-block list (durable on return); a free block becomes
-    /// allocatable again. `ENOENT` when it was not listed.
+    /// Removes `block` from the bad-block list (durable on return); a file page poisoned on it
+    /// becomes a hole (durable first); a free block becomes allocatable again. `ENOENT` when it was not listed.
     pub fn remove_bad_block(&self, block: u64) -> FsResult<()> {
         self.writable()?;
-        let owner = self.block_owner(block);
+        let mut owner = self.block_owner(block);
+        if let BlockOwner::File { ino, page } = owner {
+            // A page poisoned on it becomes a hole first (its data is lost).
+            let poisoned = self
+                .iget(ino)
+                .is_ok_and(|i| i.map.poisoned_block(page) == Some(block));
+            if poisoned && self.bad.read().contains(&block) {
+                self.mf_clear_page(ino, page)?;
+                owner = self.block_owner(block);
+            }
+        }
         let mut bad = self.bad.write();
         if !bad.remove(&block) {
             return Err(Errno::ENOENT);

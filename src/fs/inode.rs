@@ -134,12 +134,13 @@ pub struct Inode {
 
 impl Inode {
     pub fn new(ino: Ino, st: IState) -> Inode {
+        let map = FileMap::new(ino, st.rec.generation);
         Inode {
             atime: AtomicI64::new(st.rec.atime),
             atime_dirty: AtomicBool::new(false),
             ino,
             state: RwLock::new(st),
-            map: FileMap::new(),
+            map,
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
         }

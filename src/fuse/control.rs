@@ -9,6 +9,21 @@
 use super::notify::KernelNotifier;
 use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino};
 use crate::ioctl::*;
+use crate::memory_failure as mf;
+
+/// The kernel side of memory-failure invalidation: `notify_inval_inode` for the range, so user
+/// mappings of it fault again (and a poisoned page's fault gets `SIGBUS`).
+impl mf::Invalidator for KernelNotifier {
+    fn inval_inode(&self, ino: Ino, offset: u64, len: u64) {
+        let (off, len) = (
+            offset.min(i64::MAX as u64) as i64,
+            len.min(i64::MAX as u64) as i64,
+        );
+        if let Err(e) = KernelNotifier::inval_inode(self, ino, off, len) {
+            log::warn!("inode {ino}: invalidating [{offset}, +{len}) after poison: {e}");
+        }
+    }
+}
 
 /// Who sends a control request.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +79,8 @@ pub fn handle(
             if !caller.may_change_poison() {
                 return Err(Errno::EPERM);
             }
-            let limit = if req.flags & POISON_BY_REGION != 0 {
+            let by_region = req.flags & POISON_BY_REGION != 0;
+            let limit = if by_region {
                 fs.region_stat().size
             } else {
                 let a = fs.getattr(ino)?;
@@ -74,12 +90,24 @@ pub fn handle(
                 a.size
             };
             check_poison(&req, limit)?;
-            // Issue 4 (memory_failure) plugs the handling in here.
-            Err(Errno::ENOSYS)
+            let (off, len) = (req.offset, req.len);
+            match (cmd == DAXFS_IOC_INJECT_POISON, by_region) {
+                (true, true) => mf::inject_region(fs, off, len, notifier).map(drop)?,
+                (true, false) => mf::inject_file(fs, ino, off, len, notifier).map(drop)?,
+                (false, true) => mf::clear_region(fs, off, len).map(drop)?,
+                (false, false) => {
+                    mf::clear_file(fs, ino, off, len)?;
+                    // The cleared pages read as zeros now: drop what the kernel cached.
+                    mf::Invalidator::inval_inode(notifier, ino, off, len);
+                }
+            }
+            Ok(Vec::new())
         }
         DAXFS_IOC_LIST_BADBLOCKS => {
-            let _req: DaxfsBadBlocks = check_header(input)?;
-            Err(Errno::ENOSYS)
+            let req: DaxfsBadBlocks = check_header(input)?;
+            Ok(badblocks_page(&mf::list(fs), req.cursor)
+                .as_bytes()
+                .to_vec())
         }
         FS_IOC_FSGETXATTR => {
             let a = fs.getattr(ino)?;
@@ -113,6 +141,31 @@ pub fn handle(
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+/// One page of the bad-block list starting at `cursor` (ranges with `region_offset >= cursor`).
+pub fn badblocks_page(all: &[mf::BadRange], cursor: u64) -> DaxfsBadBlocks {
+    let mut out = DaxfsBadBlocks::new_request();
+    let mut rest = all.iter().filter(|b| b.region_offset >= cursor).peekable();
+    let mut n = 0;
+    let mut next = cursor;
+    while n < BADBLOCKS_PER_CALL {
+        let Some(b) = rest.next() else { break };
+        out.entries[n] = DaxfsBadBlock {
+            region_offset: b.region_offset,
+            len: b.len,
+            ino: b.ino.unwrap_or(0),
+            file_offset: b.file_offset.unwrap_or(u64::MAX),
+        };
+        next = b.region_offset + b.len;
+        n += 1;
+    }
+    out.count = n as u32;
+    out.cursor = next;
+    if rest.peek().is_some() {
+        out.flags |= MORE;
+    }
+    out
 }
 
 /// One page of `mappings` starting at `cursor` (entries with `file_index >= cursor`).
@@ -182,6 +235,33 @@ mod tests {
         assert_eq!(p.count, 2);
         assert_eq!(p.entries[0].order, 9);
         assert_eq!(p.cursor, 513);
+    }
+
+    #[test]
+    fn badblock_pages_walk_every_range_once() {
+        let all: Vec<_> = (0..150u64)
+            .map(|i| mf::BadRange {
+                region_offset: (100 + 2 * i) * 4096,
+                len: 4096,
+                ino: (i % 2 == 0).then_some(5),
+                file_offset: (i % 2 == 0).then_some(i * 4096),
+            })
+            .collect();
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let p = badblocks_page(&all, cursor);
+            seen.extend(p.entries[..p.count as usize].iter().copied());
+            cursor = p.cursor;
+            if p.flags & MORE == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 150);
+        assert_eq!(seen[0].ino, 5);
+        assert_eq!(seen[1].ino, 0);
+        assert_eq!(seen[1].file_offset, u64::MAX);
+        assert_eq!(seen[149].region_offset, (100 + 298) * 4096);
     }
 
     #[test]
