@@ -981,3 +981,34 @@ fn dot_lookup_on_files_and_chown_drops_suid() {
         .unwrap();
     assert_eq!(at.perm, 0o2755);
 }
+
+#[test]
+fn write_drops_file_capabilities_and_keeps_other_xattrs() {
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let (a, _fh) = fs
+        .create(ROOT_INO, n("cap"), 0o100755, libc::O_RDWR, &root())
+        .unwrap();
+    let cap = [
+        1u8, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    fs.setxattr(a.ino, n("security.capability"), &cap, 0, &root())
+        .unwrap();
+    fs.setxattr(a.ino, n("user.keep"), b"v", 0, &root())
+        .unwrap();
+    assert_eq!(fs.getxattr(a.ino, n("security.capability")).unwrap(), cap);
+    // Even root's write drops it (file_remove_privs), without kill_priv for the mode bits.
+    fs.write_kill_priv(a.ino, 0, b"x", &root(), false).unwrap();
+    assert_eq!(
+        fs.getxattr(a.ino, n("security.capability")),
+        Err(Errno::ENODATA)
+    );
+    assert_eq!(fs.getxattr(a.ino, n("user.keep")).unwrap(), b"v");
+    drop(fs);
+    let fs = open(&t.path);
+    assert_eq!(
+        fs.getxattr(a.ino, n("security.capability")),
+        Err(Errno::ENODATA),
+        "the removal is durable"
+    );
+}

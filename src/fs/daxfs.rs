@@ -1890,6 +1890,18 @@ impl DaxFs {
                 },
             );
         }
+        // A write drops file capabilities whoever writes (the kernel's file_remove_privs); under
+        // FUSE_HANDLE_KILLPRIV_V2 that is the filesystem's job. The check is one scan of a
+        // usually empty list; the commit happens only when the attribute is there.
+        if st
+            .xattrs
+            .iter()
+            .any(|(k, _)| k.as_slice() == b"security.capability")
+        {
+            let mut x = st.xattrs.clone();
+            x.retain(|(k, _)| k.as_slice() != b"security.capability");
+            self.set_xattrs_locked(&inode, &mut st, x)?;
+        }
         Ok(data.len())
     }
 
