@@ -236,7 +236,8 @@ impl Journal {
             recs.push((roff, body[at + 16..at + 16 + rlen].to_vec()));
             at += 16 + rlen.next_multiple_of(8);
         }
-        apply(region, &recs, &mut Vec::new()).map_err(|e| format!("bad journal: replay failed: {e}"))?;
+        apply(region, &recs, &mut Vec::new())
+            .map_err(|e| format!("bad journal: replay failed: {e}"))?;
         clear(region, off)?;
         log::info!("journal: replayed a committed transaction of {nrec} records");
         Ok(true)
@@ -353,7 +354,12 @@ mod tests {
 
     #[test]
     fn merge_ranges_joins_close_ranges_only() {
-        let mut r = vec![(8192, 12288), (0, 4096), (4096, 8192), (1 << 30, (1 << 30) + 4096)];
+        let mut r = vec![
+            (8192, 12288),
+            (0, 4096),
+            (4096, 8192),
+            (1 << 30, (1 << 30) + 4096),
+        ];
         let got: Vec<_> = merge_ranges(&mut r, 0).collect();
         assert_eq!(got, vec![(0, 12288), (1 << 30, 4096)]);
         let mut r = vec![(0, 4096), (65536, 69632), (1 << 30, (1 << 30) + 4096)];
@@ -391,7 +397,10 @@ mod tests {
         assert_eq!(&body[16..23], b"second!");
         let mut hdr = [0u8; J_HDR as usize];
         r.read_at(jo, &mut hdr).unwrap();
-        assert!(hdr.iter().all(|&x| x == 0), "header cleared (in memory) after commit");
+        assert!(
+            hdr.iter().all(|&x| x == 0),
+            "header cleared (in memory) after commit"
+        );
         hdr[0..8].copy_from_slice(&J_MAGIC);
         put64(&mut hdr, 8, 2);
         put32(&mut hdr, 16, 1);
@@ -405,7 +414,10 @@ mod tests {
         assert!(Journal::replay(&r, &sb).unwrap());
         let mut after = vec![0u8; (sb.itable_blocks * BLOCK) as usize];
         r.read_at(sb.itable_start * BLOCK, &mut after).unwrap();
-        assert_eq!(before, after, "replaying the applied last transaction changes nothing");
+        assert_eq!(
+            before, after,
+            "replaying the applied last transaction changes nothing"
+        );
         let mut got = [0u8; 7];
         r.read_at(b, &mut got).unwrap();
         assert_eq!(&got, b"second!");
