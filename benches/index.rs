@@ -8,8 +8,11 @@
 //! measured reader ("contended"). After criterion, a plain timing pass prints a table of ns/op and
 //! the ratios against the baselines, and the index's bytes per dense PTE entry.
 //! `index` pins the epoch per call ([`Index::load`]); `index-pinned` uses one [`Reader`]
-//! (one pin for many lookups, as a caller doing a batch would).
-//! `INDEX_BENCH_TABLE_ONLY=1` skips criterion and prints only the table.
+//! (one pin for many lookups, as a caller doing a batch would). Every variant runs the same
+//! precomputed pseudo-random index sequence and passes the same thing (`Option<u64>`, the value)
+//! to `black_box`, so the comparison with the flat array is like for like.
+//! `INDEX_BENCH_TABLE_ONLY=1` skips criterion and prints only the table;
+//! `INDEX_BENCH_PROFILE=plain|pinned` only loops 1 M-entry lookups (for `perf record`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -185,7 +188,7 @@ fn criterion_benches(c: &mut Criterion) {
                 g.bench_function("index-pinned", |b| {
                     b.iter(|| {
                         k = (k + 1) & 0xffff;
-                        black_box(r.load(idx[k]))
+                        black_box(r.load(idx[k]).map(|e| e.value))
                     })
                 });
             }
@@ -242,6 +245,30 @@ fn time_ns(idx: &[u64], mut f: impl FnMut(u64)) -> f64 {
     best
 }
 
+/// As [`time_ns`] for several variants at once: 40 rounds, each timing every variant once
+/// (round-robin, each timed pass preceded by an untimed warm-up pass of the same variant), and
+/// the fastest round of each variant.
+fn time_interleaved(idx: &[u64], fs: &mut [Box<dyn FnMut(u64) + '_>]) -> Vec<f64> {
+    let mut best = vec![f64::MAX; fs.len()];
+    for round in 0..41 {
+        for (f, b) in fs.iter_mut().zip(best.iter_mut()) {
+            // One untimed pass first, so that each variant is timed with its own working set
+            // in the caches (not the previous variant's).
+            for &i in idx {
+                f(i);
+            }
+            let t = Instant::now();
+            for &i in idx {
+                f(i);
+            }
+            if round > 0 {
+                *b = b.min(t.elapsed().as_nanos() as f64 / idx.len() as f64);
+            }
+        }
+    }
+    best
+}
+
 fn ratio_table() {
     println!();
     println!("| op | size | threads | index ns | index-pinned ns | flat ns | rwlock-btreemap ns | index/flat | btreemap/index |");
@@ -251,19 +278,38 @@ fn ratio_table() {
         let idx = indices(n);
         let sz = size_name(n);
         for contended in [false, true] {
-            let mut ns = Vec::new();
-            for m in &maps {
-                let _bg = contended.then(|| Background::start(m, n));
-                ns.push(time_ns(&idx, |i| {
-                    black_box(m.load(i));
-                }));
-            }
-            let pinned = {
-                let _bg = contended.then(|| Background::start(&maps[0], n));
+            let (ns, pinned) = if contended {
+                let mut ns = Vec::new();
+                for m in &maps {
+                    let _bg = Background::start(m, n);
+                    ns.push(time_ns(&idx, |i| {
+                        black_box(m.load(i));
+                    }));
+                }
+                let _bg = Background::start(&maps[0], n);
                 let r = tree_of(&maps).reader();
-                time_ns(&idx, |i| {
-                    black_box(r.load(i));
-                })
+                let pinned = time_ns(&idx, |i| {
+                    black_box(r.load(i).map(|e| e.value));
+                });
+                (ns, pinned)
+            } else {
+                // Interleaved rounds: each round times every variant once, so that a burst of
+                // load on the shared machine hits all of them alike and the ratios hold.
+                let r = tree_of(&maps).reader();
+                let mut fs: Vec<Box<dyn FnMut(u64) + '_>> = maps
+                    .iter()
+                    .map(|m| {
+                        Box::new(move |i| {
+                            black_box(m.load(i));
+                        }) as Box<dyn FnMut(u64)>
+                    })
+                    .collect();
+                fs.push(Box::new(|i| {
+                    black_box(r.load(i).map(|e| e.value));
+                }));
+                let mut ns = time_interleaved(&idx, &mut fs);
+                let pinned = ns.pop().unwrap_or(f64::NAN);
+                (ns, pinned)
             };
             let th = if contended {
                 "1 + 2 readers + 1 writer"
@@ -337,7 +383,31 @@ fn ratio_table() {
     );
 }
 
+/// `INDEX_BENCH_PROFILE=plain|pinned`: only loops 1 M-entry lookups for about 5 s (per-call
+/// `Index::load` or one pinned `Reader`), for `perf record` on the bench binary.
+fn profile_loop(mode: &str) {
+    let n = 1u64 << 20;
+    let maps = filled(n);
+    let idx = indices(n);
+    let t = tree_of(&maps);
+    let r = t.reader();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        for &i in &idx {
+            if mode == "pinned" {
+                black_box(r.load(i).map(|e| e.value));
+            } else {
+                black_box(t.load(i).map(|e| e.value));
+            }
+        }
+    }
+}
+
 fn main() {
+    if let Some(mode) = std::env::var_os("INDEX_BENCH_PROFILE") {
+        profile_loop(&mode.to_string_lossy());
+        return;
+    }
     if std::env::var_os("INDEX_BENCH_TABLE_ONLY").is_some() {
         ratio_table();
         return;

@@ -58,6 +58,7 @@ impl Index {
     }
 
     /// The entry covering `i`, with its node and canonical slot (`xas_load`).
+    #[inline]
     pub(super) fn xas_load(&self, i: u64, guard: &Guard) -> Option<Found> {
         'restart: loop {
             let mut node = self.root(guard)?;

@@ -62,6 +62,7 @@ impl Index {
     /// The entry covering `i`, if any.
     ///
     /// Context: lock-free; pins the epoch for the call.
+    #[inline]
     pub fn load(&self, i: u64) -> Option<Entry> {
         let guard = reclaim::pin();
         self.xas_load(i, &guard).map(|f| f.entry)
@@ -146,6 +147,7 @@ impl Index {
 
 impl Reader<'_> {
     /// As [`Index::load`], inside this reader's pin.
+    #[inline]
     pub fn load(&self, i: u64) -> Option<Entry> {
         self.index.xas_load(i, &self.guard).map(|f| f.entry)
     }
