@@ -63,6 +63,18 @@ fn field(out: &str, line_with: &Path, col: usize) -> String {
         .to_string()
 }
 
+/// The per-mount options of `mnt` in /proc/mounts (`rw,nosuid,nodev,relatime,...`), split.
+fn proc_mounts_options(mnt: &Path) -> Vec<String> {
+    let mnt = mounts::resolve_mountpoint(mnt);
+    let table = fs::read_to_string("/proc/mounts").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == mnt.to_str())
+        .unwrap_or_else(|| panic!("{} not in /proc/mounts:\n{table}", mnt.display()));
+    let opts = line.split_whitespace().nth(3).unwrap_or_default();
+    opts.split(',').map(str::to_string).collect()
+}
+
 #[test]
 fn mount_t_fuse_daxfs_and_umount() {
     require_fuse!();
@@ -96,6 +108,13 @@ fn mount_t_fuse_daxfs_and_umount() {
         "findmnt -S REGION finds nothing"
     );
     fs::write(g.p("hello"), b"via mount(8)").unwrap();
+    // Mounted by root without options (mount(8) passes only "rw"): dev and suid, as a kernel
+    // filesystem mounted by root.
+    let opts = proc_mounts_options(&g.mnt);
+    assert!(
+        !opts.iter().any(|o| o == "nodev" || o == "nosuid"),
+        "root mount without options: {opts:?}"
+    );
 
     // umount(8) unmounts; the daemon exits and releases the region.
     let pid = g.pid;
@@ -148,6 +167,20 @@ fn mount_t_fuse_daxfs_and_umount() {
     assert!(
         line.contains(" rw,nosuid,nodev"),
         "flags kept across remounts: {line}"
+    );
+    g.unmount();
+
+    // An explicit nodev is honoured (and suid stays the root default).
+    let o = run(Command::new("mount")
+        .args(["-t", "fuse.daxfs", "-o", "nodev"])
+        .arg(&r.path)
+        .arg(&r.mnt));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    let opts = proc_mounts_options(&g.mnt);
+    assert!(
+        opts.iter().any(|o| o == "nodev") && !opts.iter().any(|o| o == "nosuid"),
+        "-o nodev: {opts:?}"
     );
     g.unmount();
 

@@ -94,7 +94,8 @@ struct MountArgs {
     /// Existing directory to mount on.
     mountpoint: PathBuf,
     /// Mount options, comma separated: dax=always|never|inode, ro, rw, allow_other,
-    /// noallow_other, suid, dev, noexec, noatime, sync, dirsync.
+    /// noallow_other, suid, nosuid, dev, nodev (default for root: dev,suid; for others:
+    /// nodev,nosuid), noexec, noatime, sync, dirsync.
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,
     /// Session threads, each with its own /dev/fuse descriptor (default: number of cores).

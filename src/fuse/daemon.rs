@@ -55,10 +55,11 @@ pub fn fuser_options(region: &Path, c: &MountConfig) -> Vec<MountOption> {
     } else {
         MountOption::RW
     });
-    if c.suid {
+    let root = nix::unistd::geteuid().is_root();
+    if c.suid_for(root) {
         v.push(MountOption::Suid);
     }
-    if c.dev {
+    if c.dev_for(root) {
         v.push(MountOption::Dev);
     }
     if c.noexec {
@@ -225,12 +226,13 @@ pub fn mount_data(fd: i32, c: &MountConfig) -> String {
     d
 }
 
-/// The `mount(2)` flags of a configuration (libfuse's defaults: `nosuid`, `nodev`).
-pub fn mount_flags(c: &MountConfig) -> nix::mount::MsFlags {
+/// The `mount(2)` flags of a configuration mounted by `root` or not (unnamed `suid`/`dev`: on
+/// for root, as a kernel filesystem; off for others, as libfuse).
+pub fn mount_flags(c: &MountConfig, root: bool) -> nix::mount::MsFlags {
     use nix::mount::MsFlags;
     let mut f = MsFlags::empty();
-    f.set(MsFlags::MS_NOSUID, !c.suid);
-    f.set(MsFlags::MS_NODEV, !c.dev);
+    f.set(MsFlags::MS_NOSUID, !c.suid_for(root));
+    f.set(MsFlags::MS_NODEV, !c.dev_for(root));
     f.set(MsFlags::MS_RDONLY, c.read_only);
     f.set(MsFlags::MS_NOEXEC, c.noexec);
     f.set(MsFlags::MS_NOATIME, c.noatime);
@@ -262,7 +264,7 @@ fn kernel_mount(
         Some(region),
         mountpoint,
         Some("fuse"),
-        mount_flags(c),
+        mount_flags(c, nix::unistd::geteuid().is_root()),
         Some(data.as_str()),
     )?;
     Ok(fd)
@@ -292,6 +294,28 @@ mod tests {
         assert!(v.contains(&MountOption::Suid));
         assert!(!v.iter().any(|o| matches!(o, MountOption::Subtype(_))));
         assert!(v.contains(&MountOption::DefaultPermissions));
+    }
+
+    #[test]
+    fn root_mounts_default_to_dev_suid_and_honour_nodev() {
+        use nix::mount::MsFlags;
+        let f = mount_flags(&parse_options("rw").unwrap(), true);
+        assert!(
+            !f.intersects(MsFlags::MS_NODEV | MsFlags::MS_NOSUID),
+            "{f:?}"
+        );
+        let f = mount_flags(&parse_options("rw").unwrap(), false);
+        assert!(f.contains(MsFlags::MS_NODEV | MsFlags::MS_NOSUID), "{f:?}");
+        let f = mount_flags(&parse_options("nodev").unwrap(), true);
+        assert!(
+            f.contains(MsFlags::MS_NODEV) && !f.contains(MsFlags::MS_NOSUID),
+            "{f:?}"
+        );
+        let f = mount_flags(&parse_options("nosuid,dev").unwrap(), false);
+        assert!(
+            f.contains(MsFlags::MS_NOSUID) && !f.contains(MsFlags::MS_NODEV),
+            "{f:?}"
+        );
     }
 
     #[test]

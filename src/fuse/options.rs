@@ -14,10 +14,10 @@ pub struct MountConfig {
     pub read_only: bool,
     /// `allow_other` (default on: daxfs is a shared filesystem with kernel permission checks).
     pub allow_other: bool,
-    /// Honour set-user-id bits (`suid`); default `nosuid`, as libfuse.
-    pub suid: bool,
-    /// Honour device nodes (`dev`); default `nodev`, as libfuse.
-    pub dev: bool,
+    /// `suid` / `nosuid` as named; `None` when neither was: see [`MountConfig::suid_for`].
+    pub suid: Option<bool>,
+    /// `dev` / `nodev` as named; `None` when neither was: see [`MountConfig::dev_for`].
+    pub dev: Option<bool>,
     pub noexec: bool,
     pub noatime: bool,
     pub sync: bool,
@@ -36,8 +36,8 @@ impl Default for MountConfig {
             dax: DaxMode::Always,
             read_only: false,
             allow_other: true,
-            suid: false,
-            dev: false,
+            suid: None,
+            dev: None,
             noexec: false,
             noatime: false,
             sync: false,
@@ -46,6 +46,22 @@ impl Default for MountConfig {
             log: None,
             remount: false,
         }
+    }
+}
+
+impl MountConfig {
+    /// Whether set-user-id bits are honoured for a mount made by `root` (the mounting user is
+    /// root) or not: as named, else `suid` for root, as a kernel filesystem mounted by root is
+    /// (mount(8) never passes `suid`/`dev` to a helper: they are the absence of
+    /// `MS_NOSUID`/`MS_NODEV`), and `nosuid` for anyone else, as libfuse.
+    pub fn suid_for(&self, root: bool) -> bool {
+        self.suid.unwrap_or(root)
+    }
+
+    /// Whether device nodes are honoured: as named, else `dev` for root and `nodev` for others
+    /// (the rule of [`MountConfig::suid_for`]).
+    pub fn dev_for(&self, root: bool) -> bool {
+        self.dev.unwrap_or(root)
     }
 }
 
@@ -110,10 +126,10 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             ("rw", None) => c.read_only = false,
             ("allow_other", None) => c.allow_other = true,
             ("noallow_other", None) => c.allow_other = false,
-            ("suid", None) => c.suid = true,
-            ("nosuid", None) => c.suid = false,
-            ("dev", None) => c.dev = true,
-            ("nodev", None) => c.dev = false,
+            ("suid", None) => c.suid = Some(true),
+            ("nosuid", None) => c.suid = Some(false),
+            ("dev", None) => c.dev = Some(true),
+            ("nodev", None) => c.dev = Some(false),
             ("exec", None) => c.noexec = false,
             ("noexec", None) => c.noexec = true,
             ("noatime", None) => c.noatime = true,
@@ -170,7 +186,7 @@ mod tests {
         assert_eq!(parse_options("dax=inode").unwrap().dax, DaxMode::Inode);
         assert_eq!(parse_options("dax=never,dax").unwrap().dax, DaxMode::Always);
         let c = parse_options("ro,suid,dev,noexec,noatime,threads=3,log=/tmp/x").unwrap();
-        assert!(c.read_only && c.suid && c.dev && c.noexec && c.noatime);
+        assert!(c.read_only && c.suid_for(false) && c.dev_for(false) && c.noexec && c.noatime);
         assert_eq!(c.threads, Some(3));
         assert_eq!(c.log.as_deref(), Some("/tmp/x"));
         assert!(!parse_options("ro,rw").unwrap().read_only);
@@ -182,7 +198,18 @@ mod tests {
     fn generic_mount8_options_are_accepted() {
         let c =
             parse_options("rw,nosuid,nodev,relatime,defaults,_netdev,x-systemd.automount").unwrap();
-        assert!(!c.read_only && !c.suid && !c.dev);
+        assert!(!c.read_only && !c.suid_for(true) && !c.dev_for(true));
+    }
+
+    #[test]
+    fn suid_and_dev_default_to_on_for_root_only() {
+        let c = parse_options("rw").unwrap();
+        assert!(c.suid_for(true) && c.dev_for(true));
+        assert!(!c.suid_for(false) && !c.dev_for(false));
+        let c = parse_options("rw,nodev").unwrap();
+        assert!(!c.dev_for(true) && c.suid_for(true));
+        let c = parse_options("nosuid,dev").unwrap();
+        assert!(!c.suid_for(true) && c.dev_for(false));
     }
 
     #[test]
