@@ -2076,7 +2076,8 @@ impl DaxFs {
         let now = now_ns();
         let mut tx = Tx::new();
         match op {
-            0 => {
+            // Both allocate the range; ZERO_RANGE then zeroes what was already mapped there.
+            0 | libc::FALLOC_FL_ZERO_RANGE => {
                 if !keep && end > st.rec.size {
                     self.init_uninit(&inode, &mut st, end.div_ceil(BLOCK), None)?;
                 }
@@ -2089,6 +2090,11 @@ impl DaxFs {
                     false,
                     None,
                 )?;
+                if op == libc::FALLOC_FL_ZERO_RANGE {
+                    self.zero_mapped(&inode, &mut st, offset, end)?;
+                    st.rec.mtime = now;
+                    st.rec.ctime = now;
+                }
             }
             libc::FALLOC_FL_PUNCH_HOLE => {
                 if !keep {
@@ -2109,23 +2115,6 @@ impl DaxFs {
                         tx.free_after.extend(b..b + n);
                     }
                 }
-                st.rec.mtime = now;
-                st.rec.ctime = now;
-            }
-            libc::FALLOC_FL_ZERO_RANGE => {
-                if !keep && end > st.rec.size {
-                    self.init_uninit(&inode, &mut st, end.div_ceil(BLOCK), None)?;
-                }
-                self.fill_range(
-                    &inode,
-                    &mut st,
-                    offset / BLOCK,
-                    end.div_ceil(BLOCK),
-                    None,
-                    false,
-                    None,
-                )?;
-                self.zero_mapped(&inode, &mut st, offset, end)?;
                 st.rec.mtime = now;
                 st.rec.ctime = now;
             }
