@@ -143,26 +143,57 @@ pub fn handle(
     }
 }
 
+/// A page filled by [`fill_page`]: entries written, the cursor for the next call, more left.
+struct Page {
+    count: u32,
+    cursor: u64,
+    more: bool,
+}
+
+/// Copies into `out` the items of `all` (sorted by start) whose start is `>= cursor`, as many as
+/// fit. `span` gives an item's (start, end); the returned cursor is the end of the last item
+/// copied (or `cursor` when none was), so the next call resumes after it.
+fn fill_page<T, E>(
+    all: &[T],
+    cursor: u64,
+    out: &mut [E],
+    span: impl Fn(&T) -> (u64, u64),
+    convert: impl Fn(&T) -> E,
+) -> Page {
+    let mut rest = all.iter().filter(|x| span(x).0 >= cursor).peekable();
+    let mut page = Page {
+        count: 0,
+        cursor,
+        more: false,
+    };
+    for slot in out.iter_mut() {
+        let Some(x) = rest.next() else { break };
+        *slot = convert(x);
+        page.cursor = span(x).1;
+        page.count += 1;
+    }
+    page.more = rest.peek().is_some();
+    page
+}
+
 /// One page of the bad-block list starting at `cursor` (ranges with `region_offset >= cursor`).
 pub fn badblocks_page(all: &[mf::BadRange], cursor: u64) -> DaxfsBadBlocks {
     let mut out = DaxfsBadBlocks::new_request();
-    let mut rest = all.iter().filter(|b| b.region_offset >= cursor).peekable();
-    let mut n = 0;
-    let mut next = cursor;
-    while n < BADBLOCKS_PER_CALL {
-        let Some(b) = rest.next() else { break };
-        out.entries[n] = DaxfsBadBlock {
+    let page = fill_page(
+        all,
+        cursor,
+        &mut out.entries[..BADBLOCKS_PER_CALL],
+        |b| (b.region_offset, b.region_offset + b.len),
+        |b| DaxfsBadBlock {
             region_offset: b.region_offset,
             len: b.len,
             ino: b.ino.unwrap_or(0),
             file_offset: b.file_offset.unwrap_or(u64::MAX),
-        };
-        next = b.region_offset + b.len;
-        n += 1;
-    }
-    out.count = n as u32;
-    out.cursor = next;
-    if rest.peek().is_some() {
+        },
+    );
+    out.count = page.count;
+    out.cursor = page.cursor;
+    if page.more {
         out.flags |= MORE;
     }
     out
@@ -171,24 +202,22 @@ pub fn badblocks_page(all: &[mf::BadRange], cursor: u64) -> DaxfsBadBlocks {
 /// One page of `mappings` starting at `cursor` (entries with `file_index >= cursor`).
 pub fn mappings_page(all: &[crate::fs::MappingInfo], cursor: u64) -> DaxfsMappings {
     let mut out = DaxfsMappings::new_request();
-    let mut rest = all.iter().filter(|m| m.file_index >= cursor).peekable();
-    let mut n = 0;
-    let mut next = cursor;
-    while n < MAPPINGS_PER_CALL {
-        let Some(m) = rest.next() else { break };
-        out.entries[n] = DaxfsMapping {
+    let page = fill_page(
+        all,
+        cursor,
+        &mut out.entries[..MAPPINGS_PER_CALL],
+        |m| (m.file_index, m.file_index + (1u64 << m.order.min(63))),
+        |m| DaxfsMapping {
             file_index: m.file_index,
             region_block: m.region_block,
             flags: m.flags,
             order: m.order,
             _pad: [0; 3],
-        };
-        next = m.file_index + (1u64 << m.order.min(63));
-        n += 1;
-    }
-    out.count = n as u32;
-    out.cursor = next;
-    if rest.peek().is_some() {
+        },
+    );
+    out.count = page.count;
+    out.cursor = page.cursor;
+    if page.more {
         out.flags |= MORE;
     }
     out
