@@ -17,6 +17,7 @@
 mod daxfs;
 pub mod filemap;
 mod inode;
+mod privs;
 mod types;
 
 pub use daxfs::{BlockOwner, DaxFs, DaxMode, MkfsOptions, OpenOptions};
