@@ -815,8 +815,14 @@ fn statx_mode(p: &Path) -> u32 {
     u32::from(sx.stx_mode) & 0o7777
 }
 
+/// A modification of an open file.
+type FileOp = fn(&File) -> std::io::Result<()>;
+
+/// Owner or caller: (uid, gid).
+type Ids = (u32, u32);
+
 /// Runs `op` on `p` opened for writing, as `uid:gid` (or as root when `uid == 0`); returns errno.
-fn modify_as(uid: u32, gid: u32, p: &Path, op: fn(&File) -> std::io::Result<()>) -> i32 {
+fn modify_as(uid: u32, gid: u32, p: &Path, op: FileOp) -> i32 {
     let run = || match OpenOptions::new().write(true).open(p).and_then(|f| op(&f)) {
         Ok(()) => 0,
         Err(e) => e.raw_os_error().unwrap_or(255),
@@ -839,8 +845,8 @@ fn direct_writes_and_fallocate_drop_set_id_bits_at_once() {
     let m = r.mount("");
     let f = m.p("suid");
     fs::write(&f, pattern(3, 192 << 10)).unwrap();
-    let write4k: fn(&File) -> std::io::Result<()> = |f| f.write_all_at(&[0x58; 4096], 0);
-    let ops: [(&str, fn(&File) -> std::io::Result<()>); 4] = [
+    let write4k: FileOp = |f| f.write_all_at(&[0x58; 4096], 0);
+    let ops: [(&str, FileOp); 4] = [
         ("write", write4k),
         ("fallocate", |f| falloc(f, 0, 64 << 10, 64 << 10).map(drop)),
         ("punch hole", |f| {
@@ -857,7 +863,7 @@ fn direct_writes_and_fallocate_drop_set_id_bits_at_once() {
         }),
     ];
     // (owner uid:gid, mode before, who modifies, mode expected after)
-    let cases: [((u32, u32), u32, (u32, u32), u32); 6] = [
+    let cases: [(Ids, u32, Ids, u32); 6] = [
         // Not in the file's group: both bits go, group-executable or not.
         ((0, 0), 0o6666, (65534, 65534), 0o0666),
         ((0, 0), 0o6676, (65534, 65534), 0o0676),
