@@ -890,6 +890,69 @@ fn direct_writes_and_fallocate_drop_set_id_bits_at_once() {
     m.unmount();
 }
 
+fn atime_of(p: &Path) -> (i64, i64) {
+    let md = fs::metadata(p).unwrap();
+    (md.atime(), md.atime_nsec())
+}
+
+/// Reads `p` through a fresh descriptor (the kernel drops its cached atime after a READ).
+fn read_again(p: &Path) {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!read_all(p).is_empty());
+}
+
+/// xfstests generic/003 and generic/120: atime follows the mount's mode (FUSE inodes are
+/// S_NOATIME in the kernel, so the daemon keeps it): relatime by default (a read after a
+/// modification updates it, a second read does not), strictatime (every read), noatime (never,
+/// also not for executing or reading a freshly written file), and directory reads by the same
+/// rules unless nodiratime.
+#[test]
+fn atime_follows_the_mount_mode() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"contents").unwrap();
+    let f = m.p("d/f");
+    let d = m.p("d");
+    // relatime: the first read after the write updates atime, the second does not.
+    let t0 = atime_of(&f);
+    read_again(&f);
+    let t1 = atime_of(&f);
+    assert!(t1 > t0, "relatime: read after write updates atime");
+    read_again(&f);
+    assert_eq!(atime_of(&f), t1, "relatime: a second read keeps atime");
+    // A directory listing after the directory changed updates its atime.
+    let d0 = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    assert!(
+        atime_of(&d) > d0,
+        "relatime: readdir after a change updates atime"
+    );
+    m.unmount();
+    // The updated atime was persisted (with the inode's next commit, at the latest unmount).
+    let m = r.mount("strictatime,nodiratime");
+    assert_eq!(atime_of(&f), t1, "atime kept across remount");
+    read_again(&f);
+    let t2 = atime_of(&f);
+    assert!(t2 > t1, "strictatime: every read updates atime");
+    read_again(&f);
+    assert!(atime_of(&f) > t2, "strictatime: every read updates atime");
+    fs::write(m.p("d/g"), b"x").unwrap();
+    let d1 = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
+    assert_eq!(atime_of(&d), d1, "nodiratime: readdir keeps atime");
+    m.unmount();
+    let m = r.mount("noatime");
+    fs::write(&f, b"new contents").unwrap();
+    let t3 = atime_of(&f);
+    read_again(&f);
+    assert_eq!(atime_of(&f), t3, "noatime: a read never updates atime");
+    m.unmount();
+}
+
 #[test]
 fn file_handles_survive_cache_drops() {
     require_fuse!();

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
+use super::atime::{AtimeMode, AtimePolicy};
 use super::filemap::{RangeLock, Rmap, PMD_ORDER, PMD_PAGES};
 use super::inode::{Dir, IState, Inode, Slot};
 use super::privs;
@@ -101,6 +102,8 @@ pub struct DaxFs {
     handles: Mutex<HashMap<u64, Ino>>,
     next_fh: AtomicU64,
     shut: AtomicBool,
+    /// Which reads update atime (the mount's noatime/relatime/strictatime/nodiratime).
+    atime: AtimePolicy,
 }
 
 fn _assert_send_sync() {
@@ -350,6 +353,7 @@ impl DaxFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
+            atime: AtimePolicy::default(),
             sb,
         }
     }
@@ -465,6 +469,11 @@ impl DaxFs {
     }
 
     /// The dax mode the filesystem was opened with.
+    /// Sets which reads update atime (default relatime). Any time, e.g. at remount.
+    pub fn set_atime_mode(&self, mode: AtimeMode, nodiratime: bool) {
+        self.atime.set(mode, nodiratime);
+    }
+
     pub fn dax_mode(&self) -> DaxMode {
         self.dax
     }
@@ -1726,9 +1735,8 @@ impl DaxFs {
         if offset >= fsize || size == 0 {
             return Ok(f(&[]));
         }
-        if !self.read_only && inode.touch_atime(&st, now_ns()) {
-            // Persisted lazily, with the next commit of the inode (lazytime).
-            inode.atime_dirty.store(true, Ordering::Relaxed);
+        if !self.read_only {
+            inode.touch_atime(&st, &self.atime, now_ns());
         }
         let len = (fsize - offset).min(size as u64);
         let first = offset / BLOCK;
@@ -2019,6 +2027,9 @@ impl DaxFs {
         let inode = self.iget(ino)?;
         let st = inode.state.read();
         let dir = st.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        if !self.read_only {
+            inode.touch_atime(&st, &self.atime, now_ns());
+        }
         let mut out = Vec::new();
         if offset < 1 {
             out.push(DirEntry {

@@ -14,6 +14,7 @@
 //!   returned inode; `forget` drops them. An unlinked inode lives until its last reference and its
 //!   last open handle are gone.
 
+pub mod atime;
 mod daxfs;
 pub mod filemap;
 mod inode;
