@@ -106,6 +106,16 @@ pub struct DaxFs {
     atime: AtimePolicy,
 }
 
+/// The per-inode flags a new inode of `kind` takes from its parent directory's `parent_flags`:
+/// `FS_XFLAG_DAX`, for directories and regular files only (as `xfs_inode_inherit_flags` and
+/// ext4's `ext4_mask_flags` do). A later rename keeps an inode's flags; a copy is a new inode.
+fn inherited_flags(parent_flags: u32, kind: FileKind) -> u32 {
+    match kind {
+        FileKind::Directory | FileKind::Regular => parent_flags & crate::ioctl::FS_XFLAG_DAX,
+        _ => 0,
+    }
+}
+
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<DaxFs>();
@@ -835,6 +845,7 @@ impl DaxFs {
             } else {
                 0
             },
+            flags: inherited_flags(pst.rec.flags, kind),
             ..Default::default()
         };
         let inode = Arc::new(Inode::new(ino, IState::new(rec)));
