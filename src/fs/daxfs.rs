@@ -478,12 +478,12 @@ impl DaxFs {
         }
     }
 
-    /// The dax mode the filesystem was opened with.
     /// Sets which reads update atime (default relatime). Any time, e.g. at remount.
     pub fn set_atime_mode(&self, mode: AtimeMode, nodiratime: bool) {
         self.atime.set(mode, nodiratime);
     }
 
+    /// The dax mode the filesystem was opened with.
     pub fn dax_mode(&self) -> DaxMode {
         self.dax
     }
