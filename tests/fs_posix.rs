@@ -888,6 +888,55 @@ fn flags_and_root_is_never_evicted() {
     assert_eq!(fs.getattr(a.ino).unwrap().flags, FS_XFLAG_DAX);
 }
 
+/// xfstests generic/607: FS_XFLAG_DAX on a directory is inherited by the regular files and
+/// directories created in it (not by other kinds), whatever the mount's dax= mode; a rename
+/// keeps an inode's own flag.
+#[test]
+fn dax_flag_is_inherited_from_the_parent_directory() {
+    const FS_XFLAG_DAX: u32 = 0x8000;
+    let t = region(32 << 20);
+    let fs = open(&t.path);
+    let flags = |ino| fs.getattr(ino).unwrap().flags & FS_XFLAG_DAX;
+    let a = fs.mkdir(ROOT_INO, n("a"), 0o755, &root()).unwrap();
+    let plain = fs.mkdir(ROOT_INO, n("plain"), 0o755, &root()).unwrap();
+    fs.set_flags(a.ino, FS_XFLAG_DAX, &root()).unwrap();
+    let b = fs.mkdir(a.ino, n("b"), 0o755, &root()).unwrap();
+    let c = fs.mkdir(b.ino, n("c"), 0o755, &root()).unwrap();
+    let (d, fh) = fs.create(c.ino, n("d"), 0o644, 0, &root()).unwrap();
+    fs.release(d.ino, fh).unwrap();
+    let node = fs
+        .mknod(a.ino, n("fifo"), libc::S_IFIFO | 0o644, 0, &root())
+        .unwrap();
+    let link = fs.symlink(a.ino, n("sym"), n("d"), &root()).unwrap();
+    assert_eq!(b.flags & FS_XFLAG_DAX, FS_XFLAG_DAX, "reply of mkdir");
+    assert_eq!(d.flags & FS_XFLAG_DAX, FS_XFLAG_DAX, "reply of create");
+    for ino in [a.ino, b.ino, c.ino, d.ino] {
+        assert_eq!(flags(ino), FS_XFLAG_DAX, "inode {ino}");
+    }
+    assert_eq!((flags(node.ino), flags(link.ino)), (0, 0), "fifo, symlink");
+    // Clearing it on b stops the inheritance below b only.
+    fs.set_flags(b.ino, 0, &root()).unwrap();
+    let e = fs.mkdir(b.ino, n("e"), 0o755, &root()).unwrap();
+    let (g, fh) = fs.create(c.ino, n("g"), 0o644, 0, &root()).unwrap();
+    fs.release(g.ino, fh).unwrap();
+    assert_eq!((flags(e.ino), flags(g.ino)), (0, FS_XFLAG_DAX));
+    // A rename keeps the inode's flag either way.
+    fs.rename(c.ino, n("d"), plain.ino, n("d"), 0, &root())
+        .unwrap();
+    fs.rename(b.ino, n("e"), a.ino, n("e"), 0, &root()).unwrap();
+    assert_eq!((flags(d.ino), flags(e.ino)), (FS_XFLAG_DAX, 0));
+    let (h, fh) = fs.create(plain.ino, n("h"), 0o644, 0, &root()).unwrap();
+    fs.release(h.ino, fh).unwrap();
+    assert_eq!(flags(h.ino), 0);
+    // Durable: the inherited flag is in the committed record.
+    fs.close().unwrap();
+    let fs = open(&t.path);
+    assert_eq!(
+        fs.getattr(g.ino).unwrap().flags & FS_XFLAG_DAX,
+        FS_XFLAG_DAX
+    );
+}
+
 #[test]
 fn relatime_atime() {
     let t = region(32 << 20);

@@ -13,13 +13,18 @@ use common::*;
 use daxfs::fuse::mounts;
 
 /// Points `/sbin/mount.fuse.daxfs` at this build for the test and restores what was there.
+/// Tests that use the helper link run one at a time (one restores it when it ends).
+static HELPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct HelperLink {
     link: PathBuf,
     previous: Option<PathBuf>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl HelperLink {
     fn install() -> HelperLink {
+        let serial = HELPER.lock().unwrap_or_else(|e| e.into_inner());
         let link = PathBuf::from("/sbin/mount.fuse.daxfs");
         let previous = fs::read_link(&link).ok();
         daxfs_ok(["install-helper", "--dir", "/sbin"]);
@@ -27,7 +32,11 @@ impl HelperLink {
             fs::read_link(&link).unwrap(),
             daxfs_bin().canonicalize().unwrap()
         );
-        HelperLink { link, previous }
+        HelperLink {
+            link,
+            previous,
+            _serial: serial,
+        }
     }
 }
 
@@ -196,4 +205,90 @@ fn mount_t_fuse_daxfs_and_umount() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(mounts::find_fuse_mount(&mounts::resolve_mountpoint(&r.mnt)).is_none());
+}
+
+/// Detaches a mount point on drop (for mounts without a registered daemon: bind mounts).
+struct Detach(PathBuf);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// xfstests generic/732: mount(8) of a region that is already mounted shares the running mount
+/// (the helper bind-mounts it: one daemon, one filesystem), as a kernel filesystem mounted twice
+/// shares its superblock; `daxfs mount` itself still refuses, and a conflicting `dax=` too.
+#[test]
+fn a_second_mount_t_fuse_daxfs_shares_the_first() {
+    require_fuse!();
+    let _link = HelperLink::install();
+    let r = Region::new("64M");
+    let mount8 = |opts: &str, mnt: &Path| {
+        let mut c = Command::new("mount");
+        c.args(["-t", "fuse.daxfs"]);
+        if !opts.is_empty() {
+            c.args(["-o", opts]);
+        }
+        run(c.arg(&r.path).arg(mnt))
+    };
+    let o = mount8("", &r.mnt);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g = MountGuard::adopt(&r.path, &r.mnt);
+    let mnt2 = r.dir.path().join("mnt2");
+    let mnt3 = r.dir.path().join("mnt3");
+    fs::create_dir(&mnt2).unwrap();
+    fs::create_dir(&mnt3).unwrap();
+    let o = mount8("", &mnt2);
+    assert!(
+        o.status.success(),
+        "second mount: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _b2 = Detach(mnt2.clone());
+    // One filesystem: generic/732's renames, seen through the other mount point.
+    fs::create_dir(g.p("A")).unwrap();
+    fs::create_dir(g.p("B")).unwrap();
+    fs::write(g.p("A/f"), b"732").unwrap();
+    fs::rename(g.p("A/f"), g.p("B/f")).unwrap();
+    assert_eq!(fs::read(mnt2.join("B/f")).unwrap(), b"732");
+    fs::rename(mnt2.join("B/f"), mnt2.join("A/f")).unwrap();
+    assert_eq!(fs::read(g.p("A/f")).unwrap(), b"732");
+    fs::rename(g.p("A/f"), g.p("B/f")).unwrap();
+    // `daxfs mount` refuses a mounted region (issue 2); a different dax= is refused too.
+    let o = daxfs(["mount".as_ref(), r.path.as_os_str(), mnt3.as_os_str()]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("already mounted"), "{e}");
+    let o = mount8("dax=never", &mnt3);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("dax=always") && e.contains("dax=never"), "{e}");
+    assert!(mounts::find_fuse_mount(&mounts::resolve_mountpoint(&mnt3)).is_none());
+    // Per-mount flags apply to the new mount point only.
+    let o = mount8("ro", &mnt3);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b3 = Detach(mnt3.clone());
+    assert_eq!(fs::read(mnt3.join("B/f")).unwrap(), b"732");
+    let e = fs::write(mnt3.join("x"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    fs::write(g.p("x"), b"x").unwrap();
+    assert!(proc_mounts_options(&mnt3).iter().any(|o| o == "ro"));
+    assert!(proc_mounts_options(&g.mnt).iter().any(|o| o == "rw"));
+    assert!(run(Command::new("umount").arg(&mnt3)).status.success());
+    drop(b3);
+    // Unmounting the first mount point leaves the second working (the daemon lives on);
+    // unmounting the last one ends the daemon.
+    let pid = g.pid;
+    assert!(run(Command::new("umount").arg(&g.mnt)).status.success());
+    g.disarm();
+    assert_eq!(fs::read(mnt2.join("B/f")).unwrap(), b"732");
+    fs::write(mnt2.join("after"), b"still served").unwrap();
+    assert!(mounts::daemon_alive(pid));
+    assert!(run(Command::new("umount").arg(&mnt2)).status.success());
+    wait_daemon_gone(pid);
+    // What was written through the second mount point is there at the next mount.
+    let g = r.mount("");
+    assert_eq!(fs::read(g.p("after")).unwrap(), b"still served");
+    g.unmount();
 }

@@ -6,7 +6,7 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use common::*;
@@ -801,6 +801,155 @@ fn writes_by_others_drop_set_id_bits() {
     });
     assert_eq!(errno, 0);
     assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o0777);
+    m.unmount();
+}
+
+/// The mode as `stat -c %A` asks for it: a statx for `STATX_MODE` alone, which the kernel
+/// answers from its attribute cache unless the mode was invalidated.
+fn statx_mode(p: &Path) -> u32 {
+    let c = cpath(p);
+    // SAFETY: an all-zero statx is a valid value of the plain C struct.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes one struct statx through the valid pointer.
+    cvt(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MODE, &mut sx) }).unwrap();
+    u32::from(sx.stx_mode) & 0o7777
+}
+
+/// A modification of an open file.
+type FileOp = fn(&File) -> std::io::Result<()>;
+
+/// Owner or caller: (uid, gid).
+type Ids = (u32, u32);
+
+/// Runs `op` on `p` opened for writing, as `uid:gid` (or as root when `uid == 0`); returns errno.
+fn modify_as(uid: u32, gid: u32, p: &Path, op: FileOp) -> i32 {
+    let run = || match OpenOptions::new().write(true).open(p).and_then(|f| op(&f)) {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(255),
+    };
+    if uid == 0 {
+        run()
+    } else {
+        as_user(uid, gid, run)
+    }
+}
+
+/// xfstests generic/355 and generic/683-685: a direct write or a fallocate by a user without
+/// CAP_FSETID drops S_ISUID, and S_ISGID when group-executable or when the user is not in the
+/// file's group; the kernel's cached mode must show it at once (the kernel invalidates only
+/// size and times after WRITE/FALLOCATE, so the daemon invalidates the attributes).
+#[test]
+fn direct_writes_and_fallocate_drop_set_id_bits_at_once() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    let f = m.p("suid");
+    fs::write(&f, pattern(3, 192 << 10)).unwrap();
+    let write4k: FileOp = |f| f.write_all_at(&[0x58; 4096], 0);
+    let ops: [(&str, FileOp); 4] = [
+        ("write", write4k),
+        ("fallocate", |f| falloc(f, 0, 64 << 10, 64 << 10).map(drop)),
+        ("punch hole", |f| {
+            falloc(
+                f,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                64 << 10,
+                64 << 10,
+            )
+            .map(drop)
+        }),
+        ("zero range", |f| {
+            falloc(f, libc::FALLOC_FL_ZERO_RANGE, 64 << 10, 64 << 10).map(drop)
+        }),
+    ];
+    // (owner uid:gid, mode before, who modifies, mode expected after)
+    let cases: [(Ids, u32, Ids, u32); 6] = [
+        // Not in the file's group: both bits go, group-executable or not.
+        ((0, 0), 0o6666, (65534, 65534), 0o0666),
+        ((0, 0), 0o6676, (65534, 65534), 0o0676),
+        ((0, 0), 0o2676, (65534, 65534), 0o0676),
+        // In the file's group: S_ISGID stays unless group-executable (generic/355).
+        ((65534, 65534), 0o6644, (65534, 65534), 0o2644),
+        ((65534, 65534), 0o6654, (65534, 65534), 0o0654),
+        // Root (CAP_FSETID) keeps both.
+        ((0, 0), 0o6777, (0, 0), 0o6777),
+    ];
+    for (name, op) in ops {
+        for ((ou, og), before, (uid, gid), after) in cases {
+            std::os::unix::fs::chown(&f, Some(ou), Some(og)).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(before)).unwrap();
+            assert_eq!(statx_mode(&f), before, "{name}: set-up");
+            assert_eq!(modify_as(uid, gid, &f, op), 0, "{name} as {uid}");
+            assert_eq!(
+                statx_mode(&f),
+                after,
+                "{name} as {uid}:{gid} of a {ou}:{og} {before:o} file"
+            );
+        }
+    }
+    m.unmount();
+}
+
+fn atime_of(p: &Path) -> (i64, i64) {
+    let md = fs::metadata(p).unwrap();
+    (md.atime(), md.atime_nsec())
+}
+
+/// Reads `p` through a fresh descriptor (the kernel drops its cached atime after a READ).
+fn read_again(p: &Path) {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!read_all(p).is_empty());
+}
+
+/// xfstests generic/003 and generic/120: atime follows the mount's mode (FUSE inodes are
+/// S_NOATIME in the kernel, so the daemon keeps it): relatime by default (a read after a
+/// modification updates it, a second read does not), strictatime (every read), noatime (never,
+/// also not for executing or reading a freshly written file), and directory reads by the same
+/// rules unless nodiratime.
+#[test]
+fn atime_follows_the_mount_mode() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    fs::create_dir(m.p("d")).unwrap();
+    fs::write(m.p("d/f"), b"contents").unwrap();
+    let f = m.p("d/f");
+    let d = m.p("d");
+    // relatime: the first read after the write updates atime, the second does not.
+    let t0 = atime_of(&f);
+    read_again(&f);
+    let t1 = atime_of(&f);
+    assert!(t1 > t0, "relatime: read after write updates atime");
+    read_again(&f);
+    assert_eq!(atime_of(&f), t1, "relatime: a second read keeps atime");
+    // A directory listing after the directory changed updates its atime.
+    let d0 = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    assert!(
+        atime_of(&d) > d0,
+        "relatime: readdir after a change updates atime"
+    );
+    m.unmount();
+    // The updated atime was persisted (with the inode's next commit, at the latest unmount).
+    let m = r.mount("strictatime,nodiratime");
+    assert_eq!(atime_of(&f), t1, "atime kept across remount");
+    read_again(&f);
+    let t2 = atime_of(&f);
+    assert!(t2 > t1, "strictatime: every read updates atime");
+    read_again(&f);
+    assert!(atime_of(&f) > t2, "strictatime: every read updates atime");
+    fs::write(m.p("d/g"), b"x").unwrap();
+    let d1 = atime_of(&d);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
+    assert_eq!(atime_of(&d), d1, "nodiratime: readdir keeps atime");
+    m.unmount();
+    let m = r.mount("noatime");
+    fs::write(&f, b"new contents").unwrap();
+    let t3 = atime_of(&f);
+    read_again(&f);
+    assert_eq!(atime_of(&f), t3, "noatime: a read never updates atime");
     m.unmount();
 }
 

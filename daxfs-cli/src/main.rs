@@ -204,6 +204,13 @@ fn helper_main(args: &[String]) -> CmdResult {
         log: config.log.as_ref().map(PathBuf::from),
         ready_fd: None,
     };
+    // A region a daxfs daemon already serves is shared (bind mount), as a kernel filesystem
+    // mounted twice shares its superblock; `daxfs mount` itself refuses it.
+    if !config.remount
+        && daxfs::fuse::share::share_mounted_region(&m.region, &m.mountpoint, &h.options)?.is_some()
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
     mount::mount(&m)
 }
 

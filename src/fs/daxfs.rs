@@ -30,8 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
+use super::atime::{AtimeMode, AtimePolicy};
 use super::filemap::{RangeLock, Rmap, PMD_ORDER, PMD_PAGES};
 use super::inode::{Dir, IState, Inode, Slot};
+use super::privs;
 use super::*;
 use crate::region::Region;
 use crate::store::{
@@ -100,6 +102,18 @@ pub struct DaxFs {
     handles: Mutex<HashMap<u64, Ino>>,
     next_fh: AtomicU64,
     shut: AtomicBool,
+    /// Which reads update atime (the mount's noatime/relatime/strictatime/nodiratime).
+    atime: AtimePolicy,
+}
+
+/// The per-inode flags a new inode of `kind` takes from its parent directory's `parent_flags`:
+/// `FS_XFLAG_DAX`, for directories and regular files only (as `xfs_inode_inherit_flags` and
+/// ext4's `ext4_mask_flags` do). A later rename keeps an inode's flags; a copy is a new inode.
+fn inherited_flags(parent_flags: u32, kind: FileKind) -> u32 {
+    match kind {
+        FileKind::Directory | FileKind::Regular => parent_flags & crate::ioctl::FS_XFLAG_DAX,
+        _ => 0,
+    }
 }
 
 fn _assert_send_sync() {
@@ -349,6 +363,7 @@ impl DaxFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
+            atime: AtimePolicy::default(),
             sb,
         }
     }
@@ -461,6 +476,11 @@ impl DaxFs {
             inodes_total: self.sb.inodes_total,
             bad_blocks: self.bad.read().len() as u64,
         }
+    }
+
+    /// Sets which reads update atime (default relatime). Any time, e.g. at remount.
+    pub fn set_atime_mode(&self, mode: AtimeMode, nodiratime: bool) {
+        self.atime.set(mode, nodiratime);
     }
 
     /// The dax mode the filesystem was opened with.
@@ -825,6 +845,7 @@ impl DaxFs {
             } else {
                 0
             },
+            flags: inherited_flags(pst.rec.flags, kind),
             ..Default::default()
         };
         let inode = Arc::new(Inode::new(ino, IState::new(rec)));
@@ -1115,19 +1136,22 @@ impl DaxFs {
         Ok(())
     }
 
-    fn kill_suid(st: &mut IState, ctx: &Ctx) {
-        if ctx.uid == 0 {
-            return;
+    /// Drops S_ISUID/S_ISGID after a modification by `ctx` ([`privs`]; uid 0 has `CAP_FSETID`).
+    /// Returns whether the mode changed (then the kernel's cached mode is stale).
+    fn kill_suid(st: &mut IState, ctx: &Ctx) -> bool {
+        let drop = privs::bits_to_drop(st.rec.mode, st.rec.gid, ctx, ctx.uid == 0);
+        Self::drop_mode_bits(st, drop)
+    }
+
+    /// Clears `bits` of the mode (and bumps ctime) if any is set; returns whether it did.
+    fn drop_mode_bits(st: &mut IState, bits: u32) -> bool {
+        if st.rec.mode & bits == 0 {
+            return false;
         }
-        let m = st.rec.mode;
-        let mut nm = m & !libc::S_ISUID;
-        if m & libc::S_IXGRP != 0 {
-            nm &= !libc::S_ISGID;
-        }
-        if nm != m {
-            st.rec.mode = nm;
-            st.dirty = true;
-        }
+        st.rec.mode &= !bits;
+        st.rec.ctime = now_ns();
+        st.dirty = true;
+        true
     }
 
     /// Checks that moving directory `moved` under `dest` does not make it its own ancestor.
@@ -1251,13 +1275,11 @@ impl DaxFs {
             // As chown_common(): a chown of a non-directory always drops S_ISUID, and S_ISGID
             // when group-executable (whoever asks; an explicit mode below wins).
             if st.kind() != FileKind::Directory {
-                Self::kill_suid(
-                    &mut st,
-                    &Ctx {
-                        uid: u32::MAX,
-                        ..*ctx
-                    },
-                );
+                let mut drop = libc::S_ISUID;
+                if st.rec.mode & libc::S_IXGRP != 0 {
+                    drop |= libc::S_ISGID;
+                }
+                Self::drop_mode_bits(&mut st, drop);
             }
         }
         if let Some(m) = set.mode {
@@ -1724,9 +1746,8 @@ impl DaxFs {
         if offset >= fsize || size == 0 {
             return Ok(f(&[]));
         }
-        if !self.read_only && inode.touch_atime(&st, now_ns()) {
-            // Persisted lazily, with the next commit of the inode (lazytime).
-            inode.atime_dirty.store(true, Ordering::Relaxed);
+        if !self.read_only {
+            inode.touch_atime(&st, &self.atime, now_ns());
         }
         let len = (fsize - offset).min(size as u64);
         let first = offset / BLOCK;
@@ -1819,6 +1840,20 @@ impl DaxFs {
         ctx: &Ctx,
         kill_priv: bool,
     ) -> FsResult<usize> {
+        self.write_dropping_privs(ino, offset, data, ctx, kill_priv)
+            .map(|(n, _)| n)
+    }
+
+    /// As [`Self::write_kill_priv`]; also returns whether the write dropped S_ISUID/S_ISGID
+    /// (the mode changed behind the kernel's attribute cache: the FUSE adapter invalidates it).
+    pub fn write_dropping_privs(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        ctx: &Ctx,
+        kill_priv: bool,
+    ) -> FsResult<(usize, bool)> {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
@@ -1828,7 +1863,7 @@ impl DaxFs {
             _ => return Err(Errno::EINVAL),
         }
         if data.is_empty() {
-            return Ok(0);
+            return Ok((0, false));
         }
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
         if end > MAX_FILE_SIZE {
@@ -1881,15 +1916,11 @@ impl DaxFs {
         st.rec.mtime = t;
         st.rec.ctime = t;
         st.times_dirty = true;
-        if kill_priv {
-            Self::kill_suid(
-                &mut st,
-                &Ctx {
-                    uid: u32::MAX,
-                    ..*ctx
-                },
-            );
-        }
+        // The kernel flagged a writer without CAP_FSETID; the sgid rule needs the caller's groups.
+        let killed = kill_priv && {
+            let drop = privs::bits_to_drop(st.rec.mode, st.rec.gid, ctx, false);
+            Self::drop_mode_bits(&mut st, drop)
+        };
         // A write drops file capabilities whoever writes (the kernel's file_remove_privs); under
         // FUSE_HANDLE_KILLPRIV_V2 that is the filesystem's job. The check is one scan of a
         // usually empty list; the commit happens only when the attribute is there.
@@ -1902,7 +1933,7 @@ impl DaxFs {
             x.retain(|(k, _)| k.as_slice() != b"security.capability");
             self.set_xattrs_locked(&inode, &mut st, x)?;
         }
-        Ok(data.len())
+        Ok((data.len(), killed))
     }
 
     /// Writing over poisoned pages: a write covering a whole bad page remaps it to a fresh block
@@ -2007,6 +2038,9 @@ impl DaxFs {
         let inode = self.iget(ino)?;
         let st = inode.state.read();
         let dir = st.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        if !self.read_only {
+            inode.touch_atime(&st, &self.atime, now_ns());
+        }
         let mut out = Vec::new();
         if offset < 1 {
             out.push(DirEntry {
@@ -2056,6 +2090,20 @@ impl DaxFs {
     /// `mode`: 0, `FALLOC_FL_KEEP_SIZE`, `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`,
     /// `FALLOC_FL_ZERO_RANGE` (optionally with `KEEP_SIZE`); others `EOPNOTSUPP`.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32, ctx: &Ctx) -> FsResult<()> {
+        self.fallocate_dropping_privs(ino, offset, len, mode, ctx)
+            .map(|_| ())
+    }
+
+    /// As [`Self::fallocate`]; returns whether it dropped S_ISUID/S_ISGID (as a write by `ctx`
+    /// does: FUSE_FALLOCATE carries no kill flag, the rule is applied here with the caller).
+    pub fn fallocate_dropping_privs(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        mode: i32,
+        ctx: &Ctx,
+    ) -> FsResult<bool> {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
@@ -2125,9 +2173,10 @@ impl DaxFs {
             st.rec.ctime = now;
             st.rec.mtime = now;
         }
-        Self::kill_suid(&mut st, ctx);
+        let killed = Self::kill_suid(&mut st, ctx);
         self.commit_inode_into(&mut tx, &inode, &mut st)?;
-        self.commit(tx)
+        self.commit(tx)?;
+        Ok(killed)
     }
 
     /// `whence`: `SEEK_DATA` or `SEEK_HOLE` (others are the kernel's).

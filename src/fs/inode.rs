@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 
 use crate::store::InodeRec;
 
+use super::atime::AtimePolicy;
 use super::filemap::FileMap;
 use super::types::{FileKind, Ino};
 
@@ -148,13 +149,15 @@ impl Inode {
 }
 
 impl Inode {
-    /// relatime: updates the access time when it is older than the modification or change time,
-    /// or more than a day old. Returns whether it changed. Context: any inode lock.
-    pub fn touch_atime(&self, st: &IState, now: i64) -> bool {
-        const DAY: i64 = 24 * 3600 * 1_000_000_000;
+    /// Sets the access time to `now` when `policy` asks for it (relatime by default); marks it
+    /// for the next commit. Returns whether it changed. Context: any inode lock.
+    pub fn touch_atime(&self, st: &IState, policy: &AtimePolicy, now: i64) -> bool {
         let a = self.atime.load(Ordering::Relaxed);
-        if a <= st.rec.mtime || a <= st.rec.ctime || now - a > DAY {
+        let dir = st.kind() == FileKind::Directory;
+        if policy.needs_update(dir, a, st.rec.mtime, st.rec.ctime, now) {
             self.atime.store(now, Ordering::Relaxed);
+            // Persisted lazily, with the next commit of the inode (lazytime).
+            self.atime_dirty.store(true, Ordering::Relaxed);
             return true;
         }
         false

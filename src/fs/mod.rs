@@ -14,9 +14,11 @@
 //!   returned inode; `forget` drops them. An unlinked inode lives until its last reference and its
 //!   last open handle are gone.
 
+pub mod atime;
 mod daxfs;
 pub mod filemap;
 mod inode;
+mod privs;
 mod types;
 
 pub use daxfs::{BlockOwner, DaxFs, DaxMode, MkfsOptions, OpenOptions};

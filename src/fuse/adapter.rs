@@ -70,6 +70,18 @@ impl DaxFuse {
         &self.stats
     }
 
+    /// The fs layer changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
+    /// or fallocate). After a WRITE or FALLOCATE the kernel invalidates only size and times
+    /// (`FUSE_STATX_MODSIZE`), so `stat -c %A` (a statx for the mode alone) would keep showing
+    /// the cached bits for up to [`TTL`]: drop the cached attributes. Sent before the reply, so
+    /// the caller's next stat sees the new mode; attributes only (negative offset), which takes
+    /// no lock the waiting writer holds.
+    fn mode_changed(&self, ino: u64) {
+        if let Err(e) = self.notifier.inval_inode(ino, -1, 0) {
+            log::warn!("attribute invalidation of inode {ino} failed: {e}");
+        }
+    }
+
     /// The open flags that select the data path for an inode with attribute `flags`.
     fn fopen_flags(&self, attr_flags: u32) -> FopenFlags {
         let direct = match self.dax {
@@ -407,9 +419,14 @@ impl Filesystem for DaxFuse {
         };
         match self
             .fs
-            .write_kill_priv(ino.0, offset, data, &ctx(req), kill_priv)
+            .write_dropping_privs(ino.0, offset, data, &ctx(req), kill_priv)
         {
-            Ok(n) => reply.written(n as u32),
+            Ok((n, dropped)) => {
+                if dropped {
+                    self.mode_changed(ino.0);
+                }
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -649,10 +666,13 @@ impl Filesystem for DaxFuse {
         reply: ReplyEmpty,
     ) {
         self.stats.count(Op::Fallocate);
-        reply_empty(
-            reply,
-            self.fs.fallocate(ino.0, offset, length, mode, &ctx(req)),
-        );
+        let r = self
+            .fs
+            .fallocate_dropping_privs(ino.0, offset, length, mode, &ctx(req));
+        if r == Ok(true) {
+            self.mode_changed(ino.0);
+        }
+        reply_empty(reply, r.map(|_| ()));
     }
 
     fn lseek(

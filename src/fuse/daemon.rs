@@ -23,6 +23,7 @@ use super::mounts::{
 };
 use super::notify::KernelNotifier;
 use super::options::MountConfig;
+use crate::fs::atime::AtimeMode;
 use crate::fs::{DaxFs, OpenOptions};
 
 /// What to mount where.
@@ -126,6 +127,14 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
             DaxFs::open(&spec.region, &opts)
         })
         .map_err(|e| format!("cannot mount: {e}"))?,
+    );
+    fs.set_atime_mode(
+        match (spec.config.noatime, spec.config.strictatime) {
+            (true, _) => AtimeMode::NoAtime,
+            (false, true) => AtimeMode::Strict,
+            (false, false) => AtimeMode::Relatime,
+        },
+        spec.config.nodiratime,
     );
 
     // Signals go to a thread of ours; every thread started from here inherits the mask.

@@ -13,6 +13,7 @@
 //! - [`options`]: the `-o` mount options.
 //! - [`daemon`]: open, mount, readiness, serve, unmount on SIGTERM/SIGINT, close.
 //! - [`mounts`]: the mount table, the daemon registry and `unmount` (also of dead mounts).
+//! - [`share`]: the mount helper's second mount of a served region (a bind mount).
 //!
 //! The data path follows `dax=`: `always` opens every file with `FOPEN_DIRECT_IO` (the kernel page
 //! cache is bypassed; shared mmap still works because `FUSE_DIRECT_IO_ALLOW_MMAP` is negotiated and
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod mounts;
 pub mod notify;
 pub mod options;
+pub mod share;
 pub mod stats;
 
 pub use adapter::DaxFuse;

@@ -19,7 +19,12 @@ pub struct MountConfig {
     /// `dev` / `nodev` as named; `None` when neither was: see [`MountConfig::dev_for`].
     pub dev: Option<bool>,
     pub noexec: bool,
+    /// `noatime`: reads never update atime (also passed to the kernel).
     pub noatime: bool,
+    /// `strictatime`: every read updates atime (else relatime; `noatime` wins if given after).
+    pub strictatime: bool,
+    /// `nodiratime`: directory reads never update atime.
+    pub nodiratime: bool,
     pub sync: bool,
     pub dirsync: bool,
     /// `threads=N` (the helper's way to say `--threads`).
@@ -40,6 +45,8 @@ impl Default for MountConfig {
             dev: None,
             noexec: false,
             noatime: false,
+            strictatime: false,
+            nodiratime: false,
             sync: false,
             dirsync: false,
             threads: None,
@@ -78,15 +85,9 @@ const IGNORED: &[&str] = &[
     "group",
     "_netdev",
     "nofail",
-    "relatime",
     "norelatime",
-    "strictatime",
-    "nostrictatime",
     "lazytime",
     "nolazytime",
-    "diratime",
-    "nodiratime",
-    "atime",
     "async",
     "default_permissions",
     "silent",
@@ -99,8 +100,9 @@ const IGNORED: &[&str] = &[
 
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
-default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, sync, dirsync, threads=N, \
-log=FILE (and mount(8)'s generic options such as relatime, defaults, auto, user, _netdev, x-*)";
+default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE (and mount(8)'s generic options such as \
+defaults, auto, user, _netdev, x-*)";
 
 /// Parses a comma-separated option string (several `-o` strings may be joined with commas).
 ///
@@ -132,7 +134,14 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             ("nodev", None) => c.dev = Some(false),
             ("exec", None) => c.noexec = false,
             ("noexec", None) => c.noexec = true,
-            ("noatime", None) => c.noatime = true,
+            // As the kernel's mount flags: the last of noatime/strictatime wins, relatime is
+            // the default, norelatime alone changes nothing.
+            ("noatime", None) => (c.noatime, c.strictatime) = (true, false),
+            ("atime", None) => c.noatime = false,
+            ("strictatime", None) => (c.noatime, c.strictatime) = (false, true),
+            ("relatime" | "nostrictatime", None) => c.strictatime = false,
+            ("nodiratime", None) => c.nodiratime = true,
+            ("diratime", None) => c.nodiratime = false,
             ("sync", None) => c.sync = true,
             ("dirsync", None) => c.dirsync = true,
             ("threads", Some(v)) => match v.parse::<usize>() {
@@ -192,6 +201,20 @@ mod tests {
         assert!(!parse_options("ro,rw").unwrap().read_only);
         assert!(parse_options("remount,ro").unwrap().remount);
         assert!(!parse_options("ro").unwrap().remount);
+    }
+
+    #[test]
+    fn atime_options_last_one_wins() {
+        let c = parse_options("").unwrap();
+        assert!(!c.noatime && !c.strictatime && !c.nodiratime);
+        let c = parse_options("noatime,strictatime,nodiratime").unwrap();
+        assert!(!c.noatime && c.strictatime && c.nodiratime);
+        let c = parse_options("strictatime,noatime").unwrap();
+        assert!(c.noatime && !c.strictatime);
+        let c = parse_options("strictatime,relatime,nodiratime,diratime").unwrap();
+        assert!(!c.noatime && !c.strictatime && !c.nodiratime);
+        assert!(!parse_options("noatime,atime").unwrap().noatime);
+        assert!(parse_options("strictatime,norelatime").unwrap().strictatime);
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The `daxfs` binary beside this test executable (`target/<profile>/daxfs`), built once per test
-/// run with `cargo build -p daxfs-cli` so it is never stale.
+/// run with `cargo build -p daxfs-cli` (`--release` for `cargo test --release`) so it is never
+/// stale.
 pub fn daxfs_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -62,8 +63,13 @@ pub fn daxfs_bin() -> &'static Path {
         if std::env::var_os("DAXFS_NO_BUILD").is_none() {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let target_dir = profile_dir.parent().expect("target dir");
-            let st = Command::new(cargo)
-                .args(["build", "-q", "-p", "daxfs-cli"])
+            let mut build = Command::new(cargo);
+            build.args(["build", "-q", "-p", "daxfs-cli"]);
+            // `cargo test --release` runs from target/release: build that profile's binary.
+            if profile_dir.file_name() == Some(OsStr::new("release")) {
+                build.arg("--release");
+            }
+            let st = build
                 .arg("--manifest-path")
                 .arg(workspace().join("Cargo.toml"))
                 .env("CARGO_TARGET_DIR", target_dir)
