@@ -100,40 +100,7 @@ impl DaxFs {
         if is_dot(name) {
             return Err(Errno::EISDIR);
         }
-        let ns = self.ns.lock();
-        let p = self.iget(parent)?;
-        let (ino, kind) = {
-            let pst = p.state.read();
-            let s = pst
-                .dir
-                .as_ref()
-                .ok_or(Errno::ENOTDIR)?
-                .get(name)
-                .ok_or(Errno::ENOENT)?;
-            (s.ino, s.kind)
-        };
-        if kind == FileKind::Directory {
-            return Err(Errno::EISDIR);
-        }
-        let t = self.iget(ino)?;
-        {
-            let mut l = Locked::new(&[&p, &t]);
-            let mut tx = Tx::new();
-            let now = now_ns();
-            self.remove_dirent(&mut tx, &p, l.st(parent), name)?;
-            let pst = l.st(parent);
-            pst.rec.mtime = now;
-            pst.rec.ctime = now;
-            self.commit_inode_into(&mut tx, &p, l.st(parent))?;
-            let tst = l.st(ino);
-            tst.rec.nlink = tst.rec.nlink.saturating_sub(1);
-            tst.rec.ctime = now;
-            self.commit_inode_into(&mut tx, &t, l.st(ino))?;
-            self.commit(tx)?;
-        }
-        drop(ns);
-        self.maybe_evict(&t);
-        Ok(())
+        self.remove_entry(parent, name, false)
     }
 
     pub fn rmdir(&self, parent: Ino, name: &OsStr, ctx: &Ctx) -> FsResult<()> {
@@ -147,6 +114,14 @@ impl DaxFs {
             b".." => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
+        self.remove_entry(parent, name, true)
+    }
+
+    /// Removes `name` from `parent` and drops the link it held (unlink, or rmdir when `dir`):
+    /// `EISDIR` / `ENOTDIR` when the entry's kind is not the one asked for, `ENOTEMPTY` for a
+    /// directory with entries. Commits one transaction; the inode is evicted if that was its last
+    /// link and reference. Context: takes `ns`, then the two inodes' locks.
+    fn remove_entry(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
         let ns = self.ns.lock();
         let p = self.iget(parent)?;
         let (ino, kind) = {
@@ -159,13 +134,15 @@ impl DaxFs {
                 .ok_or(Errno::ENOENT)?;
             (s.ino, s.kind)
         };
-        if kind != FileKind::Directory {
-            return Err(Errno::ENOTDIR);
+        match (dir, kind == FileKind::Directory) {
+            (false, true) => return Err(Errno::EISDIR),
+            (true, false) => return Err(Errno::ENOTDIR),
+            _ => {}
         }
         let t = self.iget(ino)?;
         {
             let mut l = Locked::new(&[&p, &t]);
-            if !l.st(ino).dir.as_ref().is_some_and(|d| d.is_empty()) {
+            if dir && !l.st(ino).dir.as_ref().is_some_and(|d| d.is_empty()) {
                 return Err(Errno::ENOTEMPTY);
             }
             let mut tx = Tx::new();
@@ -174,10 +151,17 @@ impl DaxFs {
             let pst = l.st(parent);
             pst.rec.mtime = now;
             pst.rec.ctime = now;
-            pst.rec.nlink = pst.rec.nlink.saturating_sub(1);
+            if dir {
+                // The child's ".." no longer links the parent.
+                pst.rec.nlink = pst.rec.nlink.saturating_sub(1);
+            }
             self.commit_inode_into(&mut tx, &p, l.st(parent))?;
             let tst = l.st(ino);
-            tst.rec.nlink = 0;
+            tst.rec.nlink = if dir {
+                0
+            } else {
+                tst.rec.nlink.saturating_sub(1)
+            };
             tst.rec.ctime = now;
             self.commit_inode_into(&mut tx, &t, l.st(ino))?;
             self.commit(tx)?;
