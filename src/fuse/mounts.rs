@@ -246,6 +246,33 @@ pub fn daemon_alive(pid: u32) -> bool {
         .is_some_and(|n| n.as_bytes().windows(5).any(|w| w == b"daxfs"))
 }
 
+/// The mount(2) flag a generic mount option names and whether the option sets it (`ro` sets
+/// `MS_RDONLY`, `rw` clears it), or `None` for any other option.
+pub(crate) fn mount_flag(opt: &str) -> Option<(nix::mount::MsFlags, bool)> {
+    use nix::mount::MsFlags;
+    Some(match opt {
+        "ro" => (MsFlags::MS_RDONLY, true),
+        "rw" => (MsFlags::MS_RDONLY, false),
+        "nosuid" => (MsFlags::MS_NOSUID, true),
+        "suid" => (MsFlags::MS_NOSUID, false),
+        "nodev" => (MsFlags::MS_NODEV, true),
+        "dev" => (MsFlags::MS_NODEV, false),
+        "noexec" => (MsFlags::MS_NOEXEC, true),
+        "exec" => (MsFlags::MS_NOEXEC, false),
+        "noatime" => (MsFlags::MS_NOATIME, true),
+        "atime" => (MsFlags::MS_NOATIME, false),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+        "diratime" => (MsFlags::MS_NODIRATIME, false),
+        "relatime" => (MsFlags::MS_RELATIME, true),
+        "norelatime" => (MsFlags::MS_RELATIME, false),
+        "strictatime" => (MsFlags::MS_STRICTATIME, true),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+        "async" => (MsFlags::MS_SYNCHRONOUS, false),
+        "dirsync" => (MsFlags::MS_DIRSYNC, true),
+        _ => return None,
+    })
+}
+
 /// Remounts the daxfs mount at `mountpoint` with changed mount flags (`-o remount,ro` and the
 /// like, as xfstests' `_scratch_remount` does through mount(8)). Flags not named keep their
 /// current value; daxfs's own options (`dax=`, `threads=`, ...) cannot change on a remount.
@@ -257,29 +284,13 @@ pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
     let entry = find_fuse_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
     let mut flags = MsFlags::empty();
     let set = |flags: &mut MsFlags, opt: &str| -> bool {
-        let (f, on) = match opt {
-            "ro" => (MsFlags::MS_RDONLY, true),
-            "rw" => (MsFlags::MS_RDONLY, false),
-            "nosuid" => (MsFlags::MS_NOSUID, true),
-            "suid" => (MsFlags::MS_NOSUID, false),
-            "nodev" => (MsFlags::MS_NODEV, true),
-            "dev" => (MsFlags::MS_NODEV, false),
-            "noexec" => (MsFlags::MS_NOEXEC, true),
-            "exec" => (MsFlags::MS_NOEXEC, false),
-            "noatime" => (MsFlags::MS_NOATIME, true),
-            "atime" => (MsFlags::MS_NOATIME, false),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, true),
-            "diratime" => (MsFlags::MS_NODIRATIME, false),
-            "relatime" => (MsFlags::MS_RELATIME, true),
-            "norelatime" => (MsFlags::MS_RELATIME, false),
-            "strictatime" => (MsFlags::MS_STRICTATIME, true),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, true),
-            "async" => (MsFlags::MS_SYNCHRONOUS, false),
-            "dirsync" => (MsFlags::MS_DIRSYNC, true),
-            _ => return false,
-        };
-        flags.set(f, on);
-        true
+        match mount_flag(opt) {
+            Some((f, on)) => {
+                flags.set(f, on);
+                true
+            }
+            None => false,
+        }
     };
     for o in entry.options.split(',') {
         set(&mut flags, o);

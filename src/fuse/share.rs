@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
-use super::mounts::{daemon_alive, lookup, mount_table, region_mounted_on, resolve_mountpoint};
+use super::mounts::{
+    daemon_alive, lookup, mount_flag, mount_table, region_mounted_on, resolve_mountpoint,
+};
 use super::options::parse_options;
 use crate::fs::DaxMode;
 
@@ -39,22 +41,16 @@ fn daemon_options(pid: u32) -> Option<String> {
     Some(opts)
 }
 
-/// The per-mount flags named in mount options (later ones win), starting from `base`.
+/// The per-mount flags a bind mount can differ in (`ro`, `nosuid`, `nodev`, `noexec`) named in
+/// mount options (later ones win), starting from `base`.
 fn per_mount_flags(base: MsFlags, opts: &str) -> MsFlags {
+    let per_mount =
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let mut f = base;
     for o in opts.split(',').map(str::trim) {
-        let (flag, on) = match o {
-            "ro" => (MsFlags::MS_RDONLY, true),
-            "rw" => (MsFlags::MS_RDONLY, false),
-            "nosuid" => (MsFlags::MS_NOSUID, true),
-            "suid" => (MsFlags::MS_NOSUID, false),
-            "nodev" => (MsFlags::MS_NODEV, true),
-            "dev" => (MsFlags::MS_NODEV, false),
-            "noexec" => (MsFlags::MS_NOEXEC, true),
-            "exec" => (MsFlags::MS_NOEXEC, false),
-            _ => continue,
-        };
-        f.set(flag, on);
+        if let Some((flag, on)) = mount_flag(o).filter(|(flag, _)| per_mount.contains(*flag)) {
+            f.set(flag, on);
+        }
     }
     f
 }
