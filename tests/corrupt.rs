@@ -7,6 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use daxfs::fs::*;
+
+mod embedded;
 use daxfs::store::{self, Dirent, InodeRec, Superblock, BLOCK, SB_SIZE};
 use rand::Rng;
 
@@ -16,15 +18,6 @@ struct Info {
     frag: Ino,
     root_dir_block: u64,
     a_block: u64,
-}
-
-fn shm_dir() -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    tempfile::tempdir_in(base).unwrap()
 }
 
 /// A populated region: files, a directory, a symlink, a fragmented file (chained block map) and
@@ -296,7 +289,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
 
 #[test]
 fn each_corruption_is_refused_with_its_own_reason() {
-    let dir = shm_dir();
+    let dir = embedded::scratch_dir();
     let mut reasons = Vec::new();
     for (i, (what, mutate, expect)) in cases().into_iter().enumerate() {
         let path: PathBuf = dir.path().join(format!("r{i}.img"));
@@ -328,7 +321,7 @@ fn each_corruption_is_refused_with_its_own_reason() {
 
 #[test]
 fn fsck_repair_makes_region_mountable() {
-    let dir = shm_dir();
+    let dir = embedded::scratch_dir();
     // Corruptions below the superblock are repairable.
     let repairable = [6usize, 9, 10, 11, 12, 13, 14, 15];
     let all = cases();
@@ -357,7 +350,7 @@ fn fsck_repair_makes_region_mountable() {
 
 #[test]
 fn fsck_finds_wrong_link_count_and_unreachable_inode() {
-    let dir = shm_dir();
+    let dir = embedded::scratch_dir();
     let path = dir.path().join("links.img");
     let info = build(&path);
     let mut r = rec(&path, info.a);
@@ -392,7 +385,7 @@ fn fsck_finds_wrong_link_count_and_unreachable_inode() {
 
 #[test]
 fn random_metadata_flips_never_panic() {
-    let dir = shm_dir();
+    let dir = embedded::scratch_dir();
     let path = dir.path().join("fuzz.img");
     let info = build(&path);
     let pristine = std::fs::read(&path).unwrap();

@@ -2,32 +2,11 @@
 //! region blocks (order-9 mappings), and ENOSPC is clean and recoverable.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 
 use daxfs::fs::*;
 
-fn region(size: u64) -> (tempfile::TempDir, PathBuf) {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let path = dir.path().join("region.img");
-    DaxFs::mkfs(
-        &path,
-        &MkfsOptions {
-            size: Some(size),
-            inodes: Some(1024),
-        },
-    )
-    .unwrap();
-    (dir, path)
-}
-
-fn open(p: &Path) -> DaxFs {
-    DaxFs::open(p, &OpenOptions::default()).unwrap()
-}
+mod embedded;
+use embedded::{open, region_with_inodes};
 
 const MB2: u64 = 2 << 20;
 
@@ -66,7 +45,8 @@ fn assert_pmd_mapped(maps: &[MappingInfo], chunks: u64) {
 
 #[test]
 fn file_written_in_2m_pieces_gets_2m_aligned_blocks() {
-    let (_d, path) = region(128 << 20);
+    let t = region_with_inodes(128 << 20, Some(1024));
+    let path = t.path.clone();
     let ino;
     {
         let fs = open(&path);
@@ -110,7 +90,8 @@ fn file_written_in_2m_pieces_gets_2m_aligned_blocks() {
 
 #[test]
 fn large_write_and_fallocate_use_2m_runs_small_ones_do_not_break_them() {
-    let (_d, path) = region(64 << 20);
+    let t = region_with_inodes(64 << 20, Some(1024));
+    let path = t.path.clone();
     let fs = open(&path);
     let runs0 = fs.region_stat().free_2m_runs;
     let (a, _) = fs
@@ -149,7 +130,8 @@ fn large_write_and_fallocate_use_2m_runs_small_ones_do_not_break_them() {
 
 #[test]
 fn enospc_then_recovers_after_free() {
-    let (_d, path) = region(32 << 20);
+    let t = region_with_inodes(32 << 20, Some(1024));
+    let path = t.path.clone();
     let fs = open(&path);
     let c = Ctx::root();
     let mut files = Vec::new();
@@ -216,7 +198,8 @@ fn enospc_then_recovers_after_free() {
 
 #[test]
 fn inode_exhaustion_is_enospc() {
-    let (_d, path) = region(32 << 20);
+    let t = region_with_inodes(32 << 20, Some(1024));
+    let path = t.path.clone();
     let fs = open(&path);
     let mut made = 0;
     loop {
@@ -258,7 +241,8 @@ fn inode_exhaustion_is_enospc() {
 
 #[test]
 fn streaming_small_writes_get_pmd_runs_and_prealloc_is_never_stale() {
-    let (_d, path) = region(64 << 20);
+    let t = region_with_inodes(64 << 20, Some(1024));
+    let path = t.path.clone();
     let c = Ctx::root();
     let ino;
     {
@@ -317,7 +301,8 @@ fn streaming_small_writes_get_pmd_runs_and_prealloc_is_never_stale() {
 
 #[test]
 fn preallocated_tail_is_zeroed_before_commit() {
-    let (_d, path) = region(64 << 20);
+    let t = region_with_inodes(64 << 20, Some(1024));
+    let path = t.path.clone();
     let c = Ctx::root();
     let fs = open(&path);
     fill_with_junk(&fs);
@@ -337,7 +322,8 @@ fn preallocated_tail_is_zeroed_before_commit() {
 
 #[test]
 fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
-    let (_d, path) = region(64 << 20);
+    let t = region_with_inodes(64 << 20, Some(1024));
+    let path = t.path.clone();
     let c = Ctx::root();
     let ino;
     let bad;

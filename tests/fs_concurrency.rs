@@ -4,32 +4,20 @@
 //! file matches its model, and fsck is clean afterwards.
 
 use std::ffi::OsStr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use daxfs::fs::*;
+
+mod embedded;
 use rand::Rng;
 
 #[test]
 fn many_threads_no_deadlock_no_corruption() {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let path = dir.path().join("region.img");
-    DaxFs::mkfs(
-        &path,
-        &MkfsOptions {
-            size: Some(256 << 20),
-            inodes: Some(8192),
-        },
-    )
-    .unwrap();
-    let fs = Arc::new(DaxFs::open(&path, &OpenOptions::default()).unwrap());
+    let region = embedded::region_with_inodes(256 << 20, Some(8192));
+    let path = region.path.clone();
+    let fs = Arc::new(region.open());
     let c = Ctx::root();
     let shared = fs
         .mkdir(ROOT_INO, OsStr::new("shared"), 0o755, &c)

@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daxfs::fs::*;
+
+mod embedded;
 use rand::Rng;
 
 const ROUNDS: usize = 24;
@@ -431,21 +433,12 @@ impl Model {
     }
 }
 
-fn shm_dir() -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    tempfile::tempdir_in(base).unwrap()
-}
-
 #[test]
 fn sigkill_during_fsync_workload() {
     if std::env::var("DAXFS_CRASH_REGION").is_ok() {
         return;
     }
-    let dir = shm_dir();
+    let dir = embedded::scratch_dir();
     let region: PathBuf = dir.path().join("region.img");
     let log: PathBuf = dir.path().join("ops.log");
     std::fs::write(&log, b"").unwrap();

@@ -4,17 +4,19 @@
 //! mount guard (`tests/common`).
 
 mod common;
+mod embedded;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
 use daxfs::dax::{DAX_LOCKED, DAX_PMD};
 use daxfs::fs::*;
+use embedded::{open, region};
 
 /// `daxfs stat --mappings FILE` as `(file index, "pmd"|"pte", region block, flags)`.
 fn mappings(file: &Path) -> Vec<(u64, String, u64, u64)> {
@@ -96,29 +98,6 @@ fn four_mib_in_2m_pieces_is_two_pmd_entries_and_a_punched_page_splits_one() {
     assert_eq!(maps.len(), 512);
     assert_eq!(maps[511].1, "pmd");
     m.unmount();
-}
-
-struct T {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn region(size: u64) -> T {
-    let dir = scratch();
-    let path = dir.path().join("region.img");
-    DaxFs::mkfs(
-        &path,
-        &MkfsOptions {
-            size: Some(size),
-            inodes: None,
-        },
-    )
-    .unwrap();
-    T { _dir: dir, path }
-}
-
-fn open(p: &Path) -> DaxFs {
-    DaxFs::open(p, &OpenOptions::default()).unwrap()
 }
 
 #[test]

@@ -2,31 +2,18 @@
 //! `cargo test --release --test fs_perf -- --ignored --nocapture` (region on /dev/shm).
 
 use std::ffi::OsStr;
-use std::path::Path;
 use std::time::Instant;
 
 use daxfs::fs::*;
+
+mod embedded;
 use rand::Rng;
 
 #[test]
 #[ignore]
 fn embedded_api_throughput() {
-    let base = if Path::new("/dev/shm").is_dir() {
-        "/dev/shm"
-    } else {
-        "/tmp"
-    };
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let path = dir.path().join("r.img");
-    DaxFs::mkfs(
-        &path,
-        &MkfsOptions {
-            size: Some(1 << 30),
-            inodes: None,
-        },
-    )
-    .unwrap();
-    let fs = DaxFs::open(&path, &OpenOptions::default()).unwrap();
+    let region = embedded::region(1 << 30);
+    let fs = region.open();
     let c = Ctx::root();
     let (a, _) = fs.create(ROOT_INO, OsStr::new("f"), 0o644, 0, &c).unwrap();
     let mb = vec![1u8; 1 << 20];

@@ -2,41 +2,11 @@
 //! what was done survives close + reopen.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 
 use daxfs::fs::*;
 
-struct T {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn region(size: u64) -> T {
-    let dir = tempfile::tempdir_in(shm()).unwrap();
-    let path = dir.path().join("region.img");
-    DaxFs::mkfs(
-        &path,
-        &MkfsOptions {
-            size: Some(size),
-            inodes: None,
-        },
-    )
-    .unwrap();
-    T { _dir: dir, path }
-}
-
-fn shm() -> &'static Path {
-    let p = Path::new("/dev/shm");
-    if p.is_dir() {
-        p
-    } else {
-        Path::new("/tmp")
-    }
-}
-
-fn open(p: &Path) -> DaxFs {
-    DaxFs::open(p, &OpenOptions::default()).unwrap()
-}
+mod embedded;
+use embedded::{open, region};
 
 fn n(s: &str) -> &OsStr {
     OsStr::new(s)
