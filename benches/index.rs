@@ -280,12 +280,15 @@ fn time_interleaved(idx: &[u64], fs: &mut [Pass<'_>]) -> Vec<f64> {
 }
 
 /// The single-threaded load variants, timed interleaved: the three maps (per-call
-/// `Index::load`, flat, btreemap), the pinned reader, then two rows that show the price of the
-/// epoch pin alone: `crossbeam_epoch::pin()` with nothing inside, and the flat array's load
-/// inside a per-call pin (the floor for any lookup that pins per call).
+/// `Index::load`, flat, btreemap), the pinned reader, then rows that show the price of the
+/// epoch pin alone: `crossbeam_epoch::pin()` with nothing inside, the flat array's load inside a
+/// per-call pin (the floor for any lookup that pins per call), and the pin of a private
+/// `Collector`'s `LocalHandle` held by the caller (no thread-local lookup).
 fn load_rows(maps: &[Arc<dyn Map>], idx: &[u64]) -> Vec<f64> {
     let tree = tree_of(maps);
     let flat = maps[1].clone();
+    let collector = crossbeam_epoch::Collector::new();
+    let handle = collector.register();
     let mut fs: Vec<Pass<'_>> = maps
         .iter()
         .map(|m| {
@@ -312,6 +315,12 @@ fn load_rows(maps: &[Arc<dyn Map>], idx: &[u64]) -> Vec<f64> {
         each(idx, &mut |i| {
             let _g = crossbeam_epoch::pin();
             black_box(flat.load(i));
+        })
+    }));
+    fs.push(Box::new(|idx: &[u64]| {
+        each(idx, &mut |i| {
+            let g = handle.pin();
+            black_box((&g, i));
         })
     }));
     assert!(
@@ -349,7 +358,7 @@ fn ratio_table() {
                 // Interleaved rounds: each round times every variant once, so that a burst of
                 // load on the shared machine hits all of them alike and the ratios hold.
                 let ns = load_rows(&maps, &idx);
-                pin_rows.push((sz, ns[4], ns[5], ns[1]));
+                pin_rows.push((sz, ns[4], ns[5], ns[1], ns[6]));
                 (ns[..3].to_vec(), ns[3])
             };
             let th = if contended {
@@ -400,8 +409,11 @@ fn ratio_table() {
     println!();
     println!("| per-call epoch pin (same interleaved rounds) | size | ns | flat ns |");
     println!("|---|---|---|---|");
-    for (sz, pin, flat_pinned, flat) in pin_rows {
+    for (sz, pin, flat_pinned, flat, handle_pin) in pin_rows {
         println!("| `crossbeam_epoch::pin()` alone | {sz} | {pin:.1} | - |");
+        println!(
+            "| private `Collector` + `LocalHandle::pin()` alone | {sz} | {handle_pin:.1} | - |"
+        );
         println!("| flat load inside a per-call pin | {sz} | {flat_pinned:.1} | {flat:.1} |");
     }
     let n = 1u64 << 20;
