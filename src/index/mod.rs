@@ -21,7 +21,7 @@
 //!   64-bit indices; the kernel uses 64 slots, i.e. 6 bits). An entry of order `k` lives in the
 //!   node of shift `8 * (k / 8)` as a canonical slot plus `2^(k % 8) - 1` sibling slots, as the
 //!   kernel stores multi-order entries. 256 slots make 1 M dense entries 3 levels deep instead
-//!   of 4 (measured in `docs/PERFORMANCE-index.md`: about a quarter off a 1 M-entry lookup), at
+//!   of 4 (measured in `docs/PERFORMANCE-index.md`: about a fifth off a 1 M-entry lookup), at
 //!   the price of a 2 KiB node for an index holding only a few entries. The code is written
 //!   against `node::NODE_SHIFT` (6, 7 or 8 work).
 //! - The canonical slot word carries the value *and* the entry's order, so a reader gets both from
@@ -32,8 +32,8 @@
 //! - Lock-free `find_conflict`/`range` read each slot once: against a concurrent writer they
 //!   return entries present during the call, not an atomic snapshot (as the kernel's RCU walks);
 //!   the guard's versions are exact. [`Index::reader`] pins once for a batch of lookups.
-//! - Memory: 2128-byte nodes, so dense order-0 entries cost about 8.2 bytes each (upper levels
-//!   included); a PMD (order-9) entry takes 2 slots of a shift-8 node (about 17 bytes).
+//! - Memory: 2128-byte nodes, so dense order-0 entries cost about 8.35 bytes each (upper levels
+//!   included); a PMD (order-9) entry takes 2 slots of a shift-8 node (about 18 bytes).
 //!
 //! **Layout of this module.**
 //! - `slot.rs`: the encoding of one 64-bit slot word (empty / node / value / sibling).
