@@ -245,22 +245,32 @@ fn time_ns(idx: &[u64], mut f: impl FnMut(u64)) -> f64 {
     best
 }
 
+/// Calls `f` on every index of `idx`, through a `dyn` call per index (the same call overhead for
+/// every variant; `inline(never)` so that the compiler cannot devirtualize it).
+#[inline(never)]
+fn each(idx: &[u64], f: &mut dyn FnMut(u64)) {
+    for &i in idx {
+        f(i);
+    }
+}
+
+/// One timed variant of the interleaved table: a whole pass over the index sequence. A pass
+/// sets up whatever the variant needs (the pinned reader pins once per pass) and drops it before
+/// returning, so no variant runs inside another's epoch pin.
+type Pass<'a> = Box<dyn FnMut(&[u64]) + 'a>;
+
 /// As [`time_ns`] for several variants at once: 40 rounds, each timing every variant once
 /// (round-robin, each timed pass preceded by an untimed warm-up pass of the same variant), and
 /// the fastest round of each variant.
-fn time_interleaved(idx: &[u64], fs: &mut [Box<dyn FnMut(u64) + '_>]) -> Vec<f64> {
+fn time_interleaved(idx: &[u64], fs: &mut [Pass<'_>]) -> Vec<f64> {
     let mut best = vec![f64::MAX; fs.len()];
     for round in 0..41 {
         for (f, b) in fs.iter_mut().zip(best.iter_mut()) {
             // One untimed pass first, so that each variant is timed with its own working set
             // in the caches (not the previous variant's).
-            for &i in idx {
-                f(i);
-            }
+            f(idx);
             let t = Instant::now();
-            for &i in idx {
-                f(i);
-            }
+            f(idx);
             if round > 0 {
                 *b = b.min(t.elapsed().as_nanos() as f64 / idx.len() as f64);
             }
@@ -269,10 +279,62 @@ fn time_interleaved(idx: &[u64], fs: &mut [Box<dyn FnMut(u64) + '_>]) -> Vec<f64
     best
 }
 
+/// The single-threaded load variants, timed interleaved: the three maps (per-call
+/// `Index::load`, flat, btreemap), the pinned reader, then rows that show the price of the
+/// epoch pin alone: `crossbeam_epoch::pin()` with nothing inside, the flat array's load inside a
+/// per-call pin (the floor for any lookup that pins per call), and the pin of a private
+/// `Collector`'s `LocalHandle` held by the caller (no thread-local lookup).
+fn load_rows(maps: &[Arc<dyn Map>], idx: &[u64]) -> Vec<f64> {
+    let tree = tree_of(maps);
+    let flat = maps[1].clone();
+    let collector = crossbeam_epoch::Collector::new();
+    let handle = collector.register();
+    let mut fs: Vec<Pass<'_>> = maps
+        .iter()
+        .map(|m| {
+            Box::new(move |idx: &[u64]| {
+                each(idx, &mut |i| {
+                    black_box(m.load(i));
+                })
+            }) as Pass<'_>
+        })
+        .collect();
+    fs.push(Box::new(|idx: &[u64]| {
+        let r = tree.reader();
+        each(idx, &mut |i| {
+            black_box(r.load(i).map(|e| e.value));
+        });
+    }));
+    fs.push(Box::new(|idx: &[u64]| {
+        each(idx, &mut |i| {
+            let g = crossbeam_epoch::pin();
+            black_box((&g, i));
+        })
+    }));
+    fs.push(Box::new(move |idx: &[u64]| {
+        each(idx, &mut |i| {
+            let _g = crossbeam_epoch::pin();
+            black_box(flat.load(i));
+        })
+    }));
+    fs.push(Box::new(|idx: &[u64]| {
+        each(idx, &mut |i| {
+            let g = handle.pin();
+            black_box((&g, i));
+        })
+    }));
+    assert!(
+        !crossbeam_epoch::is_pinned(),
+        "the table must not run inside an epoch pin (it would make every pin a cheap nested one)"
+    );
+    time_interleaved(idx, &mut fs)
+}
+
 fn ratio_table() {
     println!();
-    println!("| op | size | threads | index ns | index-pinned ns | flat ns | rwlock-btreemap ns | index/flat | btreemap/index |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| op | size | threads | index ns | index-pinned ns | flat ns | rwlock-btreemap ns | index/flat | pinned/flat | btreemap/index |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut pin_rows = Vec::new();
     for n in [1u64 << 10, 1 << 20] {
         let maps = filled(n);
         let idx = indices(n);
@@ -295,21 +357,9 @@ fn ratio_table() {
             } else {
                 // Interleaved rounds: each round times every variant once, so that a burst of
                 // load on the shared machine hits all of them alike and the ratios hold.
-                let r = tree_of(&maps).reader();
-                let mut fs: Vec<Box<dyn FnMut(u64) + '_>> = maps
-                    .iter()
-                    .map(|m| {
-                        Box::new(move |i| {
-                            black_box(m.load(i));
-                        }) as Box<dyn FnMut(u64)>
-                    })
-                    .collect();
-                fs.push(Box::new(|i| {
-                    black_box(r.load(i).map(|e| e.value));
-                }));
-                let mut ns = time_interleaved(&idx, &mut fs);
-                let pinned = ns.pop().unwrap_or(f64::NAN);
-                (ns, pinned)
+                let ns = load_rows(&maps, &idx);
+                pin_rows.push((sz, ns[4], ns[5], ns[1], ns[6]));
+                (ns[..3].to_vec(), ns[3])
             };
             let th = if contended {
                 "1 + 2 readers + 1 writer"
@@ -317,12 +367,13 @@ fn ratio_table() {
                 "1"
             };
             println!(
-                "| load | {sz} | {th} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
+                "| load | {sz} | {th} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} |",
                 ns[0],
                 pinned,
                 ns[1],
                 ns[2],
                 ns[0] / ns[1],
+                pinned / ns[1],
                 ns[2] / ns[0]
             );
         }
@@ -331,7 +382,7 @@ fn ratio_table() {
             .map(|m| time_ns(&idx, |i| m.store(i, i + 5)))
             .collect();
         println!(
-            "| store | {sz} | 1 | {:.1} | - | {:.1} | {:.1} | {:.2} | {:.1} |",
+            "| store | {sz} | 1 | {:.1} | - | {:.1} | {:.1} | {:.2} | - | {:.1} |",
             st[0],
             st[1],
             st[2],
@@ -347,13 +398,23 @@ fn ratio_table() {
             })
             .collect();
         println!(
-            "| find_conflict(i, 9) | {sz} | 1 | {:.1} | - | {:.1} | {:.1} | {:.2} | {:.1} |",
+            "| find_conflict(i, 9) | {sz} | 1 | {:.1} | - | {:.1} | {:.1} | {:.2} | - | {:.1} |",
             fc[0],
             fc[1],
             fc[2],
             fc[0] / fc[1],
             fc[2] / fc[0]
         );
+    }
+    println!();
+    println!("| per-call epoch pin (same interleaved rounds) | size | ns | flat ns |");
+    println!("|---|---|---|---|");
+    for (sz, pin, flat_pinned, flat, handle_pin) in pin_rows {
+        println!("| `crossbeam_epoch::pin()` alone | {sz} | {pin:.1} | - |");
+        println!(
+            "| private `Collector` + `LocalHandle::pin()` alone | {sz} | {handle_pin:.1} | - |"
+        );
+        println!("| flat load inside a per-call pin | {sz} | {flat_pinned:.1} | {flat:.1} |");
     }
     let n = 1u64 << 20;
     let t = Index::new();
@@ -390,13 +451,16 @@ fn profile_loop(mode: &str) {
     let maps = filled(n);
     let idx = indices(n);
     let t = tree_of(&maps);
-    let r = t.reader();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        for &i in &idx {
-            if mode == "pinned" {
+        if mode == "pinned" {
+            let r = t.reader();
+            for &i in &idx {
                 black_box(r.load(i).map(|e| e.value));
-            } else {
+            }
+        } else {
+            // No reader alive here: each `Index::load` pays a full (not nested) pin.
+            for &i in &idx {
                 black_box(t.load(i).map(|e| e.value));
             }
         }

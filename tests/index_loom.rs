@@ -39,6 +39,10 @@ fn check(
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
+    // Every atomic access is a loom branch, and a 256-slot node takes hundreds of them to fill
+    // (a split's new node) or to free (the index's drop walks every slot); loom's default limit
+    // of 1000 per execution is too low for that, not a sign of a spin loop.
+    b.max_branches = 20_000;
     b.check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let idx = Arc::new(Index::new());
@@ -119,16 +123,18 @@ fn loom_load_vs_store_larger_over_smaller() {
     );
 }
 
+// Indices 1 and 1000 lie in different leaf nodes with 64- and with 256-slot nodes, so the
+// erase below collapses the root and the store grows it in either geometry.
 #[test]
 fn loom_load_vs_erase_and_shrink() {
     check(
         4,
         |g| {
             g.store(1, 0, 1).unwrap();
-            g.store(100, 0, 2).unwrap();
+            g.store(1000, 0, 2).unwrap();
         },
         |g| {
-            g.erase(100).unwrap();
+            g.erase(1000).unwrap();
         },
         |idx| {
             assert_eq!(
@@ -136,8 +142,8 @@ fn loom_load_vs_erase_and_shrink() {
                 Some(e(1, 0, 1)),
                 "root collapse must not hide entries"
             );
-            let got = idx.load(100);
-            assert!(got == Some(e(100, 0, 2)) || got.is_none(), "{got:?}");
+            let got = idx.load(1000);
+            assert!(got == Some(e(1000, 0, 2)) || got.is_none(), "{got:?}");
         },
     );
 }
@@ -150,7 +156,7 @@ fn loom_load_vs_expand() {
             g.store(1, 0, 1).unwrap();
         },
         |g| {
-            g.store(100, 1, 2).unwrap();
+            g.store(1000, 1, 2).unwrap();
         },
         |idx| {
             assert_eq!(
@@ -158,12 +164,15 @@ fn loom_load_vs_expand() {
                 Some(e(1, 0, 1)),
                 "root growth must not hide entries"
             );
-            let got = idx.load(101);
-            assert!(got == Some(e(100, 1, 2)) || got.is_none(), "{got:?}");
+            let got = idx.load(1001);
+            assert!(got == Some(e(1000, 1, 2)) || got.is_none(), "{got:?}");
         },
     );
 }
 
+/// An order-6 entry split into order 5: across levels with 64-slot nodes (the order-6 entry is
+/// one slot of a shift-6 node, the halves live in a new shift-0 node), inside one node with
+/// 256-slot nodes.
 #[test]
 fn loom_find_conflict_vs_split_across_levels() {
     check(
@@ -182,6 +191,31 @@ fn loom_find_conflict_vs_split_across_levels() {
             let got = idx.load(127);
             assert!(
                 got == Some(e(64, 6, 5)) || got == Some(e(96, 5, 5)),
+                "{got:?}"
+            );
+        },
+    );
+}
+
+/// As above with an order-8 entry split into order 7: across levels with 256-slot nodes (a new
+/// full shift-0 node holds the two halves), inside one node with 64-slot nodes.
+#[test]
+fn loom_find_conflict_vs_split_across_levels_256() {
+    check(
+        4,
+        |g| {
+            g.store(256, 8, 5).unwrap();
+        },
+        |g| g.split(256, 7).unwrap(),
+        |idx| {
+            let got = idx.find_conflict(256, 8);
+            assert!(
+                got == Some(e(256, 8, 5)) || got == Some(e(256, 7, 5)),
+                "{got:?}"
+            );
+            let got = idx.load(511);
+            assert!(
+                got == Some(e(256, 8, 5)) || got == Some(e(384, 7, 5)),
                 "{got:?}"
             );
         },

@@ -1,5 +1,5 @@
-//! The radix-tree node: 64 slot words, two mark bitmaps, and writer-only bookkeeping (the kernel's
-//! `struct xa_node`).
+//! The radix-tree node: `NODE_SLOTS` slot words, two mark bitmaps, and writer-only bookkeeping
+//! (the kernel's `struct xa_node`).
 //!
 //! Owns: node layout and allocation. Rules kept:
 //! - `slots` and `marks` are read by lock-free readers: they are `crate::sync::atomic` atomics
@@ -9,17 +9,95 @@
 //!   orders them), so loom does not need to model them.
 //! - `shift` never changes after allocation.
 //!
-//! Size: 64 x 8-byte slots + 16 bytes of marks + 16 bytes of header = 544 bytes, i.e. 8.5 bytes
-//! per slot when every slot holds an order-0 entry.
+//! Width: `NODE_SHIFT` index bits per level (the kernel's `XA_CHUNK_SHIFT`). Everything else in
+//! the index is written against these constants; `NODE_SHIFT` may be 6, 7 or 8 (the slot encoding
+//! keeps a relative order below 8 in 3 bits and a sibling's canonical offset in 8 bits). With
+//! 8: 256 x 8-byte slots + 64 bytes of marks + 16 bytes of header = 2128 bytes, i.e. 8.3 bytes per
+//! slot when every slot holds an order-0 entry; 1 M dense entries take 3 levels (shifts 16, 8, 0)
+//! instead of 4 with 64-slot nodes, which is what makes the lookup faster (see
+//! `docs/PERFORMANCE-index.md`). The price: an index with a few entries costs a 2 KiB node
+//! instead of 544 bytes.
 
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU8, Ordering::Relaxed};
 
 use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::Ordering::{Acquire, Release};
 
 /// Bits of index consumed per level.
-pub const NODE_SHIFT: u8 = 6;
+pub const NODE_SHIFT: u8 = 8;
 /// Slots per node.
 pub const NODE_SLOTS: usize = 1 << NODE_SHIFT;
+/// Mask of a slot offset inside a node.
+pub const OFF_MASK: u64 = NODE_SLOTS as u64 - 1;
+/// 64-bit words per mark bitmap.
+const MARK_WORDS: usize = NODE_SLOTS.div_ceil(64);
+
+const _: () = assert!(NODE_SHIFT >= 6 && NODE_SHIFT <= 8, "see the module comment");
+
+/// One mark's bitmap over a node's slots (bit `o` for slot `o`).
+pub struct MarkBits([AtomicU64; MARK_WORDS]);
+
+impl MarkBits {
+    fn new() -> Self {
+        MarkBits(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+    /// Whether bit `off` is set.
+    #[inline]
+    pub fn get(&self, off: usize) -> bool {
+        self.0[off / 64].load(Acquire) >> (off % 64) & 1 != 0
+    }
+    /// Writer-only: sets bit `off`.
+    pub fn set(&self, off: usize) {
+        self.0[off / 64].fetch_or(1 << (off % 64), Release);
+    }
+    /// Writer-only: clears bit `off`.
+    pub fn clear(&self, off: usize) {
+        self.clear_range(off, 1);
+    }
+    /// Writer-only: clears bits `a..a + n`, touching only words that have one of them set.
+    pub fn clear_range(&self, a: usize, n: usize) {
+        let end = a + n;
+        let mut o = a;
+        while o < end {
+            let w = o / 64;
+            let hi = end.min((w + 1) * 64);
+            let len = hi - o;
+            let bits = if len == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << len) - 1) << (o % 64)
+            };
+            if self.0[w].load(Acquire) & bits != 0 {
+                self.0[w].fetch_and(!bits, Release);
+            }
+            o = hi;
+        }
+    }
+    /// Whether any bit is set.
+    pub fn any(&self) -> bool {
+        self.0.iter().any(|w| w.load(Acquire) != 0)
+    }
+    /// Writer-only, on a node not yet linked: sets the bits of offsets `0, step, 2 * step, ...`.
+    pub fn init_every(&self, step: usize) {
+        for off in (0..NODE_SLOTS).step_by(step) {
+            let w = &self.0[off / 64];
+            w.store(w.load(Relaxed) | 1 << (off % 64), Relaxed);
+        }
+    }
+    /// The first set bit at or after `off`, if any.
+    #[inline]
+    pub fn next_set(&self, off: usize) -> Option<usize> {
+        let mut w = off / 64;
+        let mut bits = self.0.get(w)?.load(Acquire) >> (off % 64) << (off % 64);
+        loop {
+            if bits != 0 {
+                return Some(w * 64 + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            bits = self.0.get(w)?.load(Acquire);
+        }
+    }
+}
 
 /// One radix-tree node.
 #[repr(C)]
@@ -28,13 +106,13 @@ pub struct Node {
     pub slots: [AtomicU64; NODE_SLOTS],
     /// Per-mark bitmaps: bit `o` set when the entry whose canonical slot is `o` carries the mark,
     /// or when the child node in slot `o` has any entry with the mark (propagated upwards).
-    pub marks: [AtomicU64; 2],
+    pub marks: [MarkBits; 2],
     /// The index bits below this node's slots: slot `o` covers `2^shift` indices.
     pub shift: u8,
     /// Writer-only: this node's slot offset in its parent.
     offset: AtomicU8,
     /// Writer-only: number of non-empty slots (values, siblings and children).
-    count: AtomicU8,
+    count: AtomicU16,
     /// Writer-only: the parent node, null for the root.
     parent: AtomicPtr<Node>,
 }
@@ -45,10 +123,10 @@ impl Node {
     pub fn alloc(shift: u8) -> *mut Node {
         Box::into_raw(Box::new(Node {
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
-            marks: std::array::from_fn(|_| AtomicU64::new(0)),
+            marks: [MarkBits::new(), MarkBits::new()],
             shift,
             offset: AtomicU8::new(0),
-            count: AtomicU8::new(0),
+            count: AtomicU16::new(0),
             parent: AtomicPtr::new(std::ptr::null_mut()),
         }))
     }
@@ -81,6 +159,35 @@ impl Node {
     pub fn add_count(&self, delta: isize) {
         let c = self.count() as isize + delta;
         debug_assert!((0..=NODE_SLOTS as isize).contains(&c));
-        self.count.store(c as u8, Relaxed);
+        self.count.store(c as u16, Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_bits_across_words() {
+        let m = MarkBits::new();
+        assert_eq!(m.next_set(0), None);
+        assert!(!m.any());
+        // With 256 slots, `mid` (128) and `last` (255) lie in other words than slot 0.
+        let (mid, last) = (NODE_SLOTS / 2, NODE_SLOTS - 1);
+        for off in [0, mid, last] {
+            m.set(off);
+            assert!(m.get(off));
+        }
+        assert_eq!(m.next_set(1), Some(mid));
+        assert_eq!(m.next_set(mid + 1), Some(last));
+        assert_eq!(m.next_set(last), Some(last));
+        m.clear_range(1, last - 1);
+        assert!(!m.get(mid) && m.get(0) && m.get(last));
+        m.clear_range(0, NODE_SLOTS);
+        assert!(!m.any());
+        m.init_every(2);
+        assert!(m.get(0) && !m.get(1) && m.get(last - 1) && !m.get(last));
+        m.clear(last - 1);
+        assert_eq!(m.next_set(last - 2), None);
     }
 }

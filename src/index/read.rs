@@ -9,12 +9,12 @@
 //! - A sibling slot is resolved by reading its canonical slot; if that no longer holds an entry
 //!   covering the sibling (a writer is replacing the entry), the lookup restarts from the root.
 //!   Writers order their slot stores so that this happens only while a store/erase is in flight.
-//! - Readers only know the root's `shift`; a child's shift is its parent's minus 6, so a lookup
-//!   touches one cache line per level.
+//! - Readers only know the root's `shift`; a child's shift is its parent's minus `NODE_SHIFT`, so
+//!   a lookup touches one cache line per level.
 
 use crate::sync::atomic::Ordering::Acquire;
 
-use super::node::{Node, NODE_SHIFT};
+use super::node::{Node, NODE_SHIFT, NODE_SLOTS, OFF_MASK};
 use super::reclaim::Guard;
 use super::slot::{self, Slot};
 use super::tree::Index;
@@ -68,7 +68,7 @@ impl Index {
             }
             loop {
                 debug_assert_eq!(node.shift, shift);
-                let off = ((i >> shift) & 63) as usize;
+                let off = ((i >> shift) & OFF_MASK) as usize;
                 match slot::decode(node.slots[off].load(Acquire)) {
                     Slot::Empty => return None,
                     Slot::Node(addr) => {
@@ -112,7 +112,7 @@ impl Index {
             Some(f) => {
                 // SAFETY: `f.node` was reached under `guard`.
                 let node = unsafe { &*f.node };
-                node.marks[mark as usize].load(Acquire) >> f.canon & 1 != 0
+                node.marks[mark as usize].get(f.canon)
             }
             None => false,
         }
@@ -165,9 +165,13 @@ fn walk_node(
     f: &mut dyn FnMut(Entry) -> bool,
 ) -> bool {
     let rel_last = (last - base) >> shift;
-    let last_off = if rel_last > 63 { 63 } else { rel_last as usize };
+    let last_off = if rel_last > OFF_MASK {
+        NODE_SLOTS - 1
+    } else {
+        rel_last as usize
+    };
     let marked = |off: usize| match mark {
-        Some(m) => node.marks[m as usize].load(Acquire) >> off & 1 != 0,
+        Some(m) => node.marks[m as usize].get(off),
         None => true,
     };
     let mut off = 0;
@@ -195,13 +199,9 @@ fn walk_node(
     }
     while off <= last_off {
         if let Some(m) = mark {
-            let bits = node.marks[m as usize].load(Acquire) >> off;
-            if bits == 0 {
-                break;
-            }
-            off += bits.trailing_zeros() as usize;
-            if off > last_off {
-                break;
+            match node.marks[m as usize].next_set(off) {
+                Some(o) if o <= last_off => off = o,
+                _ => break,
             }
         }
         let at = base + ((off as u64) << shift);

@@ -16,10 +16,13 @@
 //! +--------------------------------------------------+
 //! ```
 //!
-//! `sub` is the entry's order relative to the node it lives in (`order - node.shift`, 0..=5): the
+//! `sub` is the entry's order relative to the node it lives in (`order - node.shift`,
+//! `0..NODE_SHIFT`, at most 7): the
 //! entry occupies `2^sub` slots, the canonical one and `2^sub - 1` siblings. Keeping the order in
 //! the canonical word lets a reader get value and order with one atomic load (no torn
 //! value/order pair), at the price of five bits of value.
+
+use super::node::{NODE_SHIFT, NODE_SLOTS};
 
 /// Largest value an entry may hold.
 pub const MAX_VALUE: u64 = (1 << 59) - 1;
@@ -63,17 +66,17 @@ pub fn decode(word: u64) -> Slot {
     }
 }
 
-/// Encodes a value entry of relative order `sub` (`value <= MAX_VALUE`, `sub <= 5`).
+/// Encodes a value entry of relative order `sub` (`value <= MAX_VALUE`, `sub < NODE_SHIFT`).
 #[inline]
 pub fn mk_value(sub: u8, value: u64) -> u64 {
-    debug_assert!(value <= MAX_VALUE && sub < 6);
+    debug_assert!(value <= MAX_VALUE && sub < NODE_SHIFT);
     (value << VALUE_SHIFT) | (u64::from(sub) << SUB_SHIFT) | TAG_VALUE
 }
 
 /// Encodes a sibling pointing at canonical slot `canon`.
 #[inline]
 pub fn mk_sibling(canon: u8) -> u64 {
-    debug_assert!(canon < 64);
+    debug_assert!(usize::from(canon) < NODE_SLOTS);
     (u64::from(canon) << SUB_SHIFT) | TAG_SIBLING
 }
 
@@ -92,14 +95,15 @@ mod tests {
     fn roundtrip_all_kinds() {
         assert_eq!(decode(EMPTY), Slot::Empty);
         assert_eq!(
-            decode(mk_value(5, MAX_VALUE)),
+            decode(mk_value(NODE_SHIFT - 1, MAX_VALUE)),
             Slot::Value {
-                sub: 5,
+                sub: NODE_SHIFT - 1,
                 value: MAX_VALUE
             }
         );
         assert_eq!(decode(mk_value(0, 0)), Slot::Value { sub: 0, value: 0 });
-        assert_eq!(decode(mk_sibling(63)), Slot::Sibling(63));
+        let last = (NODE_SLOTS - 1) as u8;
+        assert_eq!(decode(mk_sibling(last)), Slot::Sibling(last));
         assert_eq!(decode(mk_sibling(0)), Slot::Sibling(0));
         assert_eq!(decode(mk_node(0x1000)), Slot::Node(0x1000));
     }

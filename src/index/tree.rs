@@ -15,7 +15,7 @@ use super::reclaim::{self, Guard, Retired};
 use super::slot::{self, Slot};
 use super::{align_down, Entry, IndexError, Mark};
 
-/// A multi-order index: a radix tree of 64-slot nodes (see the module documentation).
+/// A multi-order index: a radix tree of `NODE_SLOTS`-slot nodes (see the module documentation).
 pub struct Index {
     /// The root: `slot::EMPTY` or a node word (never a value: even a lone entry lives in a node).
     pub(super) head: AtomicU64,
@@ -246,6 +246,7 @@ impl IndexGuard<'_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::index::node::{NODE_SHIFT, NODE_SLOTS};
     use crate::index::MAX_ORDER;
 
     fn e(index: u64, order: u8, value: u64) -> Entry {
@@ -423,15 +424,19 @@ mod tests {
         drop(g);
         let per = idx.memory_usage() as f64 / n as f64;
         assert!(per <= 10.0, "{per} bytes per entry");
-        // O(1) per PMD entry: 8 slots of a shift-6 node each.
+        // O(1) per PMD entry: `2^(9 % NODE_SHIFT)` slots of the node of shift
+        // `9 / NODE_SHIFT * NODE_SHIFT` each (8 slots of a 64-slot node, 2 of a 256-slot one).
         let pmd = Index::new();
         for k in 0..64u64 {
             pmd.lock().store(k << 9, 9, k).unwrap();
         }
+        let per_node = NODE_SLOTS >> (9 % NODE_SHIFT);
+        let leaves = 64usize.div_ceil(per_node);
         assert_eq!(
             pmd.node_count(),
-            9,
-            "8 PMD entries per shift-6 node, plus the root"
+            leaves + usize::from(leaves > 1),
+            "{per_node} PMD entries per node, plus a root above them if they need several"
         );
+        assert!(pmd.memory_usage() / 64 <= 100, "O(1) bytes per PMD entry");
     }
 }

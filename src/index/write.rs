@@ -21,19 +21,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::sync::atomic::Ordering::{Acquire, Release};
 
-use super::node::{Node, NODE_SHIFT, NODE_SLOTS};
+use super::node::{Node, NODE_SHIFT, NODE_SLOTS, OFF_MASK};
 use super::read::{beyond_root, node_ref};
 use super::reclaim::Guard;
 use super::slot::{self, Slot};
 use super::tree::Index;
 use super::{align_down, Entry, IndexError, Mark};
-
-/// Mask of `n` bits starting at bit `a` (`n <= 64`).
-#[inline]
-fn bit_range(a: usize, n: usize) -> u64 {
-    let ones = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-    ones << a
-}
 
 /// First index covered by `node`'s slot 0, given any index `i` below it.
 #[inline]
@@ -56,13 +49,11 @@ fn set_slot(node: &Node, off: usize, word: u64) {
     }
 }
 
-/// Clears both marks on the slots in `bits`.
+/// Clears both marks on slots `a..a + n`.
 #[inline]
-fn clear_mark_bits(node: &Node, bits: u64) {
+fn clear_marks(node: &Node, a: usize, n: usize) {
     for m in &node.marks {
-        if m.load(Acquire) & bits != 0 {
-            m.fetch_and(!bits, Release);
-        }
+        m.clear_range(a, n);
     }
 }
 
@@ -87,7 +78,7 @@ impl Index {
         // SAFETY: freshly allocated, not shared yet.
         let b = unsafe { &*bottom };
         let n = 1usize << sub;
-        let a = ((i >> shift) & 63) as usize & !(n - 1);
+        let a = ((i >> shift) & OFF_MASK) as usize & !(n - 1);
         set_slot(b, a, slot::mk_value(sub, value));
         for j in a + 1..a + n {
             set_slot(b, j, slot::mk_sibling(a as u8));
@@ -97,7 +88,7 @@ impl Index {
         while sh < top_shift {
             sh += NODE_SHIFT;
             let parent = self.alloc_node(sh);
-            let off = ((i >> sh) & 63) as usize;
+            let off = ((i >> sh) & OFF_MASK) as usize;
             // SAFETY: both nodes are fresh and private to this writer.
             let (p, c) = unsafe { (&*parent, &*child) };
             c.set_parent(parent, off);
@@ -113,17 +104,15 @@ impl Index {
         let node = self.alloc_node(shift);
         // SAFETY: freshly allocated, not shared yet.
         let n = unsafe { &*node };
-        let bits = if shift == order_shift {
+        let step = if shift == order_shift {
             let step = 1usize << sub;
-            let mut canon = 0u64;
             for a in (0..NODE_SLOTS).step_by(step) {
                 set_slot(n, a, slot::mk_value(sub, value));
                 for j in a + 1..a + step {
                     set_slot(n, j, slot::mk_sibling(a as u8));
                 }
-                canon |= 1 << a;
             }
-            canon
+            step
         } else {
             for off in 0..NODE_SLOTS {
                 let child = self.build_full(shift - NODE_SHIFT, order_shift, sub, value, marks);
@@ -131,11 +120,11 @@ impl Index {
                 unsafe { &*child }.set_parent(node, off);
                 set_slot(n, off, slot::mk_node(child as usize));
             }
-            u64::MAX
+            1
         };
-        for (m, word) in n.marks.iter().enumerate() {
+        for (m, bits) in n.marks.iter().enumerate() {
             if marks >> m & 1 != 0 {
-                word.store(bits, Relaxed);
+                bits.init_every(step);
             }
         }
         node
@@ -150,16 +139,15 @@ impl Index {
             }
             // SAFETY: the parent of a linked node is linked; the writer holds the lock.
             let p = unsafe { node_ref(parent as usize, guard) };
-            let bit = 1u64 << node.offset();
+            let off = node.offset();
             let mut changed = false;
             for (m, pm) in node.marks.iter().zip(&p.marks) {
-                let want = m.load(Acquire) != 0;
-                let have = pm.load(Acquire) & bit != 0;
-                if want != have {
+                let want = m.any();
+                if want != pm.get(off) {
                     if want {
-                        pm.fetch_or(bit, Release);
+                        pm.set(off);
                     } else {
-                        pm.fetch_and(!bit, Release);
+                        pm.clear(off);
                     }
                     changed = true;
                 }
@@ -180,8 +168,8 @@ impl Index {
             let old = root as *const Node as *mut Node;
             set_slot(t, 0, slot::mk_node(old as usize));
             for (tm, m) in t.marks.iter().zip(&root.marks) {
-                if m.load(Acquire) != 0 {
-                    tm.store(1, Relaxed);
+                if m.any() {
+                    tm.init_every(NODE_SLOTS);
                 }
             }
             root.set_parent(top, 0);
@@ -215,7 +203,7 @@ impl Index {
                 self.store_in_node(node, i, sub, value, &mut removed, guard);
                 break;
             }
-            let off = ((i >> sh) & 63) as usize;
+            let off = ((i >> sh) & OFF_MASK) as usize;
             match slot::decode(node.slots[off].load(Acquire)) {
                 Slot::Node(addr) => {
                     // SAFETY: a linked child; the writer holds the lock.
@@ -245,7 +233,8 @@ impl Index {
                         }
                     }
                     set_slot(node, off, slot::mk_node(top as usize));
-                    clear_mark_bits(node, 1 << c | 1 << off);
+                    clear_marks(node, c, 1);
+                    clear_marks(node, off, 1);
                     if c != off {
                         set_slot(node, c, slot::EMPTY);
                     }
@@ -272,7 +261,7 @@ impl Index {
         let sh = node.shift;
         let base = node_base(i, sh);
         let n = 1usize << sub;
-        let a = ((i >> sh) & 63) as usize & !(n - 1);
+        let a = ((i >> sh) & OFF_MASK) as usize & !(n - 1);
         let bigger = match slot::decode(node.slots[a].load(Acquire)) {
             Slot::Sibling(c) => Some(usize::from(c)),
             Slot::Value { sub: s2, .. } if s2 > sub => Some(a),
@@ -295,7 +284,8 @@ impl Index {
             for j in a + 1..a + n {
                 set_slot(node, j, slot::mk_sibling(a as u8));
             }
-            clear_mark_bits(node, 1 << c | 1 << a);
+            clear_marks(node, c, 1);
+            clear_marks(node, a, 1);
             if c < a {
                 set_slot(node, c, slot::EMPTY);
             }
@@ -323,7 +313,7 @@ impl Index {
             for j in a + 1..a + n {
                 set_slot(node, j, slot::mk_sibling(a as u8));
             }
-            clear_mark_bits(node, bit_range(a, n));
+            clear_marks(node, a, n);
             for addr in subtrees {
                 // SAFETY: the slot pointing to it was just overwritten.
                 let child = unsafe { node_ref(addr, guard) };
@@ -396,7 +386,7 @@ impl Index {
             set_slot(node, j, slot::EMPTY);
         }
         set_slot(node, f.canon, slot::EMPTY);
-        clear_mark_bits(node, 1 << f.canon);
+        clear_marks(node, f.canon, 1);
         self.entries.fetch_sub(1, Relaxed);
         self.xas_shrink(node, guard);
         Some(f.entry)
@@ -416,7 +406,7 @@ impl Index {
             let p = unsafe { node_ref(parent as usize, guard) };
             let off = node.offset();
             set_slot(p, off, slot::EMPTY);
-            clear_mark_bits(p, 1 << off);
+            clear_marks(p, off, 1);
             self.retire_node(node, guard);
             node = p;
         }
@@ -449,8 +439,8 @@ impl Index {
         let c = f.canon;
         let value = f.entry.value;
         let mut marks = 0u8;
-        for (m, word) in node.marks.iter().enumerate() {
-            if word.load(Acquire) >> c & 1 != 0 {
+        for (m, bits) in node.marks.iter().enumerate() {
+            if bits.get(c) {
                 marks |= 1 << m;
             }
         }
@@ -461,9 +451,9 @@ impl Index {
             let pieces = 1usize << (sub - nsub);
             for k in (1..pieces).rev() {
                 let a = c + k * step;
-                for (m, word) in node.marks.iter().enumerate() {
+                for (m, bits) in node.marks.iter().enumerate() {
                     if marks >> m & 1 != 0 {
-                        word.fetch_or(1 << a, Release);
+                        bits.set(a);
                     }
                 }
                 set_slot(node, a, slot::mk_value(nsub, value));
@@ -477,9 +467,9 @@ impl Index {
                 let child = self.build_full(sh - NODE_SHIFT, new_shift, nsub, value, marks);
                 // SAFETY: fresh and private until linked below.
                 unsafe { &*child }.set_parent(node as *const Node as *mut Node, j);
-                for (m, word) in node.marks.iter().enumerate() {
+                for (m, bits) in node.marks.iter().enumerate() {
                     if marks >> m & 1 != 0 {
-                        word.fetch_or(1 << j, Release);
+                        bits.set(j);
                     }
                 }
                 set_slot(node, j, slot::mk_node(child as usize));
@@ -501,11 +491,11 @@ impl Index {
         let f = self.xas_load(i, guard).ok_or(IndexError::NotFound)?;
         // SAFETY: found under the writer lock.
         let node = unsafe { &*f.node };
-        let word = &node.marks[mark as usize];
+        let bits = &node.marks[mark as usize];
         if set {
-            word.fetch_or(1 << f.canon, Release);
+            bits.set(f.canon);
         } else {
-            word.fetch_and(!(1u64 << f.canon), Release);
+            bits.clear(f.canon);
         }
         self.mark_fixup(node, guard);
         Ok(())
