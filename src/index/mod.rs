@@ -17,13 +17,13 @@
 //!   entry's order (see `slot.rs`). Larger values are refused with [`IndexError::ValueTooLarge`].
 //!
 //! **Design choices** (where the kernel's XArray was a guide, not a spec):
-//! - A radix tree of 256-slot nodes (`NODE_SHIFT` = 8 index bits per level, up to 8 levels for
-//!   64-bit indices; the kernel uses 64 slots, i.e. 6 bits). An entry of order `k` lives in the
-//!   node of shift `8 * (k / 8)` as a canonical slot plus `2^(k % 8) - 1` sibling slots, as the
-//!   kernel stores multi-order entries. 256 slots make 1 M dense entries 3 levels deep instead
-//!   of 4 (measured in `docs/PERFORMANCE-index.md`: about a fifth off a 1 M-entry lookup), at
-//!   the price of a 2 KiB node for an index holding only a few entries. The code is written
-//!   against `node::NODE_SHIFT` (6, 7 or 8 work).
+//! - A radix tree of 64-slot nodes (`NODE_SHIFT` = 6 index bits per level, up to 11 levels for
+//!   64-bit indices, as the kernel's `XA_CHUNK_SHIFT`). An entry of order `k` lives in the node
+//!   of shift `6 * (k / 6)` as a canonical slot plus `2^(k % 6) - 1` sibling slots, as the kernel
+//!   stores multi-order entries (a PMD entry: 8 slots of a shift-6 node). The code is written
+//!   against `node::NODE_SHIFT` (6, 7 or 8 work); 256-slot nodes make a 1 M-entry lookup about a
+//!   fifth faster but cost every index a 2 KiB node instead of 544 bytes (measured in
+//!   `docs/PERFORMANCE-index.md`; not taken, for the many small files' sake).
 //! - The canonical slot word carries the value *and* the entry's order, so a reader gets both from
 //!   one atomic load; siblings name their canonical slot and a reader re-validates that the
 //!   canonical entry still covers it (else it restarts), so it never returns a torn entry.
@@ -32,8 +32,8 @@
 //! - Lock-free `find_conflict`/`range` read each slot once: against a concurrent writer they
 //!   return entries present during the call, not an atomic snapshot (as the kernel's RCU walks);
 //!   the guard's versions are exact. [`Index::reader`] pins once for a batch of lookups.
-//! - Memory: 2128-byte nodes, so dense order-0 entries cost about 8.35 bytes each (upper levels
-//!   included); a PMD (order-9) entry takes 2 slots of a shift-8 node (about 18 bytes).
+//! - Memory: 544-byte nodes, so dense order-0 entries cost about 8.6 bytes each (upper levels
+//!   included); a PMD (order-9) entry takes 8 slots of a shift-6 node (about 69 bytes).
 //!
 //! **Layout of this module.**
 //! - `slot.rs`: the encoding of one 64-bit slot word (empty / node / value / sibling).

@@ -11,12 +11,12 @@
 //!
 //! Width: `NODE_SHIFT` index bits per level (the kernel's `XA_CHUNK_SHIFT`). Everything else in
 //! the index is written against these constants; `NODE_SHIFT` may be 6, 7 or 8 (the slot encoding
-//! keeps a relative order below 8 in 3 bits and a sibling's canonical offset in 8 bits). With
-//! 8: 256 x 8-byte slots + 64 bytes of marks + 16 bytes of header = 2128 bytes, i.e. 8.3 bytes per
-//! slot when every slot holds an order-0 entry; 1 M dense entries take 3 levels (shifts 16, 8, 0)
-//! instead of 4 with 64-slot nodes, which is what makes the lookup faster (see
-//! `docs/PERFORMANCE-index.md`). The price: an index with a few entries costs a 2 KiB node
-//! instead of 544 bytes.
+//! keeps a relative order below 8 in 3 bits and a sibling's canonical offset in 8 bits). It is 6,
+//! as in the kernel: 64 x 8-byte slots + 16 bytes of marks + 16 bytes of header = 544 bytes, 8.6
+//! bytes per slot when every slot holds an order-0 entry, and a PMD (order-9) entry is 8 sibling
+//! slots of a shift-6 node exactly as in `fs/dax.c`'s XArray. 8 (256 slots, 2 KiB nodes) makes the
+//! 1 M-entry lookup about a fifth faster (3 levels instead of 4) but costs every small file's
+//! index a 2 KiB node instead of 544 bytes; measured in `docs/PERFORMANCE-index.md`, not taken.
 
 use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU8, Ordering::Relaxed};
 
@@ -24,7 +24,7 @@ use crate::sync::atomic::AtomicU64;
 use crate::sync::atomic::Ordering::{Acquire, Release};
 
 /// Bits of index consumed per level.
-pub const NODE_SHIFT: u8 = 8;
+pub const NODE_SHIFT: u8 = 6;
 /// Slots per node.
 pub const NODE_SLOTS: usize = 1 << NODE_SHIFT;
 /// Mask of a slot offset inside a node.
@@ -172,7 +172,7 @@ mod tests {
         let m = MarkBits::new();
         assert_eq!(m.next_set(0), None);
         assert!(!m.any());
-        // With 256 slots, `mid` (128) and `last` (255) lie in other words than slot 0.
+        // With more than 64 slots, `mid` and `last` lie in other words than slot 0.
         let (mid, last) = (NODE_SLOTS / 2, NODE_SLOTS - 1);
         for off in [0, mid, last] {
             m.set(off);
