@@ -7,6 +7,19 @@
 use super::*;
 
 impl DaxFs {
+    /// The (inode, kind) that entry `name` of directory `p` names: `ENOTDIR` when `p` is not a
+    /// directory, `ENOENT` when there is no such entry. Context: takes `p`'s lock shared.
+    pub(super) fn dirent_of(p: &Inode, name: &OsStr) -> FsResult<(Ino, FileKind)> {
+        let st = p.state.read();
+        let s = st
+            .dir
+            .as_ref()
+            .ok_or(Errno::ENOTDIR)?
+            .get(name)
+            .ok_or(Errno::ENOENT)?;
+        Ok((s.ino, s.kind))
+    }
+
     /// Puts a new entry in directory `p`, growing it by a zeroed block if needed.
     pub(super) fn add_dirent(
         &self,

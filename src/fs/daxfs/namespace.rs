@@ -124,16 +124,7 @@ impl DaxFs {
     fn remove_entry(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
         let ns = self.ns.lock();
         let p = self.iget(parent)?;
-        let (ino, kind) = {
-            let pst = p.state.read();
-            let s = pst
-                .dir
-                .as_ref()
-                .ok_or(Errno::ENOTDIR)?
-                .get(name)
-                .ok_or(Errno::ENOENT)?;
-            (s.ino, s.kind)
-        };
+        let (ino, kind) = Self::dirent_of(&p, name)?;
         match (dir, kind == FileKind::Directory) {
             (false, true) => return Err(Errno::EISDIR),
             (true, false) => return Err(Errno::ENOTDIR),
@@ -210,16 +201,7 @@ impl DaxFs {
         let ns = self.ns.lock();
         let p = self.iget(parent)?;
         let np = self.iget(newparent)?;
-        let (sino, skind) = {
-            let st = p.state.read();
-            let s = st
-                .dir
-                .as_ref()
-                .ok_or(Errno::ENOTDIR)?
-                .get(name)
-                .ok_or(Errno::ENOENT)?;
-            (s.ino, s.kind)
-        };
+        let (sino, skind) = Self::dirent_of(&p, name)?;
         let dst = {
             let st = np.state.read();
             if st.rec.nlink == 0 {
