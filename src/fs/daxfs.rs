@@ -180,6 +180,16 @@ fn check_name(name: &OsStr) -> FsResult<()> {
     Ok(())
 }
 
+/// `Ok` for a regular file; `EISDIR` for a directory, `other` for any other kind (each caller's
+/// errno: `EINVAL` for write and truncate, `ENODEV` for fallocate).
+fn require_regular(kind: FileKind, other: Errno) -> FsResult<()> {
+    match kind {
+        FileKind::Regular => Ok(()),
+        FileKind::Directory => Err(Errno::EISDIR),
+        _ => Err(other),
+    }
+}
+
 fn is_dot(name: &OsStr) -> bool {
     name.as_bytes() == b"." || name.as_bytes() == b".."
 }

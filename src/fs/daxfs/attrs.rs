@@ -37,11 +37,7 @@ impl DaxFs {
         let t = now_ns();
         let mut tx = Tx::new();
         if let Some(size) = set.size {
-            match st.kind() {
-                FileKind::Regular => {}
-                FileKind::Directory => return Err(Errno::EISDIR),
-                _ => return Err(Errno::EINVAL),
-            }
+            require_regular(st.kind(), Errno::EINVAL)?;
             if size > MAX_FILE_SIZE {
                 return Err(Errno::EFBIG);
             }

@@ -172,11 +172,7 @@ impl DaxFs {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
-        match st.kind() {
-            FileKind::Regular => {}
-            FileKind::Directory => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
-        }
+        require_regular(st.kind(), Errno::EINVAL)?;
         if data.is_empty() {
             return Ok((0, false));
         }

@@ -275,11 +275,7 @@ impl DaxFs {
         self.writable()?;
         let inode = self.iget(ino)?;
         let mut st = inode.state.write();
-        match st.kind() {
-            FileKind::Regular => {}
-            FileKind::Directory => return Err(Errno::EISDIR),
-            _ => return Err(Errno::ENODEV),
-        }
+        require_regular(st.kind(), Errno::ENODEV)?;
         if len == 0 {
             return Err(Errno::EINVAL);
         }
