@@ -4,7 +4,6 @@
 //! mount guard (`tests/common`).
 
 mod common;
-mod embedded;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
@@ -13,10 +12,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::embedded::{open, region};
 use common::*;
 use daxfs::dax::{DAX_LOCKED, DAX_PMD};
 use daxfs::fs::*;
-use embedded::{open, region};
 
 /// `daxfs stat --mappings FILE` as `(file index, "pmd"|"pte", region block, flags)`.
 fn mappings(file: &Path) -> Vec<(u64, String, u64, u64)> {

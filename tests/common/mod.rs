@@ -120,14 +120,12 @@ where
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The embedded-API region helper (also usable alone as `mod embedded;`).
+#[path = "../embedded/mod.rs"]
+pub mod embedded;
+
 /// A scratch directory (in /dev/shm when possible, for speed).
-pub fn scratch() -> tempfile::TempDir {
-    let b = tempfile::Builder::new()
-        .prefix("daxfs-test-")
-        .tempdir_in("/dev/shm");
-    b.or_else(|_| tempfile::Builder::new().prefix("daxfs-test-").tempdir())
-        .expect("tempdir")
-}
+pub use embedded::scratch_dir as scratch;
 
 /// A formatted region file with a mount point beside it.
 pub struct Region {
