@@ -356,8 +356,7 @@ fn sigterm_unmounts_cleanly_and_foreground_mode_serves() {
         daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none(),
         "SIGTERM left the mount behind"
     );
-    let o = daxfs_ok([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(o.contains("clean"), "{o}");
+    r.assert_fsck_clean("after SIGTERM");
 
     // --foreground serves in this process's child until unmounted.
     let mut child = Command::new(daxfs_bin())

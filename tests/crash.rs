@@ -142,13 +142,7 @@ fn fsynced_files_survive_sigkill() {
         let again = r.mount("");
         verify(&again.mnt, &expect.lock().unwrap());
         again.unmount();
-        let fsck = daxfs(["fsck".as_ref(), r.path.as_os_str()]);
-        assert!(
-            fsck.status.success(),
-            "fsck after kill {cycle}:\n{}{}",
-            String::from_utf8_lossy(&fsck.stdout),
-            String::from_utf8_lossy(&fsck.stderr)
-        );
+        r.assert_fsck_clean(&format!("after kill {cycle}"));
         m = r.mount("");
     }
     let e = expect.lock().unwrap();

@@ -357,12 +357,7 @@ fn poisoned_free_block_is_never_allocated() {
         }
     }
     m.unmount();
-    let out = daxfs([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    r.assert_fsck_clean("after the test");
 }
 
 #[test]
@@ -438,12 +433,7 @@ fn write_punch_truncate_and_clear_each_clear_poison() {
     assert!(!list.iter().any(|e| e["sector"].as_u64() == Some(b7 * 8)));
     drop(f);
     m.unmount();
-    let out = daxfs([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    r.assert_fsck_clean("after the test");
 }
 
 #[test]
@@ -960,11 +950,5 @@ fn stress_injection_against_reads_writes_faults_truncates_punches() {
     }
     drop(mg);
     m.unmount();
-    let out = daxfs([OsStr::new("fsck"), r.path.as_os_str()]);
-    assert!(
-        out.status.success(),
-        "fsck after stress: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    r.assert_fsck_clean("after stress");
 }

@@ -379,13 +379,7 @@ fn fallocate_seek_data_hole_copy_file_range() {
     let m = r.mount("");
     const M8: i64 = 8 << 20;
     let p = m.p("sparse");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&p)
-        .unwrap();
+    let f = create_rw(&p);
     // Data at 0..4k and at 8M..8M+4k, a hole between.
     use std::os::unix::fs::FileExt;
     f.write_all_at(&pattern(5, 4096), 0).unwrap();
@@ -401,13 +395,7 @@ fn fallocate_seek_data_hole_copy_file_range() {
     assert!(buf.iter().all(|&b| b == 0), "hole reads zeros");
 
     // Default mode extends the size.
-    let g = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(m.p("alloc"))
-        .unwrap();
+    let g = create_rw(&m.p("alloc"));
     falloc(&g, 0, 0, 1 << 20).unwrap();
     let md = g.metadata().unwrap();
     assert_eq!(md.len(), 1 << 20);
@@ -598,13 +586,7 @@ fn permissions_for_a_non_root_user() {
 fn mmap_round_trip(m: &MountGuard) {
     use std::os::unix::fs::FileExt;
     let p = m.p("mapped");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&p)
-        .unwrap();
+    let f = create_rw(&p);
     let len = 64 * 1024;
     f.set_len(len as u64).unwrap();
     f.write_all_at(&pattern(11, 4096), 8192).unwrap();

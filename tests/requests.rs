@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use common::*;
@@ -47,13 +47,7 @@ fn write_batches(dax: &str) -> (Counters, Counters, Counters) {
     let r = Region::new("64M");
     let m = r.mount(&format!("dax={dax}"));
     let path = m.p("f");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let f = create_rw(&path);
     let block = pattern(7, 4096);
     let before = counters(&m);
     for i in 0..N {

@@ -154,6 +154,29 @@ impl Region {
     pub fn mount(&self, opts: &str) -> MountGuard {
         MountGuard::mount(&self.path, &self.mnt, opts)
     }
+
+    /// Runs `daxfs fsck` on the (unmounted) region and asserts it is clean; `when` names the
+    /// moment in the failure message.
+    pub fn assert_fsck_clean(&self, when: &str) {
+        let out = daxfs([OsStr::new("fsck"), self.path.as_os_str()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("clean"),
+            "fsck {when}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Creates (or truncates) `p` and opens it for reading and writing.
+pub fn create_rw(p: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("create {}: {e}", p.display()))
 }
 
 /// A mounted daxfs; unmounts (and kills its daemon if it hangs) on drop.
