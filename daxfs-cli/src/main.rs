@@ -122,18 +122,25 @@ struct PoisonTarget {
     region: Option<PathBuf>,
 }
 
+/// The byte range of `poison inject` and `poison clear`.
+#[derive(Args, Debug)]
+struct PoisonRange {
+    /// Byte offset, e.g. 1228800, 300k, 2M.
+    #[arg(long, value_parser = parse_size)]
+    offset: u64,
+    /// Length in bytes (whole 4 KiB pages are affected).
+    #[arg(long, value_parser = parse_size, default_value = "4096")]
+    len: u64,
+}
+
 #[derive(Subcommand, Debug)]
 enum PoisonCmd {
     /// Make a range fail as a media error would: reads get EIO, mmap access SIGBUS.
     Inject {
         #[command(flatten)]
         target: PoisonTarget,
-        /// Byte offset, e.g. 1228800, 300k, 2M.
-        #[arg(long, value_parser = parse_size)]
-        offset: u64,
-        /// Length in bytes (whole 4 KiB pages are affected).
-        #[arg(long, value_parser = parse_size, default_value = "4096")]
-        len: u64,
+        #[command(flatten)]
+        range: PoisonRange,
     },
     /// List bad ranges as /sys/block/pmemX/badblocks does: `<sector> <count>` (512-byte sectors).
     List {
@@ -146,10 +153,8 @@ enum PoisonCmd {
     Clear {
         #[command(flatten)]
         target: PoisonTarget,
-        #[arg(long, value_parser = parse_size)]
-        offset: u64,
-        #[arg(long, value_parser = parse_size, default_value = "4096")]
-        len: u64,
+        #[command(flatten)]
+        range: PoisonRange,
     },
 }
 
@@ -458,16 +463,8 @@ fn stat_mappings(file: &Path, json: bool) -> CmdResult {
 
 fn poison(cmd: PoisonCmd) -> CmdResult {
     match cmd {
-        PoisonCmd::Inject {
-            target,
-            offset,
-            len,
-        } => poison_change(target, offset, len, false),
-        PoisonCmd::Clear {
-            target,
-            offset,
-            len,
-        } => poison_change(target, offset, len, true),
+        PoisonCmd::Inject { target, range } => poison_change(target, range, false),
+        PoisonCmd::Clear { target, range } => poison_change(target, range, true),
         PoisonCmd::List { mountpoint, json } => {
             let bad = ctl::badblocks(&mountpoint)?;
             if json {
@@ -501,7 +498,8 @@ fn poison(cmd: PoisonCmd) -> CmdResult {
     }
 }
 
-fn poison_change(target: PoisonTarget, offset: u64, len: u64, clear: bool) -> CmdResult {
+fn poison_change(target: PoisonTarget, range: PoisonRange, clear: bool) -> CmdResult {
+    let PoisonRange { offset, len } = range;
     if len == 0 {
         return Err("--len must be larger than 0".into());
     }
@@ -584,8 +582,8 @@ mod tests {
         let c = Cli::try_parse_from(["daxfs", "poison", "inject", "f", "--offset", "2M"]).unwrap();
         match c.cmd {
             Cmd::Poison {
-                cmd: PoisonCmd::Inject { offset, len, .. },
-            } => assert_eq!((offset, len), (2 << 20, 4096)),
+                cmd: PoisonCmd::Inject { range, .. },
+            } => assert_eq!((range.offset, range.len), (2 << 20, 4096)),
             _ => panic!("wrong command"),
         }
     }
