@@ -2,10 +2,8 @@
 //! truncate, invalidate, bad input, unlock refusals. Always without the regression switch.
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use daxfs::dax::{
     DaxEntry, DaxError, DaxMapping, DaxOptions, Lookup, WaitTable, DAX_PMD, DAX_ZERO, PMD_ORDER,
@@ -13,31 +11,11 @@ use daxfs::dax::{
 };
 use daxfs::index::{Entry, Mark};
 
+mod dax_util;
+use dax_util::{populate, wait_sleepers};
+
 fn mapping() -> DaxMapping {
-    static NEXT: AtomicU64 = AtomicU64::new(5000);
-    DaxMapping::new(
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        1,
-        DaxOptions::default(),
-    )
-}
-
-fn populate(m: &DaxMapping, index: u64, order: u8, block: u64) {
-    let mut g = m.grab_mapping_entry(index, order).unwrap();
-    assert_eq!(g.order(), order);
-    g.insert(block, false).unwrap();
-    g.unlock().unwrap();
-}
-
-fn wait_sleepers(m: &DaxMapping, n: usize) {
-    let t = Instant::now();
-    while m.sleepers() < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no thread went to sleep"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
+    dax_util::mapping_with(DaxOptions::default())
 }
 
 #[test]

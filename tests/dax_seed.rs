@@ -6,10 +6,10 @@
 //! fails the test instead of stalling the run.
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use daxfs::dax::{
     dax_entry_order, dax_entry_size, DaxEntry, DaxError, DaxMapping, DaxOptions, Lookup, DAX_PMD,
@@ -17,17 +17,15 @@ use daxfs::dax::{
 };
 use daxfs::index::Entry;
 
-const WATCHDOG: Duration = Duration::from_secs(20);
+mod dax_util;
+use dax_util::{populate, wait_sleepers};
 
-/// A fresh mapping with a unique inode id, with the options from the environment.
+/// A fresh mapping; with the regression switch when the environment asks for it.
 fn mapping() -> DaxMapping {
-    static NEXT: AtomicU64 = AtomicU64::new(1000);
-    DaxMapping::new(
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        1,
-        DaxOptions::from_env(),
-    )
+    dax_util::mapping_with(DaxOptions::from_env())
 }
+
+const WATCHDOG: Duration = Duration::from_secs(20);
 
 /// Runs `f` on a thread; fails the test if it panics or does not finish within the watchdog.
 fn with_watchdog(name: &str, f: impl FnOnce() + Send + 'static) {
@@ -45,26 +43,6 @@ fn with_watchdog(name: &str, f: impl FnOnce() + Send + 'static) {
         }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: watchdog: hung for {WATCHDOG:?}"),
     }
-}
-
-/// Waits until `n` threads sleep on the mapping's entries.
-fn wait_sleepers(m: &DaxMapping, n: usize) {
-    let t = Instant::now();
-    while m.sleepers() < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no thread went to sleep"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Stores a mapped entry of `order` at `index` through the protocol and unlocks it.
-fn populate(m: &DaxMapping, index: u64, order: u8, block: u64) {
-    let mut g = m.grab_mapping_entry(index, order).unwrap();
-    assert_eq!(g.order(), order, "setup: got {g:?}");
-    g.insert(block, false).unwrap();
-    g.unlock().unwrap();
 }
 
 #[test]
