@@ -984,7 +984,8 @@ fn dot_lookup_on_files_and_chown_drops_suid() {
     .unwrap();
     fs.write(a.ino, 0, b"x", &root()).unwrap();
     assert_eq!(fs.getattr(a.ino).unwrap().perm, 0o6755);
-    fs.write_kill_priv(a.ino, 0, b"x", &root(), true).unwrap();
+    fs.write_dropping_privs(a.ino, 0, b"x", &root(), true)
+        .unwrap();
     assert_eq!(fs.getattr(a.ino).unwrap().perm, 0o755);
     // Directories keep their bits on chown.
     let d = fs.mkdir(ROOT_INO, n("d"), 0o2755, &root()).unwrap();
@@ -1017,7 +1018,8 @@ fn write_drops_file_capabilities_and_keeps_other_xattrs() {
         .unwrap();
     assert_eq!(fs.getxattr(a.ino, n("security.capability")).unwrap(), cap);
     // Even root's write drops it (file_remove_privs), without kill_priv for the mode bits.
-    fs.write_kill_priv(a.ino, 0, b"x", &root(), false).unwrap();
+    fs.write_dropping_privs(a.ino, 0, b"x", &root(), false)
+        .unwrap();
     assert_eq!(
         fs.getxattr(a.ino, n("security.capability")),
         Err(Errno::ENODATA)

@@ -140,27 +140,17 @@ impl DaxFs {
         })
     }
 
+    /// Writes `data` at `offset`; a writer other than root drops the set-id bits.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8], ctx: &Ctx) -> FsResult<usize> {
-        self.write_kill_priv(ino, offset, data, ctx, ctx.uid != 0)
-    }
-
-    /// As [`Self::write`], with the decision to drop S_ISUID (and S_ISGID when group-executable)
-    /// made by the caller: the FUSE adapter passes `true` when the kernel sets
-    /// `FUSE_WRITE_KILL_SUIDGID` (handle_killpriv_v2) or the writer is not root.
-    pub fn write_kill_priv(
-        &self,
-        ino: Ino,
-        offset: u64,
-        data: &[u8],
-        ctx: &Ctx,
-        kill_priv: bool,
-    ) -> FsResult<usize> {
-        self.write_dropping_privs(ino, offset, data, ctx, kill_priv)
+        self.write_dropping_privs(ino, offset, data, ctx, ctx.uid != 0)
             .map(|(n, _)| n)
     }
 
-    /// As [`Self::write_kill_priv`]; also returns whether the write dropped S_ISUID/S_ISGID
-    /// (the mode changed behind the kernel's attribute cache: the FUSE adapter invalidates it).
+    /// As [`Self::write`], with the decision to drop S_ISUID/S_ISGID (by the rule of
+    /// `fs/privs.rs`) made by the caller: the FUSE adapter passes `true` when the kernel sets
+    /// `FUSE_WRITE_KILL_SUIDGID` (handle_killpriv_v2) or the writer is not root. Also returns
+    /// whether the write dropped them (the mode changed behind the kernel's attribute cache: the
+    /// FUSE adapter invalidates it).
     pub fn write_dropping_privs(
         &self,
         ino: Ino,
