@@ -13,12 +13,30 @@ import os
 import statistics
 import sys
 
-TARGETS = ["tmpfs", "dax-always", "dax-never", "passthrough_hp"]
+TARGETS = [
+    "tmpfs",
+    "dax-always",
+    "dax-never",
+    "dax-always-uring",
+    "dax-never-uring",
+    "passthrough_hp",
+    "passthrough_hp-uring",
+]
+DAXFS = ["dax-always", "dax-never", "dax-always-uring", "dax-never-uring"]
 LABEL = {
     "tmpfs": "tmpfs",
     "dax-always": "daxfs dax=always",
     "dax-never": "daxfs dax=never",
+    "dax-always-uring": "daxfs dax=always,io_uring",
+    "dax-never-uring": "daxfs dax=never,io_uring",
     "passthrough_hp": "passthrough_hp",
+    "passthrough_hp-uring": "passthrough_hp -o io_uring",
+}
+SHORT = {
+    "dax-always": "always",
+    "dax-never": "never",
+    "dax-always-uring": "always,io_uring",
+    "dax-never-uring": "never,io_uring",
 }
 # (row label, file, fio direction or metadata key, unit)
 ROWS = [
@@ -82,15 +100,15 @@ def main():
     present = [t for t in TARGETS if any(os.path.isdir(os.path.join(res, r, t)) for r in runs)]
     cols = [LABEL[t] for t in present]
     ratio_cols = []
-    for d in ("dax-always", "dax-never"):
+    for d in DAXFS:
         for base in ("tmpfs", "passthrough_hp"):
             if d in present and base in present:
                 ratio_cols.append((d, base))
-    best_col = "dax-always" in present and "dax-never" in present and "passthrough_hp" in present
+    present_dax = [d for d in DAXFS if d in present]
+    best_cols = [b for b in ("passthrough_hp", "passthrough_hp-uring") if b in present and present_dax]
     hdr = ["job", "unit"] + cols
     hdr += ["{} / {}".format(LABEL[d].replace("daxfs ", ""), base) for d, base in ratio_cols]
-    if best_col:
-        hdr.append("best daxfs / passthrough_hp")
+    hdr += ["best daxfs / {} (mode)".format(LABEL[b]) for b in best_cols]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     nfiles = None
     for r in runs:
@@ -121,9 +139,13 @@ def main():
             cells.append(cell)
         row = [label, unit] + cells
         row += [ratio(means.get(d), means.get(base)) for d, base in ratio_cols]
-        if best_col:
-            cand = [means[d] for d in ("dax-always", "dax-never") if means.get(d) is not None]
-            row.append(ratio(max(cand) if cand else None, means.get("passthrough_hp")))
+        cand = [(means[d], d) for d in present_dax if means.get(d) is not None]
+        for b in best_cols:
+            if cand:
+                best, mode = max(cand)
+                row.append("{} ({})".format(ratio(best, means.get(b)), SHORT[mode]))
+            else:
+                row.append("n/a")
         lines.append("| " + " | ".join(row) + " |")
     failed = []
     for r in runs:

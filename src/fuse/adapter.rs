@@ -16,6 +16,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -49,7 +50,9 @@ pub struct DaxFuse {
     /// S_ISUID/S_ISGID (`FUSE_WRITE_KILL_SUIDGID`).
     killpriv_v2: bool,
     /// Requests received, per opcode (counted first thing in every handler).
-    stats: RequestStats,
+    stats: Arc<RequestStats>,
+    /// Before INIT: whether to ask for FUSE-over-io_uring; after: whether it was negotiated.
+    io_uring: Arc<AtomicBool>,
 }
 
 impl DaxFuse {
@@ -61,13 +64,26 @@ impl DaxFuse {
             notifier,
             owner_uid: nix::unistd::geteuid().as_raw(),
             killpriv_v2: false,
-            stats: RequestStats::default(),
+            stats: Arc::new(RequestStats::default()),
+            io_uring: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The per-opcode request counters of this mount.
     pub fn stats(&self) -> &RequestStats {
         &self.stats
+    }
+
+    /// The counters, shared (for the io_uring queue threads).
+    pub fn stats_handle(&self) -> Arc<RequestStats> {
+        self.stats.clone()
+    }
+
+    /// Ask for FUSE-over-io_uring at INIT. The returned flag tells, once the session is
+    /// initialized, whether the kernel agreed (it offers it only with `fuse.enable_uring=1`).
+    pub fn request_io_uring(&mut self) -> Arc<AtomicBool> {
+        self.io_uring.store(true, Ordering::Relaxed);
+        self.io_uring.clone()
     }
 
     /// The fs layer changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
@@ -192,6 +208,12 @@ impl Filesystem for DaxFuse {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
+        let uring = self.io_uring.load(Ordering::Relaxed)
+            && caps.contains(InitFlags::FUSE_OVER_IO_URING);
+        if uring {
+            want |= InitFlags::FUSE_OVER_IO_URING;
+        }
+        self.io_uring.store(uring, Ordering::Relaxed);
         let _ = config.add_capabilities(want & caps);
         self.killpriv_v2 = caps.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         let _ = config.set_max_write(MAX_WRITE);

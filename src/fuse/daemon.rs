@@ -17,14 +17,18 @@ use std::time::Duration;
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::adapter::DaxFuse;
+use super::adapter::{DaxFuse, MAX_WRITE};
 use super::mounts::{
     register, resolve_mountpoint, retry_while_releasing, unregister, DaemonRecord,
 };
 use super::notify::KernelNotifier;
 use super::options::MountConfig;
+use super::uring::{self, RingConfig};
 use crate::fs::atime::AtimeMode;
 use crate::fs::{DaxFs, OpenOptions};
+
+/// Ring entries (requests in flight) per io_uring queue, as libfuse's default depth.
+const RING_DEPTH: usize = 8;
 
 /// What to mount where.
 #[derive(Clone, Debug)]
@@ -145,7 +149,9 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         .map_err(|e| format!("cannot block signals: {e}"))?;
 
     let notifier = KernelNotifier::new();
-    let adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    let stats = adapter.stats_handle();
+    let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
     let mut cfg = Config::default();
     cfg.mount_options = fuser_options(&spec.region, &spec.config);
     cfg.acl = if spec.config.allow_other {
@@ -209,7 +215,25 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     );
     report(ready, &format!("OK {pid}"));
 
-    let served = session.run();
+    let served = match uring {
+        Some(agreed) if agreed.load(std::sync::atomic::Ordering::Relaxed) => {
+            let config = RingConfig {
+                depth: RING_DEPTH,
+                payload: (MAX_WRITE as usize).max(8192),
+                idle_priority: spec.config.io_uring_idle,
+            };
+            session.run_with(move |d| uring::start(d, config, stats))
+        }
+        Some(_) => {
+            log::warn!(
+                "io_uring: the kernel did not offer FUSE-over-io_uring (is the fuse module's \
+                 enable_uring parameter on? echo 1 > /sys/module/fuse/parameters/enable_uring); \
+                 serving through /dev/fuse"
+            );
+            session.run()
+        }
+        None => session.run(),
+    };
     unregister(&mountpoint, Some(pid));
     log::info!("session ended: {served:?}");
     match Arc::try_unwrap(fs) {

@@ -14,6 +14,7 @@
 //! - [`daemon`]: open, mount, readiness, serve, unmount on SIGTERM/SIGINT, close.
 //! - [`mounts`]: the mount table, the daemon registry and `unmount` (also of dead mounts).
 //! - [`share`]: the mount helper's second mount of a served region (a bind mount).
+//! - [`uring`]: FUSE-over-io_uring (`-o io_uring`): per-CPU ring queues served on their CPU.
 //!
 //! The data path follows `dax=`: `always` opens every file with `FOPEN_DIRECT_IO` (the kernel page
 //! cache is bypassed; shared mmap still works because `FUSE_DIRECT_IO_ALLOW_MMAP` is negotiated and
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod options;
 pub mod share;
 pub mod stats;
+pub mod uring;
 
 pub use adapter::DaxFuse;
 pub use daemon::{default_threads, serve, MountSpec};

@@ -33,6 +33,12 @@ pub struct MountConfig {
     pub log: Option<String>,
     /// `remount`: change the flags of an existing mount instead (see `mounts::remount`).
     pub remount: bool,
+    /// `io_uring`: serve requests through FUSE-over-io_uring rings when the kernel offers it
+    /// (`fuse.enable_uring=1`), one queue per CPU served on that CPU (`fuse/uring.rs`).
+    pub io_uring: bool,
+    /// `io_uring_sched=idle|normal`: queue threads at `SCHED_IDLE` under a starvation watchdog
+    /// (default) or at normal priority (`fuse/uring/priority.rs`).
+    pub io_uring_idle: bool,
 }
 
 impl Default for MountConfig {
@@ -52,6 +58,8 @@ impl Default for MountConfig {
             threads: None,
             log: None,
             remount: false,
+            io_uring: false,
+            io_uring_idle: true,
         }
     }
 }
@@ -101,7 +109,7 @@ const IGNORED: &[&str] = &[
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
-nodiratime, diratime, sync, dirsync, threads=N, log=FILE (and mount(8)'s generic options such as \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal (and mount(8)'s generic options such as \
 defaults, auto, user, _netdev, x-*)";
 
 /// Parses a comma-separated option string (several `-o` strings may be joined with commas).
@@ -144,6 +152,16 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             ("diratime", None) => c.nodiratime = false,
             ("sync", None) => c.sync = true,
             ("dirsync", None) => c.dirsync = true,
+            ("io_uring", None) => c.io_uring = true,
+            ("noio_uring", None) => c.io_uring = false,
+            ("io_uring_sched", Some("idle")) => c.io_uring_idle = true,
+            ("io_uring_sched", Some("normal")) => c.io_uring_idle = false,
+            ("io_uring_sched", Some(v)) => {
+                return Err(format!(
+                    "bad mount option 'io_uring_sched={v}': use io_uring_sched=idle or \
+                     io_uring_sched=normal"
+                ))
+            }
             ("threads", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => c.threads = Some(n),
                 _ => {
@@ -245,6 +263,13 @@ mod tests {
         assert!(e.contains("subtype"), "{e}");
         assert!(parse_options("fsname=x").is_err());
         assert!(parse_options("threads=0").is_err());
+        assert!(parse_options("io_uring=1").is_err());
+        assert!(parse_options("io_uring").unwrap().io_uring);
+        assert!(!parse_options("io_uring,noio_uring").unwrap().io_uring);
+        assert!(!parse_options("").unwrap().io_uring);
+        assert!(parse_options("").unwrap().io_uring_idle);
+        assert!(!parse_options("io_uring_sched=normal").unwrap().io_uring_idle);
+        assert!(parse_options("io_uring_sched=fast").is_err());
         assert!(parse_options("threads=x").is_err());
         assert!(parse_options("ro=1").is_err());
     }

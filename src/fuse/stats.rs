@@ -7,7 +7,9 @@
 //! `Relaxed` `fetch_add` on a counter of its own (no lock, no ordering with anything else: a
 //! snapshot is a set of independent monotonic counters, not an atomic cut). Opcodes the adapter
 //! does not implement (fuser answers them `ENOSYS` itself, e.g. `ACCESS`, `RELEASEDIR`) are not
-//! counted. `BATCH_FORGET` is counted per node, as `FORGET` (fuser splits it into `forget` calls).
+//! counted. `BATCH_FORGET` is counted per node, as `FORGET` (fuser splits it into `forget` calls). Slot 0 (no opcode is 0)
+//! counts the requests of any opcode that arrived through a FUSE-over-io_uring ring
+//! ([`RING_SLOT`], `fuse/uring.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -150,6 +152,10 @@ impl Op {
 
 const _: () = assert!((Op::CopyFileRange as usize) < REQ_STATS_SLOTS);
 
+/// The slot that counts requests served through FUSE-over-io_uring rings (every opcode; no FUSE
+/// opcode is 0, so the slot is free).
+pub const RING_SLOT: usize = 0;
+
 /// The counters of one mount.
 #[derive(Debug)]
 pub struct RequestStats {
@@ -174,6 +180,17 @@ impl RequestStats {
     }
 
     /// The current count of `op`.
+    /// Count a request that arrived through FUSE-over-io_uring (slot 0: no FUSE opcode is 0).
+    #[inline]
+    pub fn count_ring(&self) {
+        self.counts[RING_SLOT].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests that arrived through FUSE-over-io_uring.
+    pub fn ring(&self) -> u64 {
+        self.counts[RING_SLOT].load(Ordering::Relaxed)
+    }
+
     pub fn get(&self, op: Op) -> u64 {
         self.counts[op.opcode()].load(Ordering::Relaxed)
     }

@@ -1,0 +1,583 @@
+//! FUSE-over-io_uring: requests served from per-CPU ring queues instead of reads of `/dev/fuse`.
+//!
+//! Owns: the rings, their entries' buffers, the queue threads and the translation between a ring
+//! entry and the byte layout fuser's dispatch reads and writes. Protocol (the kernel's
+//! `fs/fuse/dev_uring.c`, `include/uapi/linux/fuse.h`; the kernel offers it in INIT as
+//! `FUSE_OVER_IO_URING` only when the `fuse` module's `enable_uring` parameter is on):
+//!
+//! - one queue per *possible* CPU (the kernel routes a request to the queue of the CPU its
+//!   sender runs on, and starts using the rings only once every queue has an entry);
+//! - each queue is an io_uring with 128-byte SQEs, owned by one thread pinned to that CPU, so a
+//!   request is served on the CPU that issued it: no cross-CPU wake-up on either side of the
+//!   round trip (the cost that dominates a 4 KiB FUSE write on a small VM, docs/PERFORMANCE.md);
+//! - each entry is one `IORING_OP_URING_CMD` on the `/dev/fuse` fd: `REGISTER` hands the kernel
+//!   two buffers (a 288-byte `fuse_uring_req_header` and a payload buffer) and completes when a
+//!   request has been copied into them; `COMMIT_AND_FETCH` returns the reply written into the
+//!   same buffers and waits for the next request.
+//!
+//! Rules kept: an entry's buffers are touched by this side only between the completion that hands
+//! it a request and the `COMMIT_AND_FETCH` that returns it (the kernel owns them otherwise); every
+//! request handed to us is committed exactly once, with `EIO` if fuser could not parse it or the
+//! filesystem returned without replying (the adapter always replies before returning, so that is
+//! a bug, logged, never a hung caller); a reply that arrives after its commit is refused.
+//!
+//! Layout: the request reaches us as header (`in_out`: `fuse_in_header`; `op_in`: the opcode's
+//! fixed argument) plus payload (the remaining arguments). fuser reads requests as `/dev/fuse`
+//! returns them, contiguous, so the header and fixed argument are copied to just before the
+//! payload, in room kept for them in the same mapping: no copy of the payload itself.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fuser::{Dispatched, Dispatcher, Filesystem, ReplySink};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use memmap2::MmapMut;
+use parking_lot::Mutex;
+
+use super::stats::RequestStats;
+
+pub mod priority;
+
+/// `struct fuse_uring_req_header`: `in_out[128]`, `op_in[128]`, `fuse_uring_ent_in_out` (32).
+const REQ_HEADER_SIZE: usize = 288;
+const OP_IN: usize = 128;
+const OP_IN_MAX: usize = 128;
+/// `fuse_uring_ent_in_out`: `flags` u64, `commit_id` u64, `payload_sz` u32, padding, reserved.
+const ENT_IN_OUT: usize = 256;
+const ENT_COMMIT_ID: usize = ENT_IN_OUT + 8;
+const ENT_PAYLOAD_SZ: usize = ENT_IN_OUT + 16;
+const IN_HEADER: usize = 40;
+const OUT_HEADER: usize = 16;
+/// Where the payload starts in an entry's mapping: the request header lives at 0, the
+/// reassembled `fuse_in_header` + fixed argument right before this offset.
+const PAYLOAD_AT: usize = 4096;
+
+/// `enum fuse_uring_cmd`.
+const CMD_REGISTER: u32 = 1;
+const CMD_COMMIT_AND_FETCH: u32 = 2;
+/// `FUSE_URING_IOV_SEGS`: header and payload.
+const IOV_SEGS: u32 = 2;
+
+const _: () = assert!(REQ_HEADER_SIZE + IN_HEADER + OP_IN_MAX <= PAYLOAD_AT);
+
+/// How the rings are set up.
+#[derive(Clone, Copy, Debug)]
+pub struct RingConfig {
+    /// Entries (requests in flight) per queue.
+    pub depth: usize,
+    /// Payload buffer of each entry: at least the negotiated `max_write` and `max_pages` pages.
+    pub payload: usize,
+    /// Run queue threads at `SCHED_IDLE` under a starvation watchdog ([`priority`]), so that
+    /// the process a reply wakes stays on the queue's CPU.
+    pub idle_priority: bool,
+}
+
+/// The number of queues the kernel expects: one per possible CPU
+/// (`/sys/devices/system/cpu/possible`, as the kernel's `num_possible_cpus()`).
+pub fn possible_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The highest CPU number of a kernel CPU list (`0-1`, `0,2-5`) plus one.
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut max = None;
+    for part in s.split(',') {
+        let last = part.rsplit('-').next()?;
+        let n: usize = last.trim().parse().ok()?;
+        max = Some(max.map_or(n, |m: usize| m.max(n)));
+    }
+    max.map(|m| m + 1)
+}
+
+/// Start one queue thread per possible CPU. Their handles are joined by fuser's `run_with` after
+/// its own threads end; each thread ends when the kernel tears its ring down (unmount).
+pub fn start<FS: Filesystem + 'static>(
+    dispatcher: Dispatcher<FS>,
+    config: RingConfig,
+    stats: Arc<RequestStats>,
+) -> io::Result<Vec<JoinHandle<io::Result<()>>>> {
+    let queues = possible_cpus();
+    let mut threads = Vec::with_capacity(queues + 1);
+    let watch = config
+        .idle_priority
+        .then(|| Arc::new(priority::Watch::new(queues)));
+    for qid in 0..queues {
+        let d = dispatcher.clone();
+        let stats = stats.clone();
+        let watch = watch.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("daxfs-ring-{qid}"))
+                .spawn(move || {
+                    let r = serve_queue(&d, qid, config, &stats, watch.as_deref());
+                    if let Some(w) = &watch {
+                        w.leave(qid);
+                    }
+                    if let Err(e) = &r {
+                        log::error!("io_uring queue {qid}: {e}");
+                    }
+                    r
+                })?,
+        );
+    }
+    if let Some(w) = watch {
+        threads.push(
+            std::thread::Builder::new()
+                .name("daxfs-ring-watch".into())
+                .spawn(move || {
+                    w.run();
+                    Ok(())
+                })?,
+        );
+    }
+    log::info!(
+        "FUSE-over-io_uring: {queues} queues of {} entries{}",
+        config.depth,
+        if config.idle_priority {
+            ", SCHED_IDLE under watchdog"
+        } else {
+            ""
+        }
+    );
+    Ok(threads)
+}
+
+/// One ring entry: its buffers (one anonymous mapping) and whether it holds a request.
+#[derive(Debug)]
+struct Entry {
+    /// Base of `map`; the mapping never moves while `map` lives.
+    base: usize,
+    len: usize,
+    state: Mutex<EntryState>,
+}
+
+#[derive(Debug)]
+struct EntryState {
+    /// Keeps the buffers alive as long as any reply handle can reach them.
+    _map: MmapMut,
+    /// A request is in hand and not yet replied.
+    open: bool,
+}
+
+// SAFETY: `base` is the address of the mapping owned by `state`; every access through it happens
+// either under the `state` lock (replies) or on the queue thread while the entry is not in the
+// kernel's hands (requests), as the module rules say.
+unsafe impl Sync for Entry {}
+
+impl Entry {
+    fn new(payload: usize) -> io::Result<Entry> {
+        let len = PAYLOAD_AT + payload;
+        let mut map = MmapMut::map_anon(len)?;
+        let base = map.as_mut_ptr() as usize;
+        Ok(Entry {
+            base,
+            len,
+            state: Mutex::new(EntryState {
+                _map: map,
+                open: false,
+            }),
+        })
+    }
+
+    fn payload_capacity(&self) -> usize {
+        self.len - PAYLOAD_AT
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(off, &mut b);
+        u32::from_ne_bytes(b)
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(off, &mut b);
+        u64::from_ne_bytes(b)
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) {
+        assert!(off + out.len() <= self.len);
+        // SAFETY: in bounds of the mapping (checked), which lives as long as `self`; the kernel
+        // does not write the entry while we hold it (module rules).
+        unsafe {
+            std::ptr::copy_nonoverlapping((self.base + off) as *const u8, out.as_mut_ptr(), out.len())
+        }
+    }
+
+    fn write(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= self.len);
+        // SAFETY: as `read`; `data` never aliases the mapping except through `copy_within`, which
+        // the callers use instead for moves inside it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (self.base + off) as *mut u8, data.len())
+        }
+    }
+
+    /// Move `len` bytes inside the mapping (regions may not overlap).
+    fn copy_within(&self, from: usize, to: usize, len: usize) {
+        assert!(from + len <= self.len && to + len <= self.len);
+        assert!(from + len <= to || to + len <= from);
+        // SAFETY: both ranges are in bounds (checked) and disjoint (checked).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (self.base + from) as *const u8,
+                (self.base + to) as *mut u8,
+                len,
+            )
+        }
+    }
+
+    /// The reassembled request at `start..end` of the mapping.
+    fn slice(&self, start: usize, end: usize) -> &[u8] {
+        assert!(start <= end && end <= self.len);
+        // SAFETY: in bounds; the bytes are ours until the commit (module rules), and the slice
+        // does not outlive the dispatch that reads it.
+        unsafe { std::slice::from_raw_parts((self.base + start) as *const u8, end - start) }
+    }
+
+    /// Write an error reply (header only) for request `unique`.
+    fn write_error(&self, unique: u64, errno: i32) {
+        let mut h = [0u8; OUT_HEADER];
+        h[0..4].copy_from_slice(&(OUT_HEADER as u32).to_ne_bytes());
+        h[4..8].copy_from_slice(&(-errno).to_ne_bytes());
+        h[8..16].copy_from_slice(&unique.to_ne_bytes());
+        self.write(0, &h);
+        self.write(ENT_PAYLOAD_SZ, &0u32.to_ne_bytes());
+    }
+}
+
+/// The reply destination handed to fuser for one ring entry.
+#[derive(Debug)]
+struct EntrySink(Arc<Entry>);
+
+impl ReplySink for EntrySink {
+    fn send(&self, data: &[IoSlice<'_>]) -> io::Result<()> {
+        let e = &self.0;
+        let mut st = e.state.lock();
+        if !st.open {
+            return Err(io::Error::other(
+                "reply to a ring entry that was already committed",
+            ));
+        }
+        let total: usize = data.iter().map(|s| s.len()).sum();
+        if total < OUT_HEADER {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let body = total - OUT_HEADER;
+        if body > e.payload_capacity() {
+            let unique = {
+                let mut h = [0u8; OUT_HEADER];
+                gather(data, 0, &mut h);
+                u64::from_ne_bytes(h[8..16].try_into().expect("8 bytes"))
+            };
+            e.write_error(unique, libc::EIO);
+            st.open = false;
+            return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
+        }
+        // Header bytes to in_out, the rest to the payload buffer.
+        let mut pos = 0usize;
+        for s in data {
+            let mut chunk: &[u8] = s;
+            if pos < OUT_HEADER {
+                let n = (OUT_HEADER - pos).min(chunk.len());
+                e.write(pos, &chunk[..n]);
+                pos += n;
+                chunk = &chunk[n..];
+            }
+            if !chunk.is_empty() {
+                e.write(PAYLOAD_AT + pos - OUT_HEADER, chunk);
+                pos += chunk.len();
+            }
+        }
+        e.write(ENT_PAYLOAD_SZ, &(body as u32).to_ne_bytes());
+        st.open = false;
+        Ok(())
+    }
+}
+
+/// Copy bytes `from..from + out.len()` of the concatenation of `data` into `out`.
+fn gather(data: &[IoSlice<'_>], from: usize, out: &mut [u8]) {
+    let mut skip = from;
+    let mut filled = 0;
+    for s in data {
+        if filled == out.len() {
+            break;
+        }
+        if skip >= s.len() {
+            skip -= s.len();
+            continue;
+        }
+        let n = (s.len() - skip).min(out.len() - filled);
+        out[filled..filled + n].copy_from_slice(&s[skip..skip + n]);
+        filled += n;
+        skip = 0;
+    }
+}
+
+/// The 80-byte command area: `struct fuse_uring_cmd_req`.
+fn cmd_req(qid: usize, commit_id: u64) -> [u8; 80] {
+    let mut c = [0u8; 80];
+    c[8..16].copy_from_slice(&commit_id.to_ne_bytes());
+    c[16..18].copy_from_slice(&(qid as u16).to_ne_bytes());
+    c
+}
+
+/// A `URING_CMD` SQE for entry `idx`.
+fn uring_cmd(
+    dev: BorrowedFd<'_>,
+    cmd: u32,
+    qid: usize,
+    commit_id: u64,
+    idx: usize,
+    iov: Option<&[libc::iovec; 2]>,
+) -> squeue::Entry128 {
+    let mut op =
+        opcode::UringCmd80::new(types::Fd(dev.as_raw_fd()), cmd).cmd(cmd_req(qid, commit_id));
+    if let Some(iov) = iov {
+        op = op.addr(Some(iov.as_ptr() as u64));
+    }
+    let sqe = op.build().user_data(idx as u64);
+    match iov {
+        Some(_) => with_len(sqe, IOV_SEGS),
+        None => sqe,
+    }
+}
+
+/// Set the SQE's `len` field (the io-uring crate's `UringCmd80` has no setter for it; REGISTER
+/// needs it to be the iovec count).
+fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
+    const LEN_AT: usize = 24; // struct io_uring_sqe: opcode, flags, ioprio, fd, off, addr, len
+    // SAFETY: `Entry128` is `#[repr(C)]` over the kernel's 128-byte `io_uring_sqe` (a plain
+    // struct of integers and unions of integers), so every 128-byte pattern is a valid value and
+    // the transmutes round-trip; `len` is the u32 at byte 24 of `struct io_uring_sqe`.
+    let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
+    raw[LEN_AT..LEN_AT + 4].copy_from_slice(&len.to_ne_bytes());
+    // SAFETY: as above.
+    unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
+}
+
+/// Pin the calling thread to `cpu` (best effort: a possible but offline CPU cannot be used).
+fn pin_to(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            log::warn!("io_uring queue {cpu}: cannot pin to CPU {cpu}: {e}");
+        }
+    }
+}
+
+fn serve_queue<FS: Filesystem>(
+    d: &Dispatcher<FS>,
+    qid: usize,
+    config: RingConfig,
+    stats: &RequestStats,
+    watch: Option<&priority::Watch>,
+) -> io::Result<()> {
+    pin_to(qid);
+    if let Some(w) = watch {
+        w.enter(qid);
+    }
+    let depth = config.depth.max(1);
+    let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder()
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .build((depth as u32).next_power_of_two())?;
+    let dev = d.device();
+    let entries: Vec<Arc<Entry>> = (0..depth)
+        .map(|_| Entry::new(config.payload).map(Arc::new))
+        .collect::<io::Result<_>>()?;
+    let iovs: Vec<[libc::iovec; 2]> = entries
+        .iter()
+        .map(|e| {
+            [
+                libc::iovec {
+                    iov_base: e.base as *mut libc::c_void,
+                    iov_len: REQ_HEADER_SIZE,
+                },
+                libc::iovec {
+                    iov_base: (e.base + PAYLOAD_AT) as *mut libc::c_void,
+                    iov_len: e.payload_capacity(),
+                },
+            ]
+        })
+        .collect();
+    let register = |idx: usize| uring_cmd(dev, CMD_REGISTER, qid, 0, idx, Some(&iovs[idx]));
+    for idx in 0..depth {
+        push(&mut ring, &register(idx))?;
+    }
+    // Entries the kernel still holds (registered or committed and fetching).
+    let mut live = depth;
+    let mut done = Vec::with_capacity(depth);
+    while live > 0 {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        done.clear();
+        done.extend(ring.completion().map(|c| (c.user_data() as usize, c.result())));
+        for &(idx, res) in &done {
+            if idx >= depth {
+                return Err(io::Error::other(format!("completion for unknown entry {idx}")));
+            }
+            match res {
+                0 => {
+                    stats.count_ring();
+                    let commit_id = serve_entry(d, &entries[idx]);
+                    push(
+                        &mut ring,
+                        &uring_cmd(dev, CMD_COMMIT_AND_FETCH, qid, commit_id, idx, None),
+                    )?;
+                }
+                r if r == -libc::EAGAIN || r == -libc::EINTR => {
+                    // Not taken: hand the entry over again.
+                    push(&mut ring, &register(idx))?;
+                }
+                r if r == -libc::ENOTCONN || r == -libc::ECANCELED || r == -libc::ENODEV => {
+                    // The connection is going away (unmount or abort): this entry is done.
+                    live -= 1;
+                }
+                r => {
+                    return Err(io::Error::other(format!(
+                        "ring entry {idx}: {}",
+                        io::Error::from_raw_os_error(-r)
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn push(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128) -> io::Result<()> {
+    // SAFETY: the SQE points at an iovec array (`iovs`) that outlives the ring's use of it (the
+    // kernel copies it at submission) and at entry buffers that live in `entries` until the
+    // thread ends, after the ring is torn down.
+    unsafe { ring.submission().push(sqe) }
+        .map_err(|_| io::Error::other("io_uring submission queue full"))
+}
+
+/// Hand the request in `entry` to fuser and make sure a reply is in place; returns its commit id.
+fn serve_entry<FS: Filesystem>(d: &Dispatcher<FS>, entry: &Arc<Entry>) -> u64 {
+    let commit_id = entry.read_u64(ENT_COMMIT_ID);
+    let len = entry.read_u32(0) as usize;
+    let unique = entry.read_u64(8);
+    let payload = entry.read_u32(ENT_PAYLOAD_SZ) as usize;
+    entry.state.lock().open = true;
+    let op_len = len.checked_sub(IN_HEADER + payload);
+    let dispatched = match op_len {
+        Some(op_len) if op_len <= OP_IN_MAX && payload <= entry.payload_capacity() => {
+            let start = PAYLOAD_AT - IN_HEADER - op_len;
+            entry.copy_within(0, start, IN_HEADER);
+            entry.copy_within(OP_IN, start + IN_HEADER, op_len);
+            let request = entry.slice(start, PAYLOAD_AT + payload);
+            d.dispatch(request, Arc::new(EntrySink(entry.clone())))
+        }
+        _ => {
+            log::error!(
+                "ring request {unique}: length {len} does not fit its payload of {payload} bytes"
+            );
+            Dispatched::Invalid
+        }
+    };
+    let mut st = entry.state.lock();
+    if st.open {
+        if dispatched == Dispatched::Done {
+            log::error!("ring request {unique}: the filesystem returned without replying");
+        }
+        entry.write_error(unique, libc::EIO);
+        st.open = false;
+    }
+    commit_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_give_the_queue_count() {
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0-1"), Some(2));
+        assert_eq!(parse_cpu_list("0,2-5"), Some(6));
+        assert_eq!(parse_cpu_list("0-3,8"), Some(9));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn gather_reads_across_slices() {
+        let a = [1u8, 2, 3];
+        let b = [4u8, 5];
+        let data = [IoSlice::new(&a), IoSlice::new(&b)];
+        let mut out = [0u8; 3];
+        gather(&data, 2, &mut out);
+        assert_eq!(out, [3, 4, 5]);
+    }
+
+    #[test]
+    fn register_sqe_carries_the_iovec_count() {
+        let iov = [
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        ];
+        let f = std::fs::File::open("/dev/null").unwrap();
+        use std::os::fd::AsFd;
+        let sqe = uring_cmd(f.as_fd(), CMD_REGISTER, 1, 7, 3, Some(&iov));
+        // SAFETY: as in `with_len`.
+        let raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
+        assert_eq!(raw[0], io_uring::opcode::UringCmd80::CODE);
+        assert_eq!(u32::from_ne_bytes(raw[24..28].try_into().unwrap()), 2);
+        assert_eq!(
+            u64::from_ne_bytes(raw[16..24].try_into().unwrap()),
+            iov.as_ptr() as u64
+        );
+        // cmd_op sits where `off` is; the command area starts at byte 48.
+        assert_eq!(u32::from_ne_bytes(raw[8..12].try_into().unwrap()), CMD_REGISTER);
+        assert_eq!(u64::from_ne_bytes(raw[56..64].try_into().unwrap()), 7);
+        assert_eq!(u16::from_ne_bytes(raw[64..66].try_into().unwrap()), 1);
+    }
+
+    #[test]
+    fn replies_split_into_header_and_payload_and_only_once() {
+        let e = Arc::new(Entry::new(8192).unwrap());
+        e.state.lock().open = true;
+        let sink = EntrySink(e.clone());
+        let mut hdr = [0u8; 16];
+        hdr[0..4].copy_from_slice(&(16u32 + 5).to_ne_bytes());
+        hdr[8..16].copy_from_slice(&42u64.to_ne_bytes());
+        let body = b"hello";
+        sink.send(&[IoSlice::new(&hdr[..10]), IoSlice::new(&hdr[10..]), IoSlice::new(body)])
+            .unwrap();
+        assert_eq!(e.read_u64(8), 42);
+        assert_eq!(e.read_u32(ENT_PAYLOAD_SZ), 5);
+        let mut got = [0u8; 5];
+        e.read(PAYLOAD_AT, &mut got);
+        assert_eq!(&got, body);
+        assert!(sink.send(&[IoSlice::new(&hdr)]).is_err(), "second reply refused");
+    }
+
+    #[test]
+    fn oversized_replies_become_eio() {
+        let e = Arc::new(Entry::new(16).unwrap());
+        e.state.lock().open = true;
+        let sink = EntrySink(e.clone());
+        let mut hdr = [0u8; 16];
+        hdr[8..16].copy_from_slice(&9u64.to_ne_bytes());
+        let body = [7u8; 17];
+        assert!(sink.send(&[IoSlice::new(&hdr), IoSlice::new(&body)]).is_err());
+        assert_eq!(e.read_u32(4) as i32, -libc::EIO);
+        assert_eq!(e.read_u64(8), 9);
+        assert_eq!(e.read_u32(ENT_PAYLOAD_SZ), 0);
+    }
+}

@@ -1,0 +1,232 @@
+//! Queue-thread priority: `SCHED_IDLE` while its CPU is otherwise free, normal while contended.
+//!
+//! Owns: the scheduling policy of the io_uring queue threads and the watchdog that changes it.
+//! Why: when a queue thread commits a reply, the kernel wakes the request's sender. The scheduler
+//! places a woken task on an idle CPU when there is one, and the queue's CPU is busy at that
+//! moment (with the queue thread), so the sender moves to the other CPU, and its next request is
+//! served there after a cross-CPU wake-up of that CPU's queue thread, or the reverse. A CPU whose
+//! only running task is `SCHED_IDLE` counts as idle, so the sender stays, and sender and queue
+//! thread hand the CPU to each other (measured in docs/PERFORMANCE.md).
+//!
+//! The risk of `SCHED_IDLE` is starvation: with a CPU-bound task on the queue's CPU, the queue
+//! thread would get a sliver of it and requests would crawl. Rule kept: the watchdog (a normal
+//! thread) samples each queue thread's scheduler statistics (`/proc/<pid>/task/<tid>/schedstat`:
+//! time spent runnable but waiting, and the number of times it ran) every [`PERIOD`]; a queue
+//! thread whose average wait per run exceeds [`STARVED_AVG`] (and [`STARVED_TOTAL`] in the period)
+//! is raised to `SCHED_OTHER` at once, and lowered back to `SCHED_IDLE` only after [`CALM_PERIODS`]
+//! periods in a row under [`CALM_AVG`].
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+/// How often the watchdog samples.
+pub const PERIOD: Duration = Duration::from_millis(5);
+/// Average wait per run above which a queue thread counts as starved. A served request costs a
+/// queue thread about a microsecond of waiting (its sender finishing the system call that queued
+/// it); a CPU-bound competitor makes it wait whole time slices (milliseconds).
+pub const STARVED_AVG: Duration = Duration::from_micros(200);
+/// ... and total wait in one period above which it counts as starved (ignores single blips).
+pub const STARVED_TOTAL: Duration = Duration::from_millis(1);
+/// Average wait per run under which a period counts as calm.
+pub const CALM_AVG: Duration = Duration::from_micros(50);
+/// Calm periods in a row before a raised queue thread goes back to `SCHED_IDLE` (1 s).
+pub const CALM_PERIODS: u32 = 200;
+
+const NOT_STARTED: i32 = 0;
+const LEFT: i32 = -1;
+
+/// The queue threads' ids, shared by the threads (which enter and leave) and the watchdog.
+#[derive(Debug)]
+pub struct Watch {
+    tids: Vec<AtomicI32>,
+}
+
+/// What the watchdog decided for one queue in one period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Raise,
+    Lower,
+    Keep,
+}
+
+/// One queue's history as the watchdog sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueState {
+    prev: Option<(u64, u64)>,
+    raised: bool,
+    calm: u32,
+}
+
+impl QueueState {
+    /// Feed one sample (cumulative wait in ns, cumulative runs); returns what to do.
+    pub fn sample(&mut self, wait_ns: u64, runs: u64) -> Verdict {
+        let Some((pw, pr)) = self.prev.replace((wait_ns, runs)) else {
+            return Verdict::Keep;
+        };
+        let dw = wait_ns.saturating_sub(pw);
+        let dr = runs.saturating_sub(pr).max(1);
+        let avg = dw / dr;
+        if !self.raised {
+            if avg > STARVED_AVG.as_nanos() as u64 && dw > STARVED_TOTAL.as_nanos() as u64 {
+                self.raised = true;
+                self.calm = 0;
+                return Verdict::Raise;
+            }
+            return Verdict::Keep;
+        }
+        if avg < CALM_AVG.as_nanos() as u64 {
+            self.calm += 1;
+            if self.calm >= CALM_PERIODS {
+                self.raised = false;
+                self.calm = 0;
+                return Verdict::Lower;
+            }
+        } else {
+            self.calm = 0;
+        }
+        Verdict::Keep
+    }
+}
+
+impl Watch {
+    pub fn new(queues: usize) -> Watch {
+        Watch {
+            tids: (0..queues).map(|_| AtomicI32::new(NOT_STARTED)).collect(),
+        }
+    }
+
+    /// Called by queue thread `qid` on start: lowers itself to `SCHED_IDLE` and registers.
+    pub fn enter(&self, qid: usize) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        set_policy(0, libc::SCHED_IDLE);
+        self.tids[qid].store(tid, Ordering::Release);
+    }
+
+    /// Called by queue thread `qid` when it ends.
+    pub fn leave(&self, qid: usize) {
+        self.tids[qid].store(LEFT, Ordering::Release);
+    }
+
+    /// The watchdog loop; returns once every queue thread has left.
+    pub fn run(&self) {
+        let pid = std::process::id();
+        let mut states = vec![QueueState::default(); self.tids.len()];
+        loop {
+            std::thread::sleep(PERIOD);
+            let mut all_left = true;
+            for (qid, st) in states.iter_mut().enumerate() {
+                let tid = self.tids[qid].load(Ordering::Acquire);
+                if tid != LEFT {
+                    all_left = false;
+                }
+                if tid == LEFT || tid == NOT_STARTED {
+                    continue;
+                }
+                let Some((wait, runs)) = schedstat(pid, tid) else {
+                    continue;
+                };
+                match st.sample(wait, runs) {
+                    Verdict::Raise => {
+                        log::debug!("io_uring queue {qid}: waiting for its CPU; normal priority");
+                        set_policy(tid, libc::SCHED_OTHER);
+                    }
+                    Verdict::Lower => {
+                        log::debug!("io_uring queue {qid}: CPU free again; SCHED_IDLE");
+                        set_policy(tid, libc::SCHED_IDLE);
+                    }
+                    Verdict::Keep => {}
+                }
+            }
+            if all_left {
+                return;
+            }
+        }
+    }
+}
+
+/// Cumulative (wait ns, runs) of a thread: fields 2 and 3 of its `schedstat`.
+fn schedstat(pid: u32, tid: i32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    parse_schedstat(&s)
+}
+
+fn parse_schedstat(s: &str) -> Option<(u64, u64)> {
+    let mut f = s.split_whitespace().skip(1);
+    let wait = f.next()?.parse().ok()?;
+    let runs = f.next()?.parse().ok()?;
+    Some((wait, runs))
+}
+
+fn set_policy(tid: i32, policy: libc::c_int) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall with a valid parameter block; `tid` is a thread of this process (or 0,
+    // the caller). Failure only leaves the policy as it was.
+    let r = unsafe { libc::sched_setscheduler(tid, policy, &param) };
+    if r != 0 {
+        log::warn!(
+            "sched_setscheduler({tid}, {policy}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_fields() {
+        assert_eq!(parse_schedstat("674640 1200 3\n"), Some((1200, 3)));
+        assert_eq!(parse_schedstat("1 2"), None);
+    }
+
+    #[test]
+    fn busy_serving_is_not_starvation() {
+        // 100k requests in 5 ms-periods: 500 runs, ~1 us wait each.
+        let mut q = QueueState::default();
+        let (mut w, mut r) = (0u64, 0u64);
+        assert_eq!(q.sample(w, r), Verdict::Keep);
+        for _ in 0..100 {
+            w += 500 * 1_000;
+            r += 500;
+            assert_eq!(q.sample(w, r), Verdict::Keep);
+        }
+    }
+
+    #[test]
+    fn a_cpu_hog_raises_and_calm_lowers_after_a_second() {
+        let mut q = QueueState::default();
+        let (mut w, mut r) = (0u64, 0u64);
+        q.sample(w, r);
+        // Waited 4 ms in one period for a single run: starved.
+        w += 4_000_000;
+        r += 1;
+        assert_eq!(q.sample(w, r), Verdict::Raise);
+        // Still contended: stays raised.
+        for _ in 0..300 {
+            w += 3_000_000;
+            r += 2;
+            assert_eq!(q.sample(w, r), Verdict::Keep);
+        }
+        // Calm: lowered after CALM_PERIODS periods, not before.
+        for i in 1..=CALM_PERIODS {
+            w += 1_000;
+            r += 10;
+            let v = q.sample(w, r);
+            if i < CALM_PERIODS {
+                assert_eq!(v, Verdict::Keep, "period {i}");
+            } else {
+                assert_eq!(v, Verdict::Lower);
+            }
+        }
+    }
+
+    #[test]
+    fn one_blip_is_not_starvation() {
+        let mut q = QueueState::default();
+        q.sample(0, 0);
+        // One 500 us wait: above the average threshold but under the period total.
+        assert_eq!(q.sample(500_000, 1), Verdict::Keep);
+    }
+}
