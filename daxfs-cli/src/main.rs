@@ -383,7 +383,7 @@ fn stat(target: &Path, json: bool) -> CmdResult {
 }
 
 fn stat_requests(target: &Path, json: bool) -> CmdResult {
-    use daxfs::fuse::stats::Op;
+    use daxfs::fuse::stats::{Op, RING_SLOT};
     let mp = if is_on_fuse(target) {
         target.to_path_buf()
     } else if let Some(mp) = daxfs::fuse::mounts::region_mounted_on(target) {
@@ -396,14 +396,20 @@ fn stat_requests(target: &Path, json: bool) -> CmdResult {
     };
     let slots = ctl::req_stats(&mp)?;
     // Every opcode the daemon counts, in opcode order, then any other nonzero slot.
-    let rows: Vec<(String, u64)> = slots
+    // Slot 0 (no opcode) counts requests that came through FUSE-over-io_uring rings: last, as
+    // IO_URING, when there were any.
+    let mut rows: Vec<(String, u64)> = slots
         .iter()
+        .filter(|&&(slot, _)| slot != RING_SLOT)
         .filter_map(|&(slot, n)| match Op::from_opcode(slot) {
             Some(op) => Some((op.name().to_string(), n)),
             None if n != 0 => Some((format!("OPCODE_{slot}"), n)),
             None => None,
         })
         .collect();
+    if let Some(&(_, n)) = slots.iter().find(|&&(slot, n)| slot == RING_SLOT && n != 0) {
+        rows.push(("IO_URING".to_string(), n));
+    }
     if json {
         let map: serde_json::Map<_, _> = rows
             .iter()

@@ -208,8 +208,8 @@ impl Filesystem for DaxFuse {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
-        let uring = self.io_uring.load(Ordering::Relaxed)
-            && caps.contains(InitFlags::FUSE_OVER_IO_URING);
+        let uring =
+            self.io_uring.load(Ordering::Relaxed) && caps.contains(InitFlags::FUSE_OVER_IO_URING);
         if uring {
             want |= InitFlags::FUSE_OVER_IO_URING;
         }

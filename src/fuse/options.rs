@@ -268,7 +268,11 @@ mod tests {
         assert!(!parse_options("io_uring,noio_uring").unwrap().io_uring);
         assert!(!parse_options("").unwrap().io_uring);
         assert!(parse_options("").unwrap().io_uring_idle);
-        assert!(!parse_options("io_uring_sched=normal").unwrap().io_uring_idle);
+        assert!(
+            !parse_options("io_uring_sched=normal")
+                .unwrap()
+                .io_uring_idle
+        );
         assert!(parse_options("io_uring_sched=fast").is_err());
         assert!(parse_options("threads=x").is_err());
         assert!(parse_options("ro=1").is_err());

@@ -128,7 +128,8 @@ pub fn start<FS: Filesystem + 'static>(
     if let Some(w) = watch {
         threads.push(
             std::thread::Builder::new()
-                .name("daxfs-ring-watch".into())
+                // Thread names stay within 15 bytes (the kernel's comm).
+                .name("daxfs-ringwatch".into())
                 .spawn(move || {
                     w.run();
                     Ok(())
@@ -205,7 +206,11 @@ impl Entry {
         // SAFETY: in bounds of the mapping (checked), which lives as long as `self`; the kernel
         // does not write the entry while we hold it (module rules).
         unsafe {
-            std::ptr::copy_nonoverlapping((self.base + off) as *const u8, out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(
+                (self.base + off) as *const u8,
+                out.as_mut_ptr(),
+                out.len(),
+            )
         }
     }
 
@@ -352,9 +357,9 @@ fn uring_cmd(
 /// needs it to be the iovec count).
 fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
     const LEN_AT: usize = 24; // struct io_uring_sqe: opcode, flags, ioprio, fd, off, addr, len
-    // SAFETY: `Entry128` is `#[repr(C)]` over the kernel's 128-byte `io_uring_sqe` (a plain
-    // struct of integers and unions of integers), so every 128-byte pattern is a valid value and
-    // the transmutes round-trip; `len` is the u32 at byte 24 of `struct io_uring_sqe`.
+                              // SAFETY: `Entry128` is `#[repr(C)]` over the kernel's 128-byte `io_uring_sqe` (a plain
+                              // struct of integers and unions of integers), so every 128-byte pattern is a valid value and
+                              // the transmutes round-trip; `len` is the u32 at byte 24 of `struct io_uring_sqe`.
     let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
     raw[LEN_AT..LEN_AT + 4].copy_from_slice(&len.to_ne_bytes());
     // SAFETY: as above.
@@ -406,12 +411,44 @@ fn serve_queue<FS: Filesystem>(
             ]
         })
         .collect();
+    // One reply destination per entry, made once (no allocation per request).
+    let sinks: Vec<Arc<dyn ReplySink>> = entries
+        .iter()
+        .map(|e| Arc::new(EntrySink(e.clone())) as Arc<dyn ReplySink>)
+        .collect();
     let register = |idx: usize| uring_cmd(dev, CMD_REGISTER, qid, 0, idx, Some(&iovs[idx]));
     for idx in 0..depth {
         push(&mut ring, &register(idx))?;
     }
+    // From here the kernel may already route requests to this queue: a queue that stops
+    // serving would leave its CPU's requests waiting forever, so a failure ends the daemon (the
+    // mount turns dead, as after a crash: `daxfs umount` clears it).
+    if let Err(e) = serve_ring(d, &mut ring, qid, &entries, &sinks, &register, stats) {
+        log::error!("io_uring queue {qid} failed: {e}; ending the daemon");
+        eprintln!("daxfs: io_uring queue {qid} failed: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The queue's loop: wait for completions, serve requests, commit; returns when the kernel has
+/// torn every entry down.
+fn serve_ring<FS: Filesystem>(
+    d: &Dispatcher<FS>,
+    ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+    qid: usize,
+    entries: &[Arc<Entry>],
+    sinks: &[Arc<dyn ReplySink>],
+    register: &dyn Fn(usize) -> squeue::Entry128,
+    stats: &RequestStats,
+) -> io::Result<()> {
+    let dev = d.device();
+    let depth = entries.len();
     // Entries the kernel still holds (registered or committed and fetching).
     let mut live = depth;
+    // The command each entry's SQE carries: a failed REGISTER only loses that entry (the kernel
+    // refused it, so it routes nothing to it); a failed COMMIT_AND_FETCH is fatal.
+    let mut last = vec![CMD_REGISTER; depth];
     let mut done = Vec::with_capacity(depth);
     while live > 0 {
         match ring.submit_and_wait(1) {
@@ -420,26 +457,40 @@ fn serve_queue<FS: Filesystem>(
             Err(e) => return Err(e),
         }
         done.clear();
-        done.extend(ring.completion().map(|c| (c.user_data() as usize, c.result())));
+        done.extend(
+            ring.completion()
+                .map(|c| (c.user_data() as usize, c.result())),
+        );
         for &(idx, res) in &done {
             if idx >= depth {
-                return Err(io::Error::other(format!("completion for unknown entry {idx}")));
+                return Err(io::Error::other(format!(
+                    "completion for unknown entry {idx}"
+                )));
             }
             match res {
                 0 => {
                     stats.count_ring();
-                    let commit_id = serve_entry(d, &entries[idx]);
+                    let commit_id = serve_entry(d, &entries[idx], &sinks[idx]);
+                    last[idx] = CMD_COMMIT_AND_FETCH;
                     push(
-                        &mut ring,
+                        ring,
                         &uring_cmd(dev, CMD_COMMIT_AND_FETCH, qid, commit_id, idx, None),
                     )?;
                 }
                 r if r == -libc::EAGAIN || r == -libc::EINTR => {
                     // Not taken: hand the entry over again.
-                    push(&mut ring, &register(idx))?;
+                    last[idx] = CMD_REGISTER;
+                    push(ring, &register(idx))?;
                 }
                 r if r == -libc::ENOTCONN || r == -libc::ECANCELED || r == -libc::ENODEV => {
                     // The connection is going away (unmount or abort): this entry is done.
+                    live -= 1;
+                }
+                r if last[idx] == CMD_REGISTER => {
+                    log::warn!(
+                        "io_uring queue {qid}: the kernel refused entry {idx}: {}",
+                        io::Error::from_raw_os_error(-r)
+                    );
                     live -= 1;
                 }
                 r => {
@@ -454,7 +505,10 @@ fn serve_queue<FS: Filesystem>(
     Ok(())
 }
 
-fn push(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry128) -> io::Result<()> {
+fn push(
+    ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
+    sqe: &squeue::Entry128,
+) -> io::Result<()> {
     // SAFETY: the SQE points at an iovec array (`iovs`) that outlives the ring's use of it (the
     // kernel copies it at submission) and at entry buffers that live in `entries` until the
     // thread ends, after the ring is torn down.
@@ -463,7 +517,11 @@ fn push(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, sqe: &squeue::Entry
 }
 
 /// Hand the request in `entry` to fuser and make sure a reply is in place; returns its commit id.
-fn serve_entry<FS: Filesystem>(d: &Dispatcher<FS>, entry: &Arc<Entry>) -> u64 {
+fn serve_entry<FS: Filesystem>(
+    d: &Dispatcher<FS>,
+    entry: &Entry,
+    sink: &Arc<dyn ReplySink>,
+) -> u64 {
     let commit_id = entry.read_u64(ENT_COMMIT_ID);
     let len = entry.read_u32(0) as usize;
     let unique = entry.read_u64(8);
@@ -476,7 +534,7 @@ fn serve_entry<FS: Filesystem>(d: &Dispatcher<FS>, entry: &Arc<Entry>) -> u64 {
             entry.copy_within(0, start, IN_HEADER);
             entry.copy_within(OP_IN, start + IN_HEADER, op_len);
             let request = entry.slice(start, PAYLOAD_AT + payload);
-            d.dispatch(request, Arc::new(EntrySink(entry.clone())))
+            d.dispatch(request, sink.clone())
         }
         _ => {
             log::error!(
@@ -543,7 +601,10 @@ mod tests {
             iov.as_ptr() as u64
         );
         // cmd_op sits where `off` is; the command area starts at byte 48.
-        assert_eq!(u32::from_ne_bytes(raw[8..12].try_into().unwrap()), CMD_REGISTER);
+        assert_eq!(
+            u32::from_ne_bytes(raw[8..12].try_into().unwrap()),
+            CMD_REGISTER
+        );
         assert_eq!(u64::from_ne_bytes(raw[56..64].try_into().unwrap()), 7);
         assert_eq!(u16::from_ne_bytes(raw[64..66].try_into().unwrap()), 1);
     }
@@ -557,14 +618,21 @@ mod tests {
         hdr[0..4].copy_from_slice(&(16u32 + 5).to_ne_bytes());
         hdr[8..16].copy_from_slice(&42u64.to_ne_bytes());
         let body = b"hello";
-        sink.send(&[IoSlice::new(&hdr[..10]), IoSlice::new(&hdr[10..]), IoSlice::new(body)])
-            .unwrap();
+        sink.send(&[
+            IoSlice::new(&hdr[..10]),
+            IoSlice::new(&hdr[10..]),
+            IoSlice::new(body),
+        ])
+        .unwrap();
         assert_eq!(e.read_u64(8), 42);
         assert_eq!(e.read_u32(ENT_PAYLOAD_SZ), 5);
         let mut got = [0u8; 5];
         e.read(PAYLOAD_AT, &mut got);
         assert_eq!(&got, body);
-        assert!(sink.send(&[IoSlice::new(&hdr)]).is_err(), "second reply refused");
+        assert!(
+            sink.send(&[IoSlice::new(&hdr)]).is_err(),
+            "second reply refused"
+        );
     }
 
     #[test]
@@ -575,7 +643,9 @@ mod tests {
         let mut hdr = [0u8; 16];
         hdr[8..16].copy_from_slice(&9u64.to_ne_bytes());
         let body = [7u8; 17];
-        assert!(sink.send(&[IoSlice::new(&hdr), IoSlice::new(&body)]).is_err());
+        assert!(sink
+            .send(&[IoSlice::new(&hdr), IoSlice::new(&body)])
+            .is_err());
         assert_eq!(e.read_u32(4) as i32, -libc::EIO);
         assert_eq!(e.read_u64(8), 9);
         assert_eq!(e.read_u32(ENT_PAYLOAD_SZ), 0);

@@ -10,11 +10,18 @@
 //!
 //! The risk of `SCHED_IDLE` is starvation: with a CPU-bound task on the queue's CPU, the queue
 //! thread would get a sliver of it and requests would crawl. Rule kept: the watchdog (a normal
-//! thread) samples each queue thread's scheduler statistics (`/proc/<pid>/task/<tid>/schedstat`:
-//! time spent runnable but waiting, and the number of times it ran) every [`PERIOD`]; a queue
-//! thread whose average wait per run exceeds [`STARVED_AVG`] (and [`STARVED_TOTAL`] in the period)
-//! is raised to `SCHED_OTHER` at once, and lowered back to `SCHED_IDLE` only after [`CALM_PERIODS`]
-//! periods in a row under [`CALM_AVG`].
+//! thread) samples each queue thread every [`PERIOD`]: its state (`/proc/<pid>/task/<tid>/stat`)
+//! and scheduler statistics (`.../schedstat`: CPU time, time spent runnable but waiting, number of
+//! runs). A queue thread is starved when it was runnable at two samples in a row without getting
+//! any CPU time in between (the wait statistics only grow once it finally runs, so a thread that
+//! never runs must be caught this way), or when its average wait per run exceeds [`STARVED_AVG`]
+//! (and [`STARVED_TOTAL`] in the period). A starved thread is raised to `SCHED_OTHER` at once, and
+//! lowered back to `SCHED_IDLE` only after [`CALM_PERIODS`] calm periods in a row (average wait
+//! under [`CALM_AVG`], not stuck runnable).
+//!
+//! Where the scheduler groups tasks (autogroups per session, CPU cgroups), the daemon's group
+//! keeps its share whatever its threads' policy, so only work in the same group can starve a
+//! queue thread; the watchdog does not depend on that.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -49,32 +56,47 @@ pub enum Verdict {
     Keep,
 }
 
+/// One observation of a queue thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Cumulative CPU time (ns).
+    pub exec_ns: u64,
+    /// Cumulative time spent runnable but waiting for a CPU (ns), as of its last run.
+    pub wait_ns: u64,
+    /// Cumulative number of runs.
+    pub runs: u64,
+    /// Runnable (state `R`) at the moment of the sample.
+    pub runnable: bool,
+}
+
 /// One queue's history as the watchdog sees it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct QueueState {
-    prev: Option<(u64, u64)>,
+    prev: Option<Sample>,
     raised: bool,
     calm: u32,
 }
 
 impl QueueState {
-    /// Feed one sample (cumulative wait in ns, cumulative runs); returns what to do.
-    pub fn sample(&mut self, wait_ns: u64, runs: u64) -> Verdict {
-        let Some((pw, pr)) = self.prev.replace((wait_ns, runs)) else {
+    /// Feed one sample; returns what to do.
+    pub fn sample(&mut self, s: Sample) -> Verdict {
+        let Some(p) = self.prev.replace(s) else {
             return Verdict::Keep;
         };
-        let dw = wait_ns.saturating_sub(pw);
-        let dr = runs.saturating_sub(pr).max(1);
+        let stuck = p.runnable && s.runnable && s.exec_ns == p.exec_ns;
+        let dw = s.wait_ns.saturating_sub(p.wait_ns);
+        let dr = s.runs.saturating_sub(p.runs).max(1);
         let avg = dw / dr;
         if !self.raised {
-            if avg > STARVED_AVG.as_nanos() as u64 && dw > STARVED_TOTAL.as_nanos() as u64 {
+            let waits = avg > STARVED_AVG.as_nanos() as u64 && dw > STARVED_TOTAL.as_nanos() as u64;
+            if stuck || waits {
                 self.raised = true;
                 self.calm = 0;
                 return Verdict::Raise;
             }
             return Verdict::Keep;
         }
-        if avg < CALM_AVG.as_nanos() as u64 {
+        if !stuck && avg < CALM_AVG.as_nanos() as u64 {
             self.calm += 1;
             if self.calm >= CALM_PERIODS {
                 self.raised = false;
@@ -123,10 +145,10 @@ impl Watch {
                 if tid == LEFT || tid == NOT_STARTED {
                     continue;
                 }
-                let Some((wait, runs)) = schedstat(pid, tid) else {
+                let Some(sample) = observe(pid, tid) else {
                     continue;
                 };
-                match st.sample(wait, runs) {
+                match st.sample(sample) {
                     Verdict::Raise => {
                         log::debug!("io_uring queue {qid}: waiting for its CPU; normal priority");
                         set_policy(tid, libc::SCHED_OTHER);
@@ -145,17 +167,33 @@ impl Watch {
     }
 }
 
-/// Cumulative (wait ns, runs) of a thread: fields 2 and 3 of its `schedstat`.
-fn schedstat(pid: u32, tid: i32) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-    parse_schedstat(&s)
+/// A thread's state and scheduler statistics.
+fn observe(pid: u32, tid: i32) -> Option<Sample> {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    let sched = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    let (exec_ns, wait_ns, runs) = parse_schedstat(&sched)?;
+    Some(Sample {
+        exec_ns,
+        wait_ns,
+        runs,
+        runnable: parse_state(&stat)? == 'R',
+    })
 }
 
-fn parse_schedstat(s: &str) -> Option<(u64, u64)> {
-    let mut f = s.split_whitespace().skip(1);
+/// `schedstat`: CPU time (ns), wait time (ns), runs.
+fn parse_schedstat(s: &str) -> Option<(u64, u64, u64)> {
+    let mut f = s.split_whitespace();
+    let exec = f.next()?.parse().ok()?;
     let wait = f.next()?.parse().ok()?;
     let runs = f.next()?.parse().ok()?;
-    Some((wait, runs))
+    Some((exec, wait, runs))
+}
+
+/// The state letter of a `stat` line (the field after the parenthesised name, which may itself
+/// hold spaces and parentheses).
+fn parse_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 fn set_policy(tid: i32, policy: libc::c_int) {
@@ -176,44 +214,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedstat_fields() {
-        assert_eq!(parse_schedstat("674640 1200 3\n"), Some((1200, 3)));
+    fn proc_fields() {
+        assert_eq!(parse_schedstat("674640 1200 3\n"), Some((674640, 1200, 3)));
         assert_eq!(parse_schedstat("1 2"), None);
+        assert_eq!(parse_state("12 (daxfs-ring-0) R 1 2 3"), Some('R'));
+        assert_eq!(parse_state("12 (a) b) S 1"), Some('S'));
+        let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        assert_eq!(
+            parse_state(&own),
+            Some('R'),
+            "a thread reading its own stat runs"
+        );
+    }
+
+    fn s(exec_ns: u64, wait_ns: u64, runs: u64, runnable: bool) -> Sample {
+        Sample {
+            exec_ns,
+            wait_ns,
+            runs,
+            runnable,
+        }
+    }
+
+    #[test]
+    fn runnable_without_cpu_time_is_starvation() {
+        let mut q = QueueState::default();
+        assert_eq!(q.sample(s(100, 0, 1, true)), Verdict::Keep);
+        // Still runnable, no CPU time, and no wait accounted yet (it has not run since).
+        assert_eq!(q.sample(s(100, 0, 1, true)), Verdict::Raise);
+    }
+
+    #[test]
+    fn runnable_and_progressing_is_not_starvation() {
+        let mut q = QueueState::default();
+        q.sample(s(100, 0, 1, true));
+        assert_eq!(q.sample(s(5_000, 1_000, 9, true)), Verdict::Keep);
+        assert_eq!(q.sample(s(5_000, 1_000, 9, false)), Verdict::Keep);
     }
 
     #[test]
     fn busy_serving_is_not_starvation() {
         // 100k requests in 5 ms-periods: 500 runs, ~1 us wait each.
         let mut q = QueueState::default();
-        let (mut w, mut r) = (0u64, 0u64);
-        assert_eq!(q.sample(w, r), Verdict::Keep);
-        for _ in 0..100 {
+        let (mut e, mut w, mut r) = (0u64, 0u64, 0u64);
+        assert_eq!(q.sample(s(e, w, r, false)), Verdict::Keep);
+        for i in 0..100 {
+            e += 2_000_000;
             w += 500 * 1_000;
             r += 500;
-            assert_eq!(q.sample(w, r), Verdict::Keep);
+            assert_eq!(q.sample(s(e, w, r, i % 2 == 0)), Verdict::Keep);
         }
     }
 
     #[test]
     fn a_cpu_hog_raises_and_calm_lowers_after_a_second() {
         let mut q = QueueState::default();
-        let (mut w, mut r) = (0u64, 0u64);
-        q.sample(w, r);
+        let (mut e, mut w, mut r) = (0u64, 0u64, 0u64);
+        q.sample(s(e, w, r, false));
         // Waited 4 ms in one period for a single run: starved.
+        e += 10_000;
         w += 4_000_000;
         r += 1;
-        assert_eq!(q.sample(w, r), Verdict::Raise);
+        assert_eq!(q.sample(s(e, w, r, false)), Verdict::Raise);
         // Still contended: stays raised.
         for _ in 0..300 {
+            e += 10_000;
             w += 3_000_000;
             r += 2;
-            assert_eq!(q.sample(w, r), Verdict::Keep);
+            assert_eq!(q.sample(s(e, w, r, true)), Verdict::Keep);
         }
         // Calm: lowered after CALM_PERIODS periods, not before.
         for i in 1..=CALM_PERIODS {
+            e += 10_000;
             w += 1_000;
             r += 10;
-            let v = q.sample(w, r);
+            let v = q.sample(s(e, w, r, false));
             if i < CALM_PERIODS {
                 assert_eq!(v, Verdict::Keep, "period {i}");
             } else {
@@ -225,8 +300,8 @@ mod tests {
     #[test]
     fn one_blip_is_not_starvation() {
         let mut q = QueueState::default();
-        q.sample(0, 0);
+        q.sample(s(0, 0, 0, false));
         // One 500 us wait: above the average threshold but under the period total.
-        assert_eq!(q.sample(500_000, 1), Verdict::Keep);
+        assert_eq!(q.sample(s(10_000, 500_000, 1, false)), Verdict::Keep);
     }
 }
