@@ -26,8 +26,11 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-/// How often the watchdog samples.
+/// How often the watchdog samples while a queue is busy.
 pub const PERIOD: Duration = Duration::from_millis(5);
+/// How often at most while every queue thread sleeps with nothing served: the period doubles
+/// from [`PERIOD`] up to this (an idle mount costs the watchdog a few reads per second).
+pub const IDLE_PERIOD: Duration = Duration::from_millis(100);
 /// Average wait per run above which a queue thread counts as starved. A served request costs a
 /// queue thread about a microsecond of waiting (its sender finishing the system call that queued
 /// it); a CPU-bound competitor makes it wait whole time slices (milliseconds).
@@ -134,9 +137,12 @@ impl Watch {
     pub fn run(&self) {
         let pid = std::process::id();
         let mut states = vec![QueueState::default(); self.tids.len()];
+        let mut probes: Vec<Option<Probe>> = (0..self.tids.len()).map(|_| None).collect();
+        let mut period = PERIOD;
         loop {
-            std::thread::sleep(PERIOD);
+            std::thread::sleep(period);
             let mut all_left = true;
+            let mut busy = false;
             for (qid, st) in states.iter_mut().enumerate() {
                 let tid = self.tids[qid].load(Ordering::Acquire);
                 if tid != LEFT {
@@ -145,9 +151,17 @@ impl Watch {
                 if tid == LEFT || tid == NOT_STARTED {
                     continue;
                 }
-                let Some(sample) = observe(pid, tid) else {
+                let probe = match &mut probes[qid] {
+                    Some(p) => p,
+                    slot => match Probe::open(pid, tid) {
+                        Some(p) => slot.insert(p),
+                        None => continue,
+                    },
+                };
+                let Some(sample) = probe.read() else {
                     continue;
                 };
+                busy |= sample.runnable || st.prev.is_some_and(|p| p.runs != sample.runs);
                 match st.sample(sample) {
                     Verdict::Raise => {
                         log::debug!("io_uring queue {qid}: waiting for its CPU; normal priority");
@@ -163,22 +177,47 @@ impl Watch {
             if all_left {
                 return;
             }
+            let raised = states.iter().any(|s| s.raised);
+            period = if busy || raised {
+                PERIOD
+            } else {
+                (period * 2).min(IDLE_PERIOD)
+            };
         }
     }
 }
 
-/// A thread's state and scheduler statistics.
-fn observe(pid: u32, tid: i32) -> Option<Sample> {
-    let dir = format!("/proc/{pid}/task/{tid}");
-    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    let sched = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
-    let (exec_ns, wait_ns, runs) = parse_schedstat(&sched)?;
-    Some(Sample {
-        exec_ns,
-        wait_ns,
-        runs,
-        runnable: parse_state(&stat)? == 'R',
-    })
+/// A queue thread's `stat` and `schedstat`, kept open and re-read from offset 0.
+struct Probe {
+    stat: std::fs::File,
+    schedstat: std::fs::File,
+    buf: Vec<u8>,
+}
+
+impl Probe {
+    fn open(pid: u32, tid: i32) -> Option<Probe> {
+        let dir = format!("/proc/{pid}/task/{tid}");
+        Some(Probe {
+            stat: std::fs::File::open(format!("{dir}/stat")).ok()?,
+            schedstat: std::fs::File::open(format!("{dir}/schedstat")).ok()?,
+            buf: vec![0; 1024],
+        })
+    }
+
+    /// The thread's state and scheduler statistics now.
+    fn read(&mut self) -> Option<Sample> {
+        use std::os::unix::fs::FileExt;
+        let n = self.schedstat.read_at(&mut self.buf, 0).ok()?;
+        let (exec_ns, wait_ns, runs) = parse_schedstat(std::str::from_utf8(&self.buf[..n]).ok()?)?;
+        let n = self.stat.read_at(&mut self.buf, 0).ok()?;
+        let state = parse_state(std::str::from_utf8(&self.buf[..n]).ok()?)?;
+        Some(Sample {
+            exec_ns,
+            wait_ns,
+            runs,
+            runnable: state == 'R',
+        })
+    }
 }
 
 /// `schedstat`: CPU time (ns), wait time (ns), runs.
@@ -225,6 +264,22 @@ mod tests {
             Some('R'),
             "a thread reading its own stat runs"
         );
+    }
+
+    #[test]
+    fn a_probe_reads_its_own_thread() {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let mut p = Probe::open(std::process::id(), tid).expect("own /proc entries");
+        let a = p.read().unwrap();
+        assert!(a.runnable, "a thread reading its own stat is running");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let b = p.read().unwrap();
+        assert!(b.exec_ns > a.exec_ns && b.runs > a.runs, "{a:?} then {b:?}");
     }
 
     fn s(exec_ns: u64, wait_ns: u64, runs: u64, runnable: bool) -> Sample {
