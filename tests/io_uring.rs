@@ -390,6 +390,44 @@ fn a_starved_queue_is_raised_and_lowered_when_calm() {
 }
 
 #[test]
+fn a_remount_may_name_the_transport_in_force_but_not_change_it() {
+    require_fuse!();
+    let _s = serial();
+    if !set_uring(true) {
+        return;
+    }
+    let r = Region::new("64M");
+    let m = r.mount("io_uring");
+    let remount = |opts: &str| {
+        daxfs([
+            "mount".as_ref(),
+            r.path.as_os_str(),
+            m.mnt.as_os_str(),
+            "-o".as_ref(),
+            opts.as_ref(),
+        ])
+    };
+    // xfstests' _scratch_remount passes every mount option again.
+    let o = remount("remount,ro,dev,suid,io_uring");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_errno(std::fs::write(m.p("f"), b"x"), libc::EROFS);
+    let o = remount("remount,rw,io_uring,io_uring_sched=idle");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(m.p("f"), b"x").unwrap();
+    for change in ["remount,noio_uring", "remount,io_uring_sched=normal"] {
+        let o = remount(change);
+        assert!(!o.status.success(), "{change} accepted");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("cannot be changed by a remount"),
+            "{change}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(!ring_threads(m.pid).is_empty(), "still served by the rings");
+    m.unmount();
+}
+
+#[test]
 fn without_kernel_support_the_mount_serves_through_dev_fuse() {
     require_fuse!();
     let _s = serial();

@@ -164,6 +164,19 @@ fn mount_t_fuse_daxfs_and_umount() {
     };
     remount("remount,ro");
     let e = fs::write(g.p("new"), b"x").unwrap_err();
+    // The mount's own dax= may be named again (as mount(8) and xfstests pass every option);
+    // another one is refused.
+    remount("remount,ro,dax=never");
+    let o = run(Command::new("mount")
+        .args(["-t", "fuse.daxfs", "-o", "remount,ro,dax=always"])
+        .arg(&r.path)
+        .arg(&r.mnt));
+    assert!(!o.status.success(), "dax= changed by a remount");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot be changed by a remount"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(e.raw_os_error(), Some(libc::EROFS));
     assert_eq!(fs::read(g.p("hello")).unwrap(), b"via mount(8)");
     remount("remount,rw");

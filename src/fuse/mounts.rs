@@ -273,9 +273,54 @@ pub(crate) fn mount_flag(opt: &str) -> Option<(nix::mount::MsFlags, bool)> {
     })
 }
 
+/// The `-o` options the daemon serving `mp` was started with, read from its command line
+/// (`daxfs mount REGION MNT ... -o OPTS`, as both `daxfs mount` and the helper start it).
+fn served_config(mp: &Path) -> Option<super::options::MountConfig> {
+    let rec = lookup(mp)?;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", rec.pid)).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    super::options::parse_options(&option_args(&args).join(",")).ok()
+}
+
+/// The values of every `-o VALUE` / `-oVALUE` in `args`.
+fn option_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "-o" {
+            if let Some(v) = it.next() {
+                out.push(v.clone());
+            }
+        } else if let Some(v) = a.strip_prefix("-o").filter(|v| !v.is_empty()) {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Whether the daemon option `opt` (`dax=`, `io_uring`, `noio_uring`, `io_uring_sched=`) names
+/// what `current` already has; `None` for other options.
+fn same_as_served(opt: &str, current: &super::options::MountConfig) -> Option<bool> {
+    let key = opt.split_once('=').map_or(opt, |(k, _)| k);
+    if !["dax", "io_uring", "noio_uring", "io_uring_sched"].contains(&key) {
+        return None;
+    }
+    let want = super::options::parse_options(opt).ok()?;
+    Some(match key {
+        "dax" => want.dax == current.dax,
+        "io_uring_sched" => want.io_uring_idle == current.io_uring_idle,
+        _ => want.io_uring == current.io_uring,
+    })
+}
+
 /// Remounts the daxfs mount at `mountpoint` with changed mount flags (`-o remount,ro` and the
 /// like, as xfstests' `_scratch_remount` does through mount(8)). Flags not named keep their
-/// current value; daxfs's own options (`dax=`, `threads=`, ...) cannot change on a remount.
+/// current value; daxfs's own options (`dax=`, `io_uring`, `threads=`, ...) cannot change on a
+/// remount, and `dax=`, `io_uring`/`noio_uring` and `io_uring_sched=` are accepted when they name
+/// the mount's current setting.
 ///
 /// Return: an error naming the offending option or the failing mount point.
 pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
@@ -295,12 +340,31 @@ pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
     for o in entry.options.split(',') {
         set(&mut flags, o);
     }
+    // How the daemon serves the mount: options that cannot change are accepted when they name
+    // what is already in force (mount(8) and xfstests pass the original options again).
+    let serving = served_config(&mp);
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         if o == "remount" || set(&mut flags, o) {
             continue;
         }
         let key = o.split_once('=').map_or(o, |(k, _)| k);
-        if ["dax", "threads", "log", "allow_other", "noallow_other"].contains(&key) {
+        if let Some(current) = &serving {
+            if same_as_served(o, current) == Some(true) {
+                continue;
+            }
+        }
+        if [
+            "dax",
+            "threads",
+            "log",
+            "allow_other",
+            "noallow_other",
+            "io_uring",
+            "noio_uring",
+            "io_uring_sched",
+        ]
+        .contains(&key)
+        {
             return Err(format!(
                 "mount option '{o}' cannot be changed by a remount; unmount and mount again"
             ));
@@ -411,6 +475,32 @@ pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemon_options_come_from_its_command_line() {
+        let args: Vec<String> = [
+            "daxfs",
+            "mount",
+            "r",
+            "m",
+            "-o",
+            "dax=never,io_uring",
+            "-orw",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(option_args(&args), ["dax=never,io_uring", "rw"]);
+        let cur = super::super::options::parse_options("dax=never,io_uring").unwrap();
+        assert_eq!(same_as_served("dax=never", &cur), Some(true));
+        assert_eq!(same_as_served("dax=always", &cur), Some(false));
+        assert_eq!(same_as_served("io_uring", &cur), Some(true));
+        assert_eq!(same_as_served("noio_uring", &cur), Some(false));
+        assert_eq!(same_as_served("io_uring_sched=idle", &cur), Some(true));
+        assert_eq!(same_as_served("io_uring_sched=normal", &cur), Some(false));
+        assert_eq!(same_as_served("ro", &cur), None);
+        assert_eq!(same_as_served("threads=2", &cur), None);
+    }
 
     #[test]
     fn mountinfo_lines() {
