@@ -27,6 +27,16 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The start of every test here: FUSE is there, the lock is taken, `enable_uring` is set as
+/// asked. `None`: skip (outside CI only; both checks fail loudly in CI).
+fn setup(uring: bool) -> Option<MutexGuard<'static, ()>> {
+    if !fuse_available() {
+        return None;
+    }
+    let s = serial();
+    set_uring(uring).then_some(s)
+}
+
 /// Sets `enable_uring`; false (skip) when the kernel has no FUSE-over-io_uring, which fails in CI.
 fn set_uring(on: bool) -> bool {
     if !Path::new(PARAM).exists() {
@@ -39,22 +49,6 @@ fn set_uring(on: bool) -> bool {
     }
     std::fs::write(PARAM, if on { "1" } else { "0" }).expect("write enable_uring");
     true
-}
-
-fn counters(m: &MountGuard) -> BTreeMap<String, u64> {
-    let out = daxfs_ok([
-        "stat".as_ref(),
-        "--requests".as_ref(),
-        m.mnt.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("stat --requests --json is JSON");
-    v["requests"]
-        .as_object()
-        .expect("a requests object")
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().expect("counts are integers")))
-        .collect()
 }
 
 fn get(c: &BTreeMap<String, u64>, k: &str) -> u64 {
@@ -100,15 +94,13 @@ fn possible_cpus() -> usize {
 
 #[test]
 fn requests_go_through_the_rings() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(true) {
+    let Some(_s) = setup(true) else {
         return;
-    }
+    };
     let r = Region::new("64M");
     let m = r.mount("dax=always,io_uring");
     let f = create_rw(&m.p("f"));
-    let before = counters(&m);
+    let before = request_counters(&m);
     let n = 1000u64;
     for i in 0..n {
         f.write_all_at(&pattern(i, 4096), i * 4096).unwrap();
@@ -118,7 +110,7 @@ fn requests_go_through_the_rings() {
         f.read_exact_at(&mut buf, i * 4096).unwrap();
         assert_eq!(buf, pattern(i, 4096), "block {i}");
     }
-    let after = counters(&m);
+    let after = request_counters(&m);
     let writes = get(&after, "WRITE") - get(&before, "WRITE");
     let reads = get(&after, "READ") - get(&before, "READ");
     let ring = get(&after, "IO_URING") - get(&before, "IO_URING");
@@ -140,7 +132,7 @@ fn requests_go_through_the_rings() {
 fn exercise(dax: &str) {
     let r = Region::new("128M");
     let m = r.mount(&format!("dax={dax},io_uring"));
-    let before = counters(&m);
+    let before = request_counters(&m);
     std::fs::create_dir(m.p("d")).unwrap();
     for i in 0..50u64 {
         std::fs::write(m.p(&format!("d/f{i}")), pattern(i, (i as usize) * 1000)).unwrap();
@@ -216,7 +208,7 @@ fn exercise(dax: &str) {
     std::fs::remove_file(m.p("d/seven")).unwrap();
     std::fs::remove_file(m.p("d/link")).unwrap();
     std::fs::remove_dir(m.p("d")).unwrap();
-    let after = counters(&m);
+    let after = request_counters(&m);
     assert!(
         get(&after, "IO_URING") > get(&before, "IO_URING") + 200,
         "dax={dax}: the rings served {} requests",
@@ -228,22 +220,18 @@ fn exercise(dax: &str) {
 
 #[test]
 fn files_directories_xattrs_and_mmap_work_through_the_rings() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(true) {
+    let Some(_s) = setup(true) else {
         return;
-    }
+    };
     exercise("always");
     exercise("never");
 }
 
 #[test]
 fn one_pinned_idle_queue_thread_per_possible_cpu() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(true) {
+    let Some(_s) = setup(true) else {
         return;
-    }
+    };
     let r = Region::new("64M");
     for (opts, want) in [
         ("io_uring", libc::SCHED_IDLE),
@@ -306,11 +294,9 @@ fn pin_self(cpu: usize) {
 
 #[test]
 fn a_starved_queue_is_raised_and_lowered_when_calm() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(true) {
+    let Some(_s) = setup(true) else {
         return;
-    }
+    };
     let r = Region::new("64M");
     let m = r.mount("io_uring");
     let f = Arc::new(create_rw(&m.p("f")));
@@ -391,11 +377,9 @@ fn a_starved_queue_is_raised_and_lowered_when_calm() {
 
 #[test]
 fn a_remount_may_name_the_transport_in_force_but_not_change_it() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(true) {
+    let Some(_s) = setup(true) else {
         return;
-    }
+    };
     let r = Region::new("64M");
     let m = r.mount("io_uring");
     let remount = |opts: &str| {
@@ -429,16 +413,14 @@ fn a_remount_may_name_the_transport_in_force_but_not_change_it() {
 
 #[test]
 fn without_kernel_support_the_mount_serves_through_dev_fuse() {
-    require_fuse!();
-    let _s = serial();
-    if !set_uring(false) {
+    let Some(_s) = setup(false) else {
         return;
-    }
+    };
     let r = Region::new("64M");
     let m = r.mount("io_uring");
     std::fs::write(m.p("f"), pattern(3, 10_000)).unwrap();
     assert_eq!(std::fs::read(m.p("f")).unwrap(), pattern(3, 10_000));
-    let c = counters(&m);
+    let c = request_counters(&m);
     assert!(get(&c, "WRITE") >= 1);
     assert_eq!(get(&c, "IO_URING"), 0, "no ring without enable_uring");
     assert!(ring_threads(m.pid).is_empty());

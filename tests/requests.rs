@@ -14,23 +14,6 @@ use common::*;
 /// 4 KiB pwrites per file.
 const N: u64 = 1000;
 
-/// The mount's request counters, by opcode name.
-fn counters(m: &MountGuard) -> BTreeMap<String, u64> {
-    let out = daxfs_ok([
-        "stat".as_ref(),
-        "--requests".as_ref(),
-        m.mnt.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("stat --requests --json is JSON");
-    v["requests"]
-        .as_object()
-        .expect("a requests object")
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().expect("counts are integers")))
-        .collect()
-}
-
 /// `after[op] - before[op]`.
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, op: &str) -> u64 {
     let (b, a) = (before[op], after[op]);
@@ -49,15 +32,15 @@ fn write_batches(dax: &str) -> (Counters, Counters, Counters) {
     let path = m.p("f");
     let f = create_rw(&path);
     let block = pattern(7, 4096);
-    let before = counters(&m);
+    let before = request_counters(&m);
     for i in 0..N {
         f.write_all_at(&block, i * 4096).unwrap();
     }
-    let mid = counters(&m);
+    let mid = request_counters(&m);
     for i in 0..N {
         f.write_all_at(&block, (N + i) * 4096).unwrap();
     }
-    let after = counters(&m);
+    let after = request_counters(&m);
     drop(f);
     // The data is really there (the counters measured real writes).
     let back = std::fs::read(&path).unwrap();
@@ -116,11 +99,11 @@ fn one_getxattr_call_counts_exactly_one() {
     std::fs::metadata(&path).unwrap();
     let c = cpath(&path);
     let name = c"user.absent";
-    let before = counters(&m);
+    let before = request_counters(&m);
     // SAFETY: valid NUL-terminated strings; a null buffer with size 0 asks for the size only.
     let rc = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
     assert_errno(cvt(rc as libc::c_int), libc::ENODATA);
-    let after = counters(&m);
+    let after = request_counters(&m);
     assert_eq!(delta(&before, &after, "GETXATTR"), 1);
     assert_eq!(delta(&before, &after, "WRITE"), 0);
     // The reads themselves go through the counted IOCTL handler.

@@ -271,6 +271,24 @@ impl Drop for MountGuard {
     }
 }
 
+/// The mount's FUSE request counters by opcode name (`daxfs stat --requests --json`; requests that
+/// came through FUSE-over-io_uring rings are also counted as `IO_URING`).
+pub fn request_counters(m: &MountGuard) -> std::collections::BTreeMap<String, u64> {
+    let out = daxfs_ok([
+        "stat".as_ref(),
+        "--requests".as_ref(),
+        m.mnt.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stat --requests --json is JSON");
+    v["requests"]
+        .as_object()
+        .expect("a requests object")
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().expect("counts are integers")))
+        .collect()
+}
+
 /// Runs `f` in a forked child as `uid:gid` (no supplementary groups). Return: `f`'s result, the
 /// child's exit code (use errno values).
 pub fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
