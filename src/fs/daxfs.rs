@@ -180,6 +180,16 @@ fn check_name(name: &OsStr) -> FsResult<()> {
     Ok(())
 }
 
+/// A name for a new entry (create, mkdir, link, ...): a valid name, and not `.` or `..`, which
+/// always exist (`EEXIST`).
+fn check_new_name(name: &OsStr) -> FsResult<()> {
+    check_name(name)?;
+    if is_dot(name) {
+        return Err(Errno::EEXIST);
+    }
+    Ok(())
+}
+
 /// `Ok` for a regular file; `EISDIR` for a directory, `other` for any other kind (each caller's
 /// errno: `EINVAL` for write and truncate, `ENODEV` for fallocate).
 fn require_regular(kind: FileKind, other: Errno) -> FsResult<()> {

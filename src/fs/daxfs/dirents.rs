@@ -130,10 +130,7 @@ impl DaxFs {
         target: Option<&[u8]>,
     ) -> FsResult<Arc<Inode>> {
         self.writable()?;
-        check_name(name)?;
-        if is_dot(name) {
-            return Err(Errno::EEXIST);
-        }
+        check_new_name(name)?;
         let _ns = self.ns.lock();
         let p = self.iget(parent)?;
         let mut pst = p.state.write();

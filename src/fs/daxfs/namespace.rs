@@ -336,10 +336,7 @@ impl DaxFs {
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr, ctx: &Ctx) -> FsResult<Attr> {
         let _ = ctx;
         self.writable()?;
-        check_name(newname)?;
-        if is_dot(newname) {
-            return Err(Errno::EEXIST);
-        }
+        check_new_name(newname)?;
         let _ns = self.ns.lock();
         let t = self.iget(ino)?;
         let np = self.iget(newparent)?;
