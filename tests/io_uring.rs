@@ -88,10 +88,6 @@ fn policy(tid: i32) -> i32 {
     unsafe { libc::sched_getscheduler(tid) }
 }
 
-fn possible_cpus() -> usize {
-    daxfs::fuse::uring::possible_cpus()
-}
-
 #[test]
 fn requests_go_through_the_rings() {
     let Some(_s) = setup(true) else {
@@ -240,7 +236,11 @@ fn one_pinned_idle_queue_thread_per_possible_cpu() {
         let m = r.mount(opts);
         std::fs::write(m.p("x"), b"x").unwrap();
         let threads = ring_threads(m.pid);
-        assert_eq!(threads.len(), possible_cpus(), "{opts}: {threads:?}");
+        assert_eq!(
+            threads.len(),
+            daxfs::fuse::uring::possible_cpus(),
+            "{opts}: {threads:?}"
+        );
         assert_eq!(
             has_thread(m.pid, "daxfs-ringwatch"),
             want == libc::SCHED_IDLE,

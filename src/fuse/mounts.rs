@@ -273,6 +273,9 @@ pub(crate) fn mount_flag(opt: &str) -> Option<(nix::mount::MsFlags, bool)> {
     })
 }
 
+/// Daemon options a remount cannot change but may repeat with the value in force.
+const SERVED_SETTINGS: &[&str] = &["dax", "io_uring", "noio_uring", "io_uring_sched"];
+
 /// The `-o` options the daemon serving `mp` was started with, read from its command line
 /// (`daxfs mount REGION MNT ... -o OPTS`, as both `daxfs mount` and the helper start it).
 fn served_config(mp: &Path) -> Option<super::options::MountConfig> {
@@ -305,7 +308,7 @@ fn option_args(args: &[String]) -> Vec<String> {
 /// what `current` already has; `None` for other options.
 fn same_as_served(opt: &str, current: &super::options::MountConfig) -> Option<bool> {
     let key = opt.split_once('=').map_or(opt, |(k, _)| k);
-    if !["dax", "io_uring", "noio_uring", "io_uring_sched"].contains(&key) {
+    if !SERVED_SETTINGS.contains(&key) {
         return None;
     }
     let want = super::options::parse_options(opt).ok()?;
@@ -353,17 +356,8 @@ pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
                 continue;
             }
         }
-        if [
-            "dax",
-            "threads",
-            "log",
-            "allow_other",
-            "noallow_other",
-            "io_uring",
-            "noio_uring",
-            "io_uring_sched",
-        ]
-        .contains(&key)
+        if SERVED_SETTINGS.contains(&key)
+            || ["threads", "log", "allow_other", "noallow_other"].contains(&key)
         {
             return Err(format!(
                 "mount option '{o}' cannot be changed by a remount; unmount and mount again"
