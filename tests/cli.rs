@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use daxfs::ioctl::*;
@@ -346,11 +347,11 @@ fn sigterm_unmounts_cleanly_and_foreground_mode_serves() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let t = std::time::Instant::now();
-    while daxfs::fuse::mounts::daemon_alive(pid) {
-        assert!(t.elapsed().as_secs() < 10, "daemon ignored SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(
+        "the daemon exits on SIGTERM",
+        Duration::from_millis(10),
+        || !daxfs::fuse::mounts::daemon_alive(pid),
+    );
     m.disarm();
     assert!(
         daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none(),
@@ -367,16 +368,14 @@ fn sigterm_unmounts_cleanly_and_foreground_mode_serves() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    while daxfs::fuse::mounts::find_fuse_mount(&mnt).is_none()
-        || daxfs::fuse::mounts::lookup(&mnt).is_none()
-    {
-        assert!(
-            t.elapsed().as_secs() < 10,
-            "foreground mount never appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(
+        "the foreground mount appears",
+        Duration::from_millis(10),
+        || {
+            daxfs::fuse::mounts::find_fuse_mount(&mnt).is_some()
+                && daxfs::fuse::mounts::lookup(&mnt).is_some()
+        },
+    );
     let g = MountGuard::adopt(&r.path, &r.mnt);
     assert_eq!(g.pid, child.id());
     assert_eq!(fs::read(g.p("f")).unwrap(), b"before sigterm");

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use daxfs::fuse::mounts;
@@ -54,14 +54,11 @@ fn run(cmd: &mut Command) -> std::process::Output {
 }
 
 fn wait_daemon_gone(pid: u32) {
-    let t = Instant::now();
-    while mounts::daemon_alive(pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "daemon {pid} did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        &format!("daemon {pid} exits"),
+        Duration::from_millis(10),
+        || !mounts::daemon_alive(pid),
+    );
 }
 
 fn field(out: &str, line_with: &Path, col: usize) -> String {

@@ -503,16 +503,15 @@ fn statfs_and_enospc() {
     // The filesystem keeps working once space is freed. The blocks of an unlinked file are freed
     // when the kernel forgets the inode (FORGET is queued asynchronously): allow it a moment.
     fs::remove_file(m.p("fill")).unwrap();
-    let t = std::time::Instant::now();
-    loop {
-        match fs::write(m.p("again"), &chunk) {
-            Ok(()) => break,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && t.elapsed().as_secs() < 5 => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
+    wait_until(
+        "a write fits after freeing space",
+        std::time::Duration::from_millis(20),
+        || match fs::write(m.p("again"), &chunk) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => false,
             Err(e) => panic!("write after freeing space: {e}"),
-        }
-    }
+        },
+    );
     assert_eq!(read_all(&m.p("again")), chunk);
     m.unmount();
 }

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daxfs::fuse::mounts;
 
@@ -40,6 +40,22 @@ macro_rules! require_fuse {
             return;
         }
     };
+}
+
+/// How long a test waits for something that depends on scheduling (a daemon exiting, a watchdog
+/// reacting, an asynchronous FORGET): generous, so that a test holds on a busy machine.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `cond` every `every` until it holds; panics naming `what` after [`DEADLINE`].
+/// Return: how long it took.
+#[track_caller]
+pub fn wait_until(what: &str, every: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < DEADLINE, "{what}: not after {DEADLINE:?}");
+        std::thread::sleep(every);
+    }
+    t.elapsed()
 }
 
 /// The workspace root.
@@ -239,13 +255,11 @@ impl MountGuard {
             nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        for _ in 0..2000 {
-            if !mounts::daemon_alive(self.pid) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        panic!("daemon {} survived SIGKILL", self.pid);
+        wait_until(
+            &format!("daemon {} gone after SIGKILL", self.pid),
+            Duration::from_millis(1),
+            || !mounts::daemon_alive(self.pid),
+        );
     }
 
     /// Forgets the mount without unmounting (the caller has unmounted it).
