@@ -127,7 +127,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         dax: spec.config.dax,
     };
     let fs = Arc::new(
-        retry_while_releasing(&spec.region, Duration::from_secs(5), || {
+        retry_while_releasing(&spec.region, Duration::from_secs(30), || {
             DaxFs::open(&spec.region, &opts)
         })
         .map_err(|e| format!("cannot mount: {e}"))?,

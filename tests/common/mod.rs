@@ -64,8 +64,9 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The `daxfs` binary beside this test executable (`target/<profile>/daxfs`), built once per test
-/// run with `cargo build -p daxfs-cli` (`--release` for `cargo test --release`) so it is never
-/// stale.
+/// run with `cargo build --profile test -p daxfs-cli` (`--release` for `cargo test --release`),
+/// the profile the tests themselves were built with, so it is never stale and shares their build
+/// of the dependencies.
 pub fn daxfs_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -81,9 +82,12 @@ pub fn daxfs_bin() -> &'static Path {
             let target_dir = profile_dir.parent().expect("target dir");
             let mut build = Command::new(cargo);
             build.args(["build", "-q", "-p", "daxfs-cli"]);
-            // `cargo test --release` runs from target/release: build that profile's binary.
+            // `cargo test --release` runs from target/release: build that profile's binary;
+            // `cargo test` from target/debug, with the test profile.
             if profile_dir.file_name() == Some(OsStr::new("release")) {
                 build.arg("--release");
+            } else {
+                build.args(["--profile", "test"]);
             }
             let st = build
                 .arg("--manifest-path")
