@@ -29,6 +29,7 @@ mod badblocks;
 mod dirents;
 mod inspect;
 mod io;
+mod layout;
 mod namespace;
 mod space;
 mod xattrs;
@@ -118,6 +119,10 @@ pub struct DaxFs {
     shut: AtomicBool,
     /// Which reads update atime (the mount's noatime/relatime/strictatime/nodiratime).
     atime: AtimePolicy,
+    /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
+    layouts: std::sync::OnceLock<Arc<dyn super::layout::LayoutBreaker>>,
+    /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
+    quarantine: super::layout::Quarantine,
 }
 
 /// The per-inode flags a new inode of `kind` takes from its parent directory's `parent_flags`:
@@ -398,6 +403,8 @@ impl DaxFs {
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
             atime: AtimePolicy::default(),
+            layouts: std::sync::OnceLock::new(),
+            quarantine: Default::default(),
             sb,
         }
     }
@@ -678,9 +685,12 @@ impl DaxFs {
     fn commit(&self, tx: Tx) -> FsResult<()> {
         self.journal.commit(&self.region, &tx).map_err(eio)?;
         if !tx.free_after.is_empty() {
+            // Blocks held by a layout fence stay allocated (`fs::layout`).
+            let held = self.quarantine.on_commit(&tx.free_after);
+            let free = held.as_deref().unwrap_or(&tx.free_after);
             let bad = self.bad.read();
             let mut a = self.alloc.lock();
-            for &b in &tx.free_after {
+            for &b in free {
                 if !bad.contains(&b) {
                     a.free(b);
                 }
@@ -702,9 +712,14 @@ impl DaxFs {
             return;
         }
         let mut tx = Tx::new();
-        for (b, n) in inode.map.unmap_range(0, u64::MAX) {
-            tx.free_after.extend(b..b + n);
-        }
+        let fence = self.break_layouts(
+            inode.ino,
+            0,
+            u64::MAX,
+            super::layout::LayoutChange::Truncate { size: 0 },
+        );
+        let freed = inode.map.unmap_range(0, u64::MAX);
+        self.free_after_layout_break(&mut tx, fence, freed);
         inode.map.evict();
         tx.free_after.append(&mut st.chain);
         if st.rec.xattr_block != 0 {

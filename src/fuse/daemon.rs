@@ -150,6 +150,8 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
 
     let notifier = KernelNotifier::new();
     let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    // Layout leases for processes that map files directly (`daxfs exec`).
+    adapter.set_direct(crate::direct::DirectService::start(&fs));
     let stats = adapter.stats_handle();
     let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
     let mut cfg = Config::default();
