@@ -168,41 +168,38 @@ impl DaxFs {
         let poisoned: std::collections::BTreeMap<u64, u64> =
             inode.map.poisoned_in(first, stop).into_iter().collect();
         let mut at = first;
+        // Appends `x`, merging it into the last extent when it continues it.
         let push = |out: &mut FileLayout, x: LayoutExtent| {
-            if let (
-                Some(last),
-                LayoutExtent::Data {
-                    page,
-                    nr,
-                    block,
-                    order,
-                },
-            ) = (out.extents.last_mut(), x)
-            {
-                if let LayoutExtent::Data {
-                    page: lp,
-                    nr: ln,
-                    block: lb,
-                    order: lo,
-                } = last
-                {
-                    if *lo == order && *lp + *ln == page && *lb + *ln == block {
-                        *ln += nr;
-                        return;
-                    }
-                }
-            }
-            if let (
-                Some(LayoutExtent::Hole { page: lp, nr: ln }),
-                LayoutExtent::Hole { page, nr },
-            ) = (out.extents.last_mut(), x)
-            {
-                if *lp + *ln == page {
+            let merged = match (out.extents.last_mut(), x) {
+                (
+                    Some(LayoutExtent::Data {
+                        page: lp,
+                        nr: ln,
+                        block: lb,
+                        order: lo,
+                    }),
+                    LayoutExtent::Data {
+                        page,
+                        nr,
+                        block,
+                        order,
+                    },
+                ) if *lo == order && *lp + *ln == page && *lb + *ln == block => {
                     *ln += nr;
-                    return;
+                    true
                 }
+                (
+                    Some(LayoutExtent::Hole { page: lp, nr: ln }),
+                    LayoutExtent::Hole { page, nr },
+                ) if *lp + *ln == page => {
+                    *ln += nr;
+                    true
+                }
+                _ => false,
+            };
+            if !merged {
+                out.extents.push(x);
             }
-            out.extents.push(x);
         };
         for e in inode.map.entries_in(first, stop) {
             if out.extents.len() >= max {
