@@ -10,12 +10,13 @@
 //! ([`ioctl`]) are handled as the kernel does ([`memory_failure`]).
 //!
 //! Layers, bottom to top (nothing imports a layer above it):
-//! [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
+//! [`geometry`] (constants only) → [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
 
 pub mod dax;
 mod error;
 pub mod fs;
 pub mod fuse;
+pub mod geometry;
 pub mod index;
 pub mod ioctl;
 pub mod memory_failure;
@@ -23,4 +24,4 @@ pub mod region;
 pub mod store;
 pub mod sync;
 
-pub use error::Error;
+pub use error::{Error, RepairError};
