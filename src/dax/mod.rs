@@ -48,14 +48,16 @@
 
 pub mod entry;
 pub mod guard;
+pub mod invariant;
 pub mod mapping;
 pub mod wait;
 
 pub use entry::{
     dax_entry_order, dax_entry_size, dax_is_locked, dax_is_pmd, dax_to_block, DaxEntry, DAX_EMPTY,
-    DAX_LOCKED, DAX_PMD, DAX_ZERO, PAGE_SIZE, PMD_NR_PAGES, PMD_ORDER, PMD_SIZE, PTE_ORDER,
+    DAX_LOCKED, DAX_PMD, DAX_ZERO, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, PTE_ORDER,
 };
 pub use guard::DaxEntryGuard;
+pub use invariant::Violation;
 pub use mapping::{DaxMapping, DaxMappingInfo, Lookup, UnmapHook};
 pub use wait::{WaitKey, WaitTable, WAIT_TABLE_BUCKETS};
 
