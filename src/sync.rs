@@ -73,3 +73,10 @@ mod shim {
         }
     }
 }
+
+/// Threads and thread-locals (loom's under `cfg(loom)`: loom threads share one OS thread, so
+/// per-thread state must use loom's `thread_local!`).
+#[cfg(not(loom))]
+pub use std::{thread, thread_local};
+#[cfg(loom)]
+pub use loom::{thread, thread_local};
