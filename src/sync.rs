@@ -74,9 +74,9 @@ mod shim {
     }
 }
 
-/// Threads and thread-locals (loom's under `cfg(loom)`: loom threads share one OS thread, so
-/// per-thread state must use loom's `thread_local!`).
-#[cfg(not(loom))]
-pub use std::{thread, thread_local};
+/// Threads (loom's under `cfg(loom)`: loom threads share one OS thread, so per-thread state
+/// must use loom's `thread_local!` there).
 #[cfg(loom)]
-pub use loom::{thread, thread_local};
+pub use loom::thread;
+#[cfg(not(loom))]
+pub use std::thread;

@@ -62,7 +62,11 @@ fn every_invariant_detector_is_here_and_every_bug_has_a_scenario() {
             "{}: {:?} detectors run {}",
             info.id,
             info.detection,
-            if info.detection == Detection::Invariant { "here" } else { "under loom" }
+            if info.detection == Detection::Invariant {
+                "here"
+            } else {
+                "under loom"
+            }
         );
     }
 }
@@ -86,8 +90,14 @@ fn replay_of_a_hang_bug_reports_the_hang_with_its_trace() {
     let failure = out.failure.expect("the bug must show");
     assert!(failure.contains("hangs"), "{failure}");
     let trace = out.trace.join("\n");
-    assert!(trace.contains("PMD fault B: sleeps on wait-queue key (inode 10, index 512)"), "{trace}");
-    assert!(trace.contains("wake-next on key (inode 10, index 1023): nobody was waiting"), "{trace}");
+    assert!(
+        trace.contains("PMD fault B: sleeps on wait-queue key (inode 10, index 512)"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("wake-next on key (inode 10, index 1023): nobody was waiting"),
+        "{trace}"
+    );
     // And with the fix, the same scenario passes.
     assert!(replay(info, Bugs::NONE, 1).failure.is_none());
 }

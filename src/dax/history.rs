@@ -316,7 +316,8 @@ pub static CATALOGUE: [BugInfo; 17] = [
         subject: "dax: Fix unlock mismatch with updated API",
         related: &[],
         fixed_in: "v4.20-rc6",
-        symptom: "the page unlock rebuilt the entry from the pfn of the page it was asked to lock, \
+        symptom:
+            "the page unlock rebuilt the entry from the pfn of the page it was asked to lock, \
                   a tail page of the PMD entry, instead of the entry it locked: the PMD entry now \
                   maps a misaligned block",
         detection: Detection::Invariant,
@@ -372,7 +373,8 @@ pub static CATALOGUE: [BugInfo; 17] = [
         subject: "dax: Fix huge page faults",
         related: &[],
         fixed_in: "v4.20-rc2",
-        symptom: "a PMD-order lookup was a plain load that saw PTE entries only in the first node's \
+        symptom:
+            "a PMD-order lookup was a plain load that saw PTE entries only in the first node's \
                   slots: a PTE entry at 1023 was missed and a PMD fault at 512 stored over it, \
                   even while it was locked (seed (a))",
         detection: Detection::Invariant,
@@ -520,7 +522,10 @@ mod tests {
         assert_eq!(s.iter().count(), 2);
         assert_eq!(s.to_string().parse::<Bugs>().unwrap(), s);
         assert_eq!(Bugs::parse("9f32d221301c").unwrap(), ALIAS_9F32D221);
-        assert_eq!(Bugs::parse("23c84eb").unwrap(), Bugs::only(Bug::PmdMissedWakeup));
+        assert_eq!(
+            Bugs::parse("23c84eb").unwrap(),
+            Bugs::only(Bug::PmdMissedWakeup)
+        );
         let e = Bugs::parse("23c84eb78375,deadbeef0000").unwrap_err();
         assert_eq!(e, UnknownBug("deadbeef0000".into()));
         assert!(e.to_string().contains("daxfs bugs list"));

@@ -85,8 +85,10 @@ struct Inner {
     /// Set by [`DaxMapping::destroy`]: the inode's memory is gone; any touch is a use after free.
     freed: AtomicBool,
     /// Threads inside a read-side section that keeps the mapping from being freed (the
-    /// kernel's `rcu_read_lock` over `page->mapping`); `destroy` waits for them.
-    rcu_readers: AtomicUsize,
+    /// kernel's `rcu_read_lock` over `page->mapping`); `destroy` waits for them. A mutex, not
+    /// an atomic: the reader's "count, then check alive" and destroy's "evict, then check the
+    /// count" must not both miss each other (loom's atomics are not sequentially consistent).
+    rcu_readers: crate::sync::Mutex<usize>,
     sleepers: AtomicUsize,
     /// User mappings of the file (`mapping_mapped`).
     mmaps: AtomicUsize,
@@ -167,7 +169,7 @@ impl DaxMapping {
                 index: Index::new(),
                 alive: AtomicBool::new(true),
                 freed: AtomicBool::new(false),
-                rcu_readers: AtomicUsize::new(0),
+                rcu_readers: crate::sync::Mutex::new(0),
                 sleepers: AtomicUsize::new(0),
                 mmaps: AtomicUsize::new(0),
                 waits: parts.waits.unwrap_or_else(global_wait_table),
@@ -824,12 +826,17 @@ impl DaxMapping {
     /// Context: may wait for readers; hold no entry lock of this mapping.
     pub fn destroy(&self) {
         self.evict();
-        while self.inner.rcu_readers.load(Ordering::SeqCst) > 0 {
+        loop {
+            let readers = self.inner.rcu_readers.lock();
+            if *readers == 0 {
+                let g = self.inner.index.lock();
+                self.inner.freed.store(true, Ordering::SeqCst);
+                drop(g);
+                break;
+            }
+            drop(readers);
             crate::sync::thread::yield_now();
         }
-        let g = self.inner.index.lock();
-        self.inner.freed.store(true, Ordering::SeqCst);
-        drop(g);
         self.trace(|| TraceEvent::Note(format!("inode {} freed", self.inner.inode)));
     }
 
@@ -838,15 +845,19 @@ impl DaxMapping {
         self.inner.freed.load(Ordering::SeqCst)
     }
 
-    /// `rcu_read_lock` on the mapping: [`DaxMapping::destroy`] cannot complete until the
-    /// matching [`DaxMapping::rcu_read_unlock`].
-    pub(super) fn rcu_read_lock(&self) {
-        self.inner.rcu_readers.fetch_add(1, Ordering::SeqCst);
+    /// `rcu_read_lock` on the mapping, then `inode is alive?`: [`DaxMapping::destroy`] cannot
+    /// complete until the matching [`DaxMapping::rcu_read_unlock`].
+    ///
+    /// Return: whether the inode is alive (not evicted).
+    pub(super) fn rcu_read_lock_alive(&self) -> bool {
+        let mut readers = self.inner.rcu_readers.lock();
+        *readers += 1;
+        self.inner.alive.load(Ordering::SeqCst)
     }
 
     /// Ends a read-side section.
     pub(super) fn rcu_read_unlock(&self) {
-        self.inner.rcu_readers.fetch_sub(1, Ordering::SeqCst);
+        *self.inner.rcu_readers.lock() -= 1;
     }
 
     /// A read fault on file page `index` (`dax_iomap_pte_fault` without allocation): a hole
@@ -890,8 +901,8 @@ impl DaxMapping {
         if pmd && block % PMD_NR_PAGES != 0 {
             return Err(DaxError::BadBlock(block));
         }
-        let e = DaxEntry::new(block, if pmd { DAX_PMD } else { 0 })
-            .ok_or(DaxError::BadBlock(block))?;
+        let e =
+            DaxEntry::new(block, if pmd { DAX_PMD } else { 0 }).ok_or(DaxError::BadBlock(block))?;
         let start = align_down(index, order);
         let mut g = self.lock_index()?;
         if g.find_conflict(start, order).is_some() {

@@ -13,8 +13,14 @@ use std::sync::Mutex as StdMutex;
 
 use super::wait::{WaitKey, WakeMode};
 
-crate::sync::thread_local! {
+// loom's `thread_local!` takes no `const` initializer.
+#[cfg(not(loom))]
+std::thread_local! {
     static LABEL: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static LABEL: std::cell::Cell<u32> = std::cell::Cell::new(0);
 }
 
 /// Names the calling thread for traces (see [`TraceLog::thread`]).
@@ -35,11 +41,19 @@ pub enum TraceEvent {
     /// A locked entry was unlocked, waking `mode` of its key.
     Unlocked { index: u64, order: u8, what: String },
     /// The thread registered on `key` and sleeps.
-    Sleep { key: WaitKey, exclusive: bool, why: String },
+    Sleep {
+        key: WaitKey,
+        exclusive: bool,
+        why: String,
+    },
     /// The thread's sleep on `key` ended.
     Woken { key: WaitKey },
     /// A wake-up of `key` woke the threads labelled `woke`.
-    Wake { key: WaitKey, mode: WakeMode, woke: Vec<u32> },
+    Wake {
+        key: WaitKey,
+        mode: WakeMode,
+        woke: Vec<u32>,
+    },
     /// A locked entry was erased.
     Erased { index: u64, order: u8 },
     /// Anything else worth a line (pins, scans, faults).

@@ -287,7 +287,11 @@ mod tests {
                 thread: 0,
             });
         }
-        assert_eq!(t.wake(key, WakeMode::Next), 2, "the shared one and the first exclusive");
+        assert_eq!(
+            t.wake(key, WakeMode::Next),
+            2,
+            "the shared one and the first exclusive"
+        );
         assert_eq!(t.wake(key, WakeMode::Next), 1, "the second exclusive");
         assert_eq!(t.wake(key, WakeMode::All), 0, "all woken already");
     }

@@ -125,6 +125,7 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     let opts = OpenOptions {
         read_only: spec.config.read_only,
         dax: spec.config.dax,
+        dax_bugs: spec.config.dax_bugs,
     };
     let fs = Arc::new(
         retry_while_releasing(&spec.region, Duration::from_secs(5), || {

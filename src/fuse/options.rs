@@ -39,6 +39,9 @@ pub struct MountConfig {
     /// `io_uring_sched=idle|normal`: queue threads at `SCHED_IDLE` under a starvation watchdog
     /// (default) or at normal priority (`fuse/uring/priority.rs`).
     pub io_uring_idle: bool,
+    /// `dax_bugs=ID:ID`: historical `fs/dax.c` bugs the DAX entry protocol reproduces
+    /// (docs/DAX-BUGS.md; `none` is today's kernel, the default).
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 impl Default for MountConfig {
@@ -60,6 +63,7 @@ impl Default for MountConfig {
             remount: false,
             io_uring: false,
             io_uring_idle: true,
+            dax_bugs: crate::dax::Bugs::NONE,
         }
     }
 }
@@ -109,7 +113,8 @@ const IGNORED: &[&str] = &[
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
-nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal (and mount(8)'s generic options such as \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal, \
+dax_bugs=ID:ID (and mount(8)'s generic options such as \
 defaults, auto, user, _netdev, x-*)";
 
 /// Parses a comma-separated option string (several `-o` strings may be joined with commas).
@@ -161,6 +166,10 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
                     "bad mount option 'io_uring_sched={v}': use io_uring_sched=idle or \
                      io_uring_sched=normal"
                 ))
+            }
+            ("dax_bugs", Some(v)) => {
+                c.dax_bugs = crate::dax::Bugs::parse(v)
+                    .map_err(|e| format!("bad mount option 'dax_bugs={v}': {e}"))?
             }
             ("threads", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => c.threads = Some(n),
@@ -276,5 +285,21 @@ mod tests {
         assert!(parse_options("io_uring_sched=fast").is_err());
         assert!(parse_options("threads=x").is_err());
         assert!(parse_options("ro=1").is_err());
+    }
+
+    #[test]
+    fn dax_bugs_name_catalogued_fixes() {
+        use crate::dax::{Bug, Bugs};
+        assert_eq!(parse_options("").unwrap().dax_bugs, Bugs::NONE);
+        let c = parse_options("rw,dax_bugs=23c84eb78375:61c30c98ef17").unwrap();
+        assert_eq!(
+            c.dax_bugs,
+            Bugs::only(Bug::PmdMissedWakeup).with(Bug::PutUnlockedInverted)
+        );
+        let e = parse_options("dax_bugs=123456789abc").unwrap_err();
+        assert!(
+            e.contains("dax_bugs=123456789abc") && e.contains("daxfs bugs list"),
+            "{e}"
+        );
     }
 }

@@ -40,7 +40,11 @@ impl DaxMapping {
     /// entries. Without page metadata nothing is ever pinned.
     ///
     /// Context: may sleep. Return: the region block of the first pinned page found, if any.
-    pub fn dax_layout_busy_page_range(&self, first: u64, end: u64) -> Result<Option<u64>, DaxError> {
+    pub fn dax_layout_busy_page_range(
+        &self,
+        first: u64,
+        end: u64,
+    ) -> Result<Option<u64>, DaxError> {
         let Some(pages) = self.inner.pages.clone() else {
             return Ok(None);
         };
@@ -104,7 +108,9 @@ impl DaxMapping {
                 self.dax_wake_entry(e.index, WakeMode::Next);
             }
             if let Some(b) = busy {
-                self.trace(|| TraceEvent::Note(format!("scan: block {b} of entry {} is busy", e.index)));
+                self.trace(|| {
+                    TraceEvent::Note(format!("scan: block {b} of entry {} is busy", e.index))
+                });
                 return Ok(Some(b));
             }
             cursor = after;

@@ -28,7 +28,7 @@ impl DaxMapping {
         index: u64,
         block: Option<u64>,
     ) -> Result<Option<DaxEntryGuard>, DaxError> {
-        let mut g = self.lock_index()?;
+        let mut g = self.lock_live_index()?;
         loop {
             if !self.inner.alive.load(Ordering::SeqCst) {
                 return Err(self.evicted());
@@ -65,6 +65,21 @@ impl DaxMapping {
         }
     }
 
+    /// The index lock of a mapping that may be dying under us, the way the kernel reaches the
+    /// mapping through `page->mapping`: inside a read-side section (so it cannot be freed
+    /// meanwhile) check that the inode is alive, and only then take the lock.
+    ///
+    /// Return: `Err(Evicted)` without touching the index if the inode is dead.
+    fn lock_live_index(&self) -> Result<IndexGuard<'_>, DaxError> {
+        let g = if self.rcu_read_lock_alive() {
+            self.lock_index()
+        } else {
+            Err(self.evicted())
+        };
+        self.rcu_read_unlock();
+        g
+    }
+
     /// What the page lock does after it woke up: take the index lock again (with the checks
     /// today's kernel makes first), decide whether the page moved, retry.
     fn after_page_lock_sleep(
@@ -81,14 +96,7 @@ impl DaxMapping {
         let mut g = if self.bugs().is(Bug::FreedInode) {
             self.lock_index()?
         } else {
-            self.rcu_read_lock();
-            let live = self.inner.alive.load(Ordering::SeqCst);
-            let g = if live { Some(self.lock_index()) } else { None };
-            self.rcu_read_unlock();
-            match g {
-                None => return Err(self.evicted()),
-                Some(g) => g?,
-            }
+            self.lock_live_index()?
         };
         // Bug c93db7bb6ef3 ("dax: Check page->mapping isn't NULL"): after sleeping the old
         // path went on with what it had seen before the sleep; the page may have been

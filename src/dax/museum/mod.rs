@@ -19,7 +19,9 @@ mod scenarios;
 use std::sync::{Arc as StdArc, Mutex as StdMutex};
 use std::time::Duration;
 
-use super::history::{Bug, BugInfo, Bugs};
+#[cfg(not(loom))]
+use super::history::BugInfo;
+use super::history::{Bug, Bugs};
 use super::mapping::{DaxMapping, DaxParts};
 use super::page::DaxPages;
 use super::trace::{set_thread_label, DaxTracer, TraceLog};
@@ -169,9 +171,7 @@ impl Stage {
                 }
             }
         }
-        t.handle
-            .join()
-            .map_err(|_| format!("{} panicked", t.name))
+        t.handle.join().map_err(|_| format!("{} panicked", t.name))
     }
 
     /// Directed: waits (up to 10 s) until `cond` holds, so the schedule under study is taken;

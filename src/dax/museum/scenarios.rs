@@ -44,7 +44,9 @@ fn zero_page_wakes_all_hole_readers(st: &Stage) -> Result<(), String> {
     g.unlock().map_err(dax)?;
     for r in readers {
         let got = st.join(r)?.map_err(dax)?;
-        check(got == HoleFault::ZeroPage, || format!("read fault got {got:?}"))?;
+        check(got == HoleFault::ZeroPage, || {
+            format!("read fault got {got:?}")
+        })?;
     }
     Ok(())
 }
@@ -75,7 +77,10 @@ fn page_unlock_keeps_the_pmd_order(st: &Stage) -> Result<(), String> {
     let e = m.index().load(512).ok_or("entry gone")?;
     let v = DaxEntry::from_raw(e.value);
     check(e.order == PMD_ORDER && v.is_pmd() && !v.is_locked(), || {
-        format!("after the page unlock the entry of order {} holds {v:?}", e.order)
+        format!(
+            "after the page unlock the entry of order {} holds {v:?}",
+            e.order
+        )
     })
 }
 
@@ -88,7 +93,10 @@ fn page_unlock_restores_the_locked_entry(st: &Stage) -> Result<(), String> {
     let e = m.index().load(700).ok_or("entry gone")?;
     let v = DaxEntry::from_raw(e.value);
     check(v.block() == 1024, || {
-        format!("the PMD entry at 512 maps block {} after the unlock, not 1024", v.block())
+        format!(
+            "the PMD entry at 512 maps block {} after the unlock, not 1024",
+            v.block()
+        )
     })
 }
 
@@ -128,7 +136,9 @@ fn page_lock_rechecks_after_sleeping(st: &Stage) -> Result<(), String> {
     st.until("memory failure sleeps", || m.sleepers() >= 1);
     g.delete().map_err(dax)?;
     let got = st.join(mf)?.map_err(dax)?;
-    check(got.is_none(), || format!("the page lock locked {got:?} after truncate"))?;
+    check(got.is_none(), || {
+        format!("the page lock locked {got:?} after truncate")
+    })?;
     check(m.index().load(5).is_none(), || {
         "the truncated entry at 5 is back in the index".to_string()
     })
@@ -162,10 +172,13 @@ fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), String> {
     let got = (g.index(), g.order());
     drop(g);
     let pte = m.index().load(1023);
-    check(pte.is_some_and(|e| e.order == PTE_ORDER && DaxEntry::from_raw(e.value).block() == 4000), || {
-        format!("the PTE entry at 1023 became {pte:?} (the PMD fault got {got:?})")
-    })?;
-    check(got == (512, PTE_ORDER), || format!("the PMD fault got {got:?}"))
+    check(
+        pte.is_some_and(|e| e.order == PTE_ORDER && DaxEntry::from_raw(e.value).block() == 4000),
+        || format!("the PTE entry at 1023 became {pte:?} (the PMD fault got {got:?})"),
+    )?;
+    check(got == (512, PTE_ORDER), || {
+        format!("the PMD fault got {got:?}")
+    })
 }
 
 /// 1571c029a2ff: a PTE fault inside a mapped PMD entry; every page keeps its owner.
@@ -232,7 +245,9 @@ fn put_unlocked_entry_wakes_the_next_waiter(st: &Stage) -> Result<(), String> {
     check(!kept, || "the dirty entry was invalidated".to_string())?;
     let got = st.join(c)?.map_err(dax)?;
     check(got, || "fault C found no entry".to_string())?;
-    check(m.index().get_mark(5, Mark::Dirty), || "dirty mark lost".to_string())
+    check(m.index().get_mark(5, Mark::Dirty), || {
+        "dirty mark lost".to_string()
+    })
 }
 
 /// 6370740e5f8e: a PMD fault on an empty 2 MiB range gets a PMD entry.
@@ -276,8 +291,12 @@ fn unpinning_wakes_break_layouts(st: &Stage) -> Result<(), String> {
     st.name_thread("DMA");
     st.pages().pin(77, 2);
     let m2 = m.clone();
-    let t = st.spawn("truncate (break layouts)", move || m2.dax_break_layouts(0, 16));
-    st.until("truncate waits for the pins", || st.pages().idle_waiters() >= 1);
+    let t = st.spawn("truncate (break layouts)", move || {
+        m2.dax_break_layouts(0, 16)
+    });
+    st.until("truncate waits for the pins", || {
+        st.pages().idle_waiters() >= 1
+    });
     st.note("DMA done: unpins both references at once");
     st.pages().unpin(77, 2);
     st.join(t)?.map_err(dax)?;
