@@ -16,6 +16,9 @@ pub enum BugsCmd {
         /// Print JSON (one object per bug).
         #[arg(long)]
         json: bool,
+        /// Print `ID<TAB>DETECTOR<TAB>ALSO,FAILS` lines (for scripts/regression-check).
+        #[arg(long, hide = true, conflicts_with = "json")]
+        tsv: bool,
     },
     /// Run a bug's detector with the bug on and with the fix, and print both traces.
     Replay {
@@ -29,8 +32,14 @@ pub enum BugsCmd {
 
 pub fn run(cmd: BugsCmd) -> Result<ExitCode, String> {
     match cmd {
-        BugsCmd::List { json } => {
-            list(json);
+        BugsCmd::List { json, tsv } => {
+            if tsv {
+                for b in &CATALOGUE {
+                    println!("{}\t{}\t{}", b.id, b.detector, b.also_fails.join(","));
+                }
+            } else {
+                list(json);
+            }
             Ok(ExitCode::SUCCESS)
         }
         BugsCmd::Replay { id, attempts } => replay_cmd(&id, attempts),
