@@ -37,7 +37,7 @@ detectors!(
     bug_c93db7bb6ef3_page_lock_rechecks_after_sleeping,
     bug_0e40de0338d0_pmd_fault_keeps_pte_entries,
     bug_1571c029a2ff_pte_fault_keeps_pmd_pages_associated,
-    bug_6370740e5f8e_pmd_fault_on_a_hole_gets_a_pmd_entry,
+    bug_6370740e5f8e_pmd_fault_over_a_pte_entry_falls_back,
     bug_6be3e21d25ca_busy_scan_checks_a_locked_entry,
     bug_cee91fa13a8e_busy_scan_checks_an_unmapped_file,
 );
@@ -50,7 +50,7 @@ fn every_invariant_detector_is_here_and_every_bug_has_a_scenario() {
         "bug_c93db7bb6ef3_page_lock_rechecks_after_sleeping",
         "bug_0e40de0338d0_pmd_fault_keeps_pte_entries",
         "bug_1571c029a2ff_pte_fault_keeps_pmd_pages_associated",
-        "bug_6370740e5f8e_pmd_fault_on_a_hole_gets_a_pmd_entry",
+        "bug_6370740e5f8e_pmd_fault_over_a_pte_entry_falls_back",
         "bug_6be3e21d25ca_busy_scan_checks_a_locked_entry",
         "bug_cee91fa13a8e_busy_scan_checks_an_unmapped_file",
     ];

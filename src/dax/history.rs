@@ -58,7 +58,7 @@ pub enum Bug {
     /// 55e56f06ed71: the page-lock path touched the mapping after waking, before checking it
     /// was still alive.
     FreedInode,
-    /// 0e40de0338d0: a PMD-order lookup saw only an entry at least as large as the request.
+    /// 0e40de0338d0: a PMD-order lookup saw smaller entries only in the first node's slots.
     HugePageFaults,
     /// 1571c029a2ff: a PTE fault inside a PMD entry re-associated only its own page.
     MixedAssociation,
@@ -66,7 +66,7 @@ pub enum Bug {
     PmdMissedWakeup,
     /// 61c30c98ef17: `put_unlocked_entry` tested for a conflict entry the wrong way round.
     PutUnlockedInverted,
-    /// 6370740e5f8e: an empty range was taken for a PTE conflict.
+    /// 6370740e5f8e: an unlocked smaller entry was returned to a PMD fault as its entry.
     PmdPteConflict,
     /// 237388320def: erasing an entry woke one waiter instead of all.
     InvalidateWakeOne,
@@ -386,7 +386,7 @@ pub static CATALOGUE: [BugInfo; 17] = [
         id: "1571c029a2ff",
         subject: "dax: Fix xarray entry association for mixed mappings",
         related: &[],
-        fixed_in: "v5.2-rc5",
+        fixed_in: "v5.2-rc8",
         symptom: "a PTE fault inside a mapped PMD entry disassociated all 512 pages from their \
                   (mapping, index) and associated only its own: memory failure then finds no \
                   owner for the other 511 and kills nobody",
@@ -412,10 +412,10 @@ pub static CATALOGUE: [BugInfo; 17] = [
         id: "61c30c98ef17",
         subject: "dax: Fix missed wakeup in put_unlocked_entry()",
         related: &[],
-        fixed_in: "v5.12-rc4",
-        symptom: "put_unlocked_entry woke the next waiter only for a conflict entry (the test was \
-                  inverted): a thread that was handed the wake-up and did not lock the entry \
-                  never passed it on",
+        fixed_in: "v5.3-rc3",
+        symptom: "23c84eb78375 was applied with the test in put_unlocked_entry inverted: it woke \
+                  the next waiter only for a conflict entry, so a thread that was handed the \
+                  wake-up and did not lock the entry never passed it on",
         detection: Detection::ModelChecker,
         detector: "bug_61c30c98ef17_put_unlocked_entry_wakes_the_next_waiter",
         also_fails: &[],
@@ -425,11 +425,14 @@ pub static CATALOGUE: [BugInfo; 17] = [
         id: "6370740e5f8e",
         subject: "fs/dax: Fix pmd vs pte conflict detection",
         related: &[],
-        fixed_in: "v6.15-rc1",
-        symptom: "an empty range was taken for a conflicting PTE entry: every PMD fault fell back \
-                  to PTE order and no PMD entry was ever created (silent loss of huge pages)",
+        fixed_in: "v5.4-rc5",
+        symptom:
+            "the order test of get_unlocked_entry (added by 23c84eb78375) came after the lock \
+                  test, so an unlocked PTE entry in a PMD fault's range was returned as the \
+                  fault's entry instead of a conflict: the fault took a PTE entry elsewhere and \
+                  no huge page was mapped (a silent v5.3 performance regression)",
         detection: Detection::Invariant,
-        detector: "bug_6370740e5f8e_pmd_fault_on_a_hole_gets_a_pmd_entry",
+        detector: "bug_6370740e5f8e_pmd_fault_over_a_pte_entry_falls_back",
         also_fails: &[],
     },
     BugInfo {
@@ -437,7 +440,7 @@ pub static CATALOGUE: [BugInfo; 17] = [
         id: "237388320def",
         subject: "dax: Wake up all waiters after invalidating dax entry",
         related: &[],
-        fixed_in: "v5.12-rc4",
+        fixed_in: "v5.13-rc2",
         symptom: "erasing an entry woke one of the invalidations sleeping on it; that one found \
                   nothing to erase and woke nobody: the third sleeps forever (virtiofs make -j)",
         detection: Detection::ModelChecker,
@@ -487,7 +490,7 @@ pub static CATALOGUE: [BugInfo; 17] = [
         id: "dd59137bfe70",
         subject: "fs/dax: Fix \"don't skip locked entries when scanning entries\"",
         related: &[],
-        fixed_in: "v6.15-rc2",
+        fixed_in: "v6.16-rc1",
         symptom: "the scan's new wait (wait_entry_unlocked_exclusive) paused the cursor before \
                   sleeping, which moved it past the locked entry: the entry was skipped again",
         detection: Detection::Invariant,

@@ -119,7 +119,11 @@ fn global_wait_table() -> Arc<WaitTable> {
     Arc::new(WaitTable::new(WAIT_TABLE_BUCKETS.min(4)))
 }
 
-fn check_order(order: u8) -> Result<(), DaxError> {
+/// Slots of one XArray node (`XA_CHUNK_SIZE`): what a PMD-order `xas_load` saw (bug
+/// 0e40de0338d0).
+const XA_CHUNK_SIZE: u64 = 64;
+
+pub(super) fn check_order(order: u8) -> Result<(), DaxError> {
     if order == PTE_ORDER || order == PMD_ORDER {
         Ok(())
     } else {
@@ -355,11 +359,12 @@ impl DaxMapping {
         // xa_state's order, or a smaller one only if it sits in the slots of the first node
         // walked: a PTE entry further on (at 1023 for a PMD at 512) was not seen, and the PMD
         // fault stored its entry over it, locked or not. The fix uses `xas_find_conflict`,
-        // which visits the whole range. Modelled as a load that sees only entries at least as
-        // large as the request.
-        if self.bugs().is(Bug::HugePageFaults) {
-            g.load(align_down(index, order))
-                .filter(|e| e.order >= order)
+        // which visits the whole range. Modelled as a lookup that sees only entries at least as
+        // large as the request or a smaller one within the first node's 64 slots.
+        if self.bugs().is(Bug::HugePageFaults) && order > PTE_ORDER {
+            let start = align_down(index, order);
+            g.find_conflict(index, order)
+                .filter(|e| e.order >= order || e.index < start + XA_CHUNK_SIZE)
         } else {
             g.find_conflict(index, order)
         }
@@ -384,38 +389,30 @@ impl DaxMapping {
                 return (g, Err(self.evicted()));
             }
             let Some(e) = self.lookup(&g, index, order) else {
-                // Bug 6370740e5f8e ("fs/dax: Fix pmd vs pte conflict detection"): the conflict
-                // test compared the order of what the lookup returned with the wanted order
-                // before testing whether it returned anything; an empty range has "order 0",
-                // so a PMD fault on a hole always saw a PTE conflict and fell back: no PMD
-                // entry was ever created. The fix tests for an empty slot first.
-                if order > PTE_ORDER && self.bugs().is(Bug::PmdPteConflict) {
-                    let none = Entry {
-                        index: align_down(index, order),
-                        order: PTE_ORDER,
-                        value: DaxEntry::empty(PTE_ORDER).raw(),
-                    };
-                    return (g, Ok(Lookup::Conflict(none)));
-                }
                 return (g, Ok(Lookup::Nothing));
             };
             let seen = DaxEntry::from_raw(e.value);
-            // Bug 23c84eb78375 ("dax: Fix missed wakeup with PMD faults"): a PMD fault that
-            // found a smaller entry checked for the conflict only after waiting for the entry
-            // to be unlocked. It slept on the key of its own (PMD-aligned) index, 512, while
-            // the PTE entry's unlock woke the key of 1023: nobody ever woke it (RocksDB hangs).
-            // The fix returns the conflict at once, so a fault never waits for a smaller entry.
-            let smaller = e.order < order;
-            if smaller && !self.bugs().is(Bug::PmdMissedWakeup) {
-                return (g, Ok(Lookup::Conflict(e)));
-            }
-            if !seen.is_locked() {
-                let found = if smaller {
-                    Lookup::Conflict(e)
-                } else {
-                    Lookup::Found(e)
-                };
-                return (g, Ok(found));
+            if e.order < order {
+                // Bug 23c84eb78375 ("dax: Fix missed wakeup with PMD faults"): the old
+                // `get_unlocked_entry` had no order test: a PMD fault that found a locked PTE
+                // entry slept until it was unlocked, on the key of its own PMD-aligned index
+                // (512), while the PTE entry's unlock woke the key of 1023: nobody ever woke it
+                // (RocksDB hangs). The fix returns a conflict at once, so a fault never waits
+                // for a smaller entry.
+                let waits = seen.is_locked() && self.bugs().is(Bug::PmdMissedWakeup);
+                // Bug 6370740e5f8e ("fs/dax: Fix pmd vs pte conflict detection"): that fix
+                // put its order test after the lock test, so an *unlocked* smaller entry was
+                // returned as the entry found; the PMD fault locked a PTE entry elsewhere in
+                // its range and could not map a huge page (a v5.3 performance regression, no
+                // PMD mappings once any PTE entry existed). The fix tests the order first.
+                if !seen.is_locked() && self.bugs().is(Bug::PmdPteConflict) {
+                    return (g, Ok(Lookup::Found(e)));
+                }
+                if !waits {
+                    return (g, Ok(Lookup::Conflict(e)));
+                }
+            } else if !seen.is_locked() {
+                return (g, Ok(Lookup::Found(e)));
             }
             // Register before releasing the index lock: an unlock needs the index lock to
             // change the entry and then our bucket's mutex to wake us (no lost wake-up).

@@ -164,7 +164,8 @@ fn woken_page_lock_never_touches_a_freed_mapping(st: &Stage) -> Result<(), Strin
     }
 }
 
-/// 0e40de0338d0: a PMD fault over a PTE entry at 1023 falls back and keeps it (seed a).
+/// 0e40de0338d0: a PMD fault over a PTE entry at 1023 (beyond the first node) keeps it
+/// (seed a).
 fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), String> {
     let m = st.mapping(8);
     mapped(&m, 1023, PTE_ORDER, 4000)?;
@@ -172,12 +173,11 @@ fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), String> {
     let got = (g.index(), g.order());
     drop(g);
     let pte = m.index().load(1023);
-    check(
-        pte.is_some_and(|e| e.order == PTE_ORDER && DaxEntry::from_raw(e.value).block() == 4000),
-        || format!("the PTE entry at 1023 became {pte:?} (the PMD fault got {got:?})"),
-    )?;
-    check(got == (512, PTE_ORDER), || {
-        format!("the PMD fault got {got:?}")
+    let kept = pte.is_some_and(|e| {
+        e.index == 1023 && e.order == PTE_ORDER && DaxEntry::from_raw(e.value).block() == 4000
+    });
+    check(kept, || {
+        format!("the PTE entry at 1023 became {pte:?} (the PMD fault got {got:?})")
     })
 }
 
@@ -250,15 +250,29 @@ fn put_unlocked_entry_wakes_the_next_waiter(st: &Stage) -> Result<(), String> {
     })
 }
 
-/// 6370740e5f8e: a PMD fault on an empty 2 MiB range gets a PMD entry.
-fn pmd_fault_on_a_hole_gets_a_pmd_entry(st: &Stage) -> Result<(), String> {
+/// 6370740e5f8e: a PMD fault at 512 over an unlocked PTE entry at 515 falls back to a PTE
+/// entry of its own; a PMD fault on a hole gets a PMD entry.
+fn pmd_fault_over_a_pte_entry_falls_back(st: &Stage) -> Result<(), String> {
     let m = st.mapping(12);
+    mapped(&m, 515, PTE_ORDER, 4000)?;
     let found = m.get_unlocked_entry(512, PMD_ORDER).map_err(dax)?;
-    let g = m.grab_mapping_entry(700, PMD_ORDER).map_err(dax)?;
+    let g = m.grab_mapping_entry(512, PMD_ORDER).map_err(dax)?;
     let got = (g.index(), g.order());
     drop(g);
-    check(found == Lookup::Nothing && got == (512, PMD_ORDER), || {
-        format!("a PMD fault on a hole saw {found:?} and got entry {got:?}: no huge page")
+    check(
+        matches!(found, Lookup::Conflict(_)) && got == (512, PTE_ORDER),
+        || {
+            format!(
+                "a PMD fault at 512 over the PTE entry at 515 saw {found:?} and got entry {got:?} \
+             (it must fall back to a PTE entry of its own)"
+            )
+        },
+    )?;
+    let g = m.grab_mapping_entry(1100, PMD_ORDER).map_err(dax)?;
+    let hole = (g.index(), g.order());
+    drop(g);
+    check(hole == (1024, PMD_ORDER), || {
+        format!("a PMD fault on a hole got {hole:?}")
     })
 }
 
@@ -380,8 +394,8 @@ pub static SCENARIOS: &[Scenario] = &[
         run: put_unlocked_entry_wakes_the_next_waiter,
     },
     Scenario {
-        detector: "bug_6370740e5f8e_pmd_fault_on_a_hole_gets_a_pmd_entry",
-        run: pmd_fault_on_a_hole_gets_a_pmd_entry,
+        detector: "bug_6370740e5f8e_pmd_fault_over_a_pte_entry_falls_back",
+        run: pmd_fault_over_a_pte_entry_falls_back,
     },
     Scenario {
         detector: "bug_237388320def_erase_wakes_every_invalidation",
