@@ -7,7 +7,7 @@
 //! dax_museum_loom` (`LOOM_MAX_PREEMPTIONS` overrides the bound, 3).
 #![cfg(loom)]
 
-use daxfs::dax::museum::{current_trace, scenario, Stage};
+use daxfs::dax::museum::{current_trace, scenario, stages_made, Stage};
 use daxfs::dax::Bugs;
 
 const PREEMPTIONS: usize = 3;
@@ -15,8 +15,15 @@ const PREEMPTIONS: usize = 3;
 fn explore(name: &'static str) {
     let bugs = Bugs::from_env().expect("DAXFS_DAX_BUGS names catalogued fixes");
     let default_hook = std::panic::take_hook();
+    let first = stages_made();
+    let started = std::time::Instant::now();
     std::panic::set_hook(Box::new(move |info| {
-        eprintln!("---- {name}: the failing schedule (bugs on: {bugs}) ----");
+        eprintln!(
+            "---- {name}: the failing schedule (bugs on: {bugs}), found after {} schedules in \
+             {:?} ----",
+            stages_made() - first,
+            started.elapsed()
+        );
         for l in current_trace() {
             eprintln!("  {l}");
         }
@@ -28,7 +35,6 @@ fn explore(name: &'static str) {
         b.preemption_bound = Some(PREEMPTIONS);
     }
     b.max_branches = b.max_branches.max(1 << 20);
-    let started = std::time::Instant::now();
     b.check(move || {
         let stage = Stage::new(bugs, false);
         stage.name_thread("main");
@@ -36,7 +42,11 @@ fn explore(name: &'static str) {
             panic!("{name}: {e}");
         }
     });
-    eprintln!("{name}: all schedules pass ({:?})", started.elapsed());
+    eprintln!(
+        "{name}: all {} schedules pass ({:?})",
+        stages_made() - first,
+        started.elapsed()
+    );
 }
 
 macro_rules! detectors {

@@ -53,6 +53,12 @@ pub fn scenario_of(bug: Bug) -> &'static Scenario {
 }
 
 static CURRENT: StdMutex<Option<StdArc<TraceLog>>> = StdMutex::new(None);
+static STAGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many stages were made so far: under loom, one per explored schedule.
+pub fn stages_made() -> usize {
+    STAGES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// The trace of the stage made last (for a panic hook: loom reports a deadlock by panicking).
 pub fn current_trace() -> Vec<String> {
@@ -80,6 +86,7 @@ impl Stage {
     /// A stage with `bugs` on; `directed` for a direct run (replay), `false` under loom.
     pub fn new(bugs: Bugs, directed: bool) -> Stage {
         let log = StdArc::new(TraceLog::new());
+        STAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut c) = CURRENT.lock() {
             *c = Some(log.clone());
         }
