@@ -8,27 +8,55 @@
 #![cfg(loom)]
 
 use daxfs::dax::museum::{current_trace, scenario, stages_made, Stage};
+use std::time::Instant;
+
 use daxfs::dax::Bugs;
 
 const PREEMPTIONS: usize = 3;
 
+std::thread_local! {
+    /// The detector this test thread explores: (name, bugs, stages made before it started).
+    static EXPLORING: std::cell::RefCell<Option<(&'static str, Bugs, usize, Instant)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// One panic hook for all tests: a panic with a message (loom's deadlock report, a detector's
+/// failure) prints the failing schedule's trace first. Loom's own unwinding of finished threads
+/// carries no message and prints nothing.
+fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned());
+            let Some(_) = msg else { return };
+            // Once per test: a deadlock report is followed by panics of loom's cleanup.
+            if let Some((name, bugs, first, started)) = EXPLORING.with(|e| e.borrow_mut().take()) {
+                eprintln!(
+                    "---- {name}: the failing schedule (bugs on: {bugs}), found after {} \
+                     schedules in {:?} ----",
+                    stages_made() - first,
+                    started.elapsed()
+                );
+                for l in current_trace() {
+                    eprintln!("  {l}");
+                }
+            }
+            default_hook(info);
+        }));
+    });
+}
+
 fn explore(name: &'static str) {
     let bugs = Bugs::from_env().expect("DAXFS_DAX_BUGS names catalogued fixes");
-    let default_hook = std::panic::take_hook();
+    install_hook();
     let first = stages_made();
-    let started = std::time::Instant::now();
-    std::panic::set_hook(Box::new(move |info| {
-        eprintln!(
-            "---- {name}: the failing schedule (bugs on: {bugs}), found after {} schedules in \
-             {:?} ----",
-            stages_made() - first,
-            started.elapsed()
-        );
-        for l in current_trace() {
-            eprintln!("  {l}");
-        }
-        default_hook(info);
-    }));
+    let started = Instant::now();
+    EXPLORING.with(|e| *e.borrow_mut() = Some((name, bugs, first, started)));
     let sc = scenario(name).expect("scenario");
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {

@@ -53,11 +53,16 @@ pub fn scenario_of(bug: Bug) -> &'static Scenario {
 }
 
 static CURRENT: StdMutex<Option<StdArc<TraceLog>>> = StdMutex::new(None);
-static STAGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// How many stages were made so far: under loom, one per explored schedule.
+std::thread_local! {
+    /// Stages made on this OS thread: under loom (which runs a model's threads on the thread
+    /// that calls it), one per explored schedule of the current test.
+    static STAGES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many stages this OS thread made so far.
 pub fn stages_made() -> usize {
-    STAGES.load(std::sync::atomic::Ordering::Relaxed)
+    STAGES.with(|s| s.get())
 }
 
 /// The trace of the stage made last (for a panic hook: loom reports a deadlock by panicking).
@@ -86,7 +91,7 @@ impl Stage {
     /// A stage with `bugs` on; `directed` for a direct run (replay), `false` under loom.
     pub fn new(bugs: Bugs, directed: bool) -> Stage {
         let log = StdArc::new(TraceLog::new());
-        STAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        STAGES.with(|s| s.set(s.get() + 1));
         if let Ok(mut c) = CURRENT.lock() {
             *c = Some(log.clone());
         }
