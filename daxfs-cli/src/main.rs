@@ -202,7 +202,7 @@ fn finish(name: &str, r: CmdResult) -> ExitCode {
 
 fn helper_main(args: &[String]) -> CmdResult {
     let h = helper::parse_helper_args(args)?;
-    let config = daxfs::fuse::parse_options(&h.options)?;
+    let config = daxfs::fuse::parse_options(&h.options).map_err(|e| e.to_string())?;
     if h.fake {
         return Ok(ExitCode::SUCCESS);
     }
@@ -218,7 +218,9 @@ fn helper_main(args: &[String]) -> CmdResult {
     // A region a daxfs daemon already serves is shared (bind mount), as a kernel filesystem
     // mounted twice shares its superblock; `daxfs mount` itself refuses it.
     if !config.remount
-        && daxfs::fuse::share::share_mounted_region(&m.region, &m.mountpoint, &h.options)?.is_some()
+        && daxfs::fuse::share::share_mounted_region(&m.region, &m.mountpoint, &h.options)
+            .map_err(|e| e.to_string())?
+            .is_some()
     {
         return Ok(ExitCode::SUCCESS);
     }
@@ -235,7 +237,8 @@ fn run(cli: Cli) -> CmdResult {
         Cmd::Mount(m) => mount::mount(&m),
         Cmd::Bugs { cmd } => bugs::run(cmd),
         Cmd::Umount { mountpoint } => {
-            let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))?;
+            let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))
+                .map_err(|e| e.to_string())?;
             if u.was_dead {
                 eprintln!(
                     "daxfs: cleared {} (its daemon was gone)",
@@ -291,7 +294,8 @@ fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
 }
 
 fn fsck(region: &Path, repair: bool) -> CmdResult {
-    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))?;
+    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))
+        .map_err(|e| e.to_string())?;
     if problems.is_empty() {
         println!("{}: clean", region.display());
         return Ok(ExitCode::SUCCESS);
@@ -355,7 +359,8 @@ fn stat(target: &Path, json: bool) -> CmdResult {
             read_only: true,
             ..OpenOptions::default()
         };
-        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))?;
+        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))
+            .map_err(|e| e.to_string())?;
         let st = fs.region_stat();
         fs.close().map_err(|e| e.to_string())?;
         st

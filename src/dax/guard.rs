@@ -6,7 +6,7 @@
 //! [`DaxMapping`] handle, so the mapping outlives it even if the inode is evicted meanwhile
 //! (the unlock then still works and releases the lock).
 
-use super::entry::{DaxEntry, DAX_PMD, DAX_ZERO, PMD_NR_PAGES, PMD_ORDER};
+use super::entry::{DaxEntry, DAX_PMD, DAX_ZERO, PMD_ORDER, PMD_PAGES};
 use super::history::Bug;
 use super::mapping::DaxMapping;
 use super::DaxError;
@@ -93,7 +93,7 @@ impl DaxEntryGuard {
     /// Return: `Err(BadBlock)` for a block out of range or unaligned for a PMD entry.
     pub fn insert(&mut self, block: u64, dirty: bool) -> Result<(), DaxError> {
         let pmd = self.order == PMD_ORDER;
-        if pmd && block % PMD_NR_PAGES != 0 {
+        if pmd && block % PMD_PAGES != 0 {
             return Err(DaxError::BadBlock(block));
         }
         let flags = if pmd { DAX_PMD } else { 0 };

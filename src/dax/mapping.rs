@@ -15,9 +15,10 @@ use crate::index::{align_down, Entry, Index, IndexGuard, Mark};
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::Arc;
 
-use super::entry::{DaxEntry, DAX_LOCKED, DAX_PMD, PMD_NR_PAGES, PMD_ORDER, PTE_ORDER};
+use super::entry::{DaxEntry, DAX_LOCKED, DAX_PMD, PMD_ORDER, PMD_PAGES, PTE_ORDER};
 use super::guard::DaxEntryGuard;
 use super::history::{Bug, Bugs};
+use super::invariant::Violation;
 use super::page::DaxPages;
 use super::trace::{thread_label, DaxTracer, TraceEvent};
 use super::wait::{WaitKey, WaitTable, WakeMode, WAIT_TABLE_BUCKETS};
@@ -696,7 +697,7 @@ impl DaxMapping {
             return Err(DaxError::BadOrder(order));
         }
         if let Some(h) = hole {
-            if !(start..start + PMD_NR_PAGES).contains(&h) {
+            if !(start..start + PMD_PAGES).contains(&h) {
                 return Err(DaxError::OutOfEntry(h));
             }
         }
@@ -705,7 +706,7 @@ impl DaxMapping {
         let held = DaxEntry::from_raw(cur.value);
         g.split(start, PTE_ORDER)?;
         let flags = held.flags() & !(DAX_PMD | DAX_LOCKED);
-        for i in 0..PMD_NR_PAGES {
+        for i in 0..PMD_PAGES {
             let at = start + i;
             if hole == Some(at) {
                 g.erase(at);
@@ -743,25 +744,26 @@ impl DaxMapping {
 
     /// Checks the quiescent invariants: no entry locked, every entry of order 0 or 9 with its
     /// `PMD` bit matching its order, PMD blocks 2 MiB-aligned. Return: the first violation.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), Violation> {
         for m in self.mappings() {
-            if m.entry.is_locked() {
-                return Err(format!("entry at {} left locked: {:?}", m.index, m.entry));
+            let (index, order, entry) = (m.index, m.order, m.entry);
+            if entry.is_locked() {
+                return Err(Violation::Locked { index, entry });
             }
-            if m.order != PTE_ORDER && m.order != PMD_ORDER {
-                return Err(format!("entry at {} has order {}", m.index, m.order));
+            if order != PTE_ORDER && order != PMD_ORDER {
+                return Err(Violation::Order { index, order });
             }
-            if m.entry.order() != m.order {
-                return Err(format!(
-                    "entry at {} of order {} encodes order {}: {:?}",
-                    m.index,
-                    m.order,
-                    m.entry.order(),
-                    m.entry
-                ));
+            if entry.order() != order {
+                let encoded = entry.order();
+                return Err(Violation::EncodedOrder {
+                    index,
+                    order,
+                    encoded,
+                    entry,
+                });
             }
-            if m.order == PMD_ORDER && m.entry.has_block() && m.entry.block() % PMD_NR_PAGES != 0 {
-                return Err(format!("PMD entry at {} has unaligned block", m.index));
+            if order == PMD_ORDER && entry.has_block() && entry.block() % PMD_PAGES != 0 {
+                return Err(Violation::UnalignedPmd { index });
             }
         }
         Ok(())

@@ -50,6 +50,7 @@
 pub mod entry;
 pub mod guard;
 pub mod history;
+pub mod invariant;
 pub mod mapping;
 pub mod museum;
 pub mod page;
@@ -58,10 +59,11 @@ pub mod wait;
 
 pub use entry::{
     dax_entry_order, dax_entry_size, dax_is_locked, dax_is_pmd, dax_to_block, DaxEntry, DAX_EMPTY,
-    DAX_LOCKED, DAX_PMD, DAX_ZERO, PAGE_SIZE, PMD_NR_PAGES, PMD_ORDER, PMD_SIZE, PTE_ORDER,
+    DAX_LOCKED, DAX_PMD, DAX_ZERO, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, PTE_ORDER,
 };
 pub use guard::DaxEntryGuard;
 pub use history::{Bug, Bugs, BUGS_ENV, REGRESSION_ENV};
+pub use invariant::Violation;
 pub use mapping::{DaxMapping, DaxMappingInfo, DaxParts, HoleFault, Lookup, UnmapHook};
 pub use page::{DaxPages, PageOwner};
 pub use trace::{DaxTracer, TraceEvent, TraceLog};

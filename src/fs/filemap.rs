@@ -34,10 +34,7 @@ use parking_lot::Mutex;
 use crate::dax::{DaxEntry, DaxEntryGuard, DaxError, DaxMapping, DaxMappingInfo, DaxOptions};
 use crate::index::Entry;
 
-/// Order of a PMD (2 MiB) entry.
-pub const PMD_ORDER: u8 = 9;
-/// Pages in a PMD entry.
-pub const PMD_PAGES: u64 = 1 << PMD_ORDER;
+pub use crate::geometry::{PMD_ORDER, PMD_PAGES};
 
 thread_local! {
     /// Reused guard vectors: a read or write locks its entries without allocating.

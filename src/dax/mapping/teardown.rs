@@ -4,7 +4,7 @@
 //! (`dax_load_hole`) and mount-time loading of entries. Erasing wakes every sleeper
 //! (`wake_erased`); keeping an entry the caller did not lock passes the wake-up on.
 
-use super::super::entry::{DaxEntry, DAX_PMD, PMD_NR_PAGES, PMD_ORDER, PTE_ORDER};
+use super::super::entry::{DaxEntry, DAX_PMD, PMD_ORDER, PMD_PAGES, PTE_ORDER};
 use super::super::trace::TraceEvent;
 use super::super::DaxError;
 use super::{check_order, DaxMapping, HoleFault, Lookup};
@@ -181,7 +181,7 @@ impl DaxMapping {
     pub fn dax_load_entry(&self, index: u64, order: u8, block: u64) -> Result<(), DaxError> {
         check_order(order)?;
         let pmd = order == PMD_ORDER;
-        if pmd && block % PMD_NR_PAGES != 0 {
+        if pmd && block % PMD_PAGES != 0 {
             return Err(DaxError::BadBlock(block));
         }
         let e =
