@@ -85,6 +85,9 @@ pub enum DaxMode {
 pub struct OpenOptions {
     pub read_only: bool,
     pub dax: DaxMode,
+    /// Historical `fs/dax.c` bugs every inode's DAX mapping reproduces (docs/DAX-BUGS.md);
+    /// empty (the default) is today's kernel behaviour.
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 /// Who uses a region block (see [`DaxFs::block_owner`]).
@@ -121,6 +124,8 @@ pub struct DaxFs {
     shut: AtomicBool,
     /// Which reads update atime (the mount's noatime/relatime/strictatime/nodiratime).
     atime: AtimePolicy,
+    /// Options of every inode's DAX mapping (the historical bugs switched on).
+    dax_opts: crate::dax::DaxOptions,
     /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
     layouts: std::sync::OnceLock<Arc<dyn super::layout::LayoutBreaker>>,
     /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
@@ -374,7 +379,7 @@ impl DaxFs {
                 d.slots.resize(d.slots.len().max(cap), None);
                 st.dir = Some(d);
             }
-            let inode = Inode::new(ino, st);
+            let inode = Inode::new(ino, st, crate::dax::DaxOptions::with_bugs(opts.dax_bugs));
             inode.map.attach_rmap(rmap.clone());
             for e in &li.extents {
                 let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
@@ -418,6 +423,7 @@ impl DaxFs {
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
             atime: AtimePolicy::default(),
+            dax_opts: crate::dax::DaxOptions::with_bugs(opts.dax_bugs),
             layouts: std::sync::OnceLock::new(),
             quarantine: Default::default(),
             sb,
