@@ -226,11 +226,7 @@ fn deadlock_case(uring: bool, dax: &str) {
     );
     let t = Instant::now();
     m.unmount();
-    assert!(
-        t.elapsed() < HANG,
-        "{what}: unmount took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < HANG, "{what}: unmount took {:?}", t.elapsed());
     r.assert_fsck_clean(&what);
 }
 

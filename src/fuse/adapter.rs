@@ -29,7 +29,7 @@ use fuser::{
 };
 
 use super::control;
-use super::notify::KernelNotifier;
+use super::notify::{KernelNotifier, Notification};
 use super::stats::{Op, RequestStats};
 use crate::fs::{Attr, Ctx, DaxFs, DaxMode, Errno, FileKind, SetAttr, TimeSet};
 use crate::ioctl::{DAXFS_IOC_REQ_STATS, FS_XFLAG_DAX};
@@ -89,13 +89,12 @@ impl DaxFuse {
     /// The fs layer changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
     /// or fallocate). After a WRITE or FALLOCATE the kernel invalidates only size and times
     /// (`FUSE_STATX_MODSIZE`), so `stat -c %A` (a statx for the mode alone) would keep showing
-    /// the cached bits for up to [`TTL`]: drop the cached attributes. Sent before the reply, so
-    /// the caller's next stat sees the new mode; attributes only (negative offset), which takes
-    /// no lock the waiting writer holds.
-    fn mode_changed(&self, ino: u64) {
-        if let Err(e) = self.notifier.inval_inode(ino, -1, 0) {
-            log::warn!("attribute invalidation of inode {ino} failed: {e}");
-        }
+    /// the cached bits for up to [`TTL`]: drop the cached attributes, then `reply`, so the
+    /// caller's next stat sees the new mode. Both from the notifier thread: a serving thread never
+    /// sends a notification (`super::notify`).
+    fn reply_after_mode_change(&self, ino: u64, reply: impl FnOnce() + Send + 'static) {
+        self.notifier
+            .post(vec![Notification::attrs(ino)], Some(Box::new(reply)));
     }
 
     /// The open flags that select the data path for an inode with attribute `flags`.
@@ -443,12 +442,8 @@ impl Filesystem for DaxFuse {
             .fs
             .write_dropping_privs(ino.0, offset, data, &ctx(req), kill_priv)
         {
-            Ok((n, dropped)) => {
-                if dropped {
-                    self.mode_changed(ino.0);
-                }
-                reply.written(n as u32)
-            }
+            Ok((n, true)) => self.reply_after_mode_change(ino.0, move || reply.written(n as u32)),
+            Ok((n, false)) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -670,11 +665,21 @@ impl Filesystem for DaxFuse {
             ctx: ctx(req),
             owner_uid: self.owner_uid,
         };
-        match control::handle(&self.fs, &self.notifier, caller, ino.0, cmd, in_data) {
+        // The answer may come later, from the notifier thread (poison: `super::control`).
+        let answer = move |r: Result<Vec<u8>, Errno>| match r {
             Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
             Ok(_) => reply.error(FuseErrno::EINVAL),
             Err(e) => reply.error(ferr(e)),
-        }
+        };
+        control::handle(
+            &self.fs,
+            &self.notifier,
+            caller,
+            ino.0,
+            cmd,
+            in_data,
+            Box::new(answer),
+        );
     }
 
     fn fallocate(
@@ -692,7 +697,7 @@ impl Filesystem for DaxFuse {
             .fs
             .fallocate_dropping_privs(ino.0, offset, length, mode, &ctx(req));
         if r == Ok(true) {
-            self.mode_changed(ino.0);
+            return self.reply_after_mode_change(ino.0, move || reply.ok());
         }
         reply_empty(reply, r.map(|_| ()));
     }

@@ -181,7 +181,9 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
             mountpoint.display()
         )
     })?;
-    notifier.connect(session.notifier());
+    notifier
+        .connect(session.notifier())
+        .map_err(|e| format!("cannot start the notifier thread: {e}"))?;
 
     let pid = std::process::id();
     let rec = DaemonRecord {

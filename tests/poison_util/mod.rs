@@ -196,7 +196,9 @@ pub fn survive_sigbus(c: &Counters) {
     // SAFETY: installing a handler in the child; the sigaction struct is fully initialised.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigbus as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) as usize;
+        sa.sa_sigaction = on_sigbus
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
@@ -225,7 +227,9 @@ pub fn mmap_pass(fd: i32, len: u64) -> Result<u64, i32> {
     for page in 0..len / PAGE {
         // SAFETY: inside the live mapping; a poisoned page raises SIGBUS, which the handler of
         // `survive_sigbus` turns into a zero page.
-        sum += u64::from(unsafe { std::ptr::read_volatile((p as *const u8).add((page * PAGE) as usize)) });
+        sum += u64::from(unsafe {
+            std::ptr::read_volatile((p as *const u8).add((page * PAGE) as usize))
+        });
     }
     // SAFETY: unmapping our own mapping.
     unsafe { libc::munmap(p, len as usize) };
@@ -282,10 +286,15 @@ impl DStateWatch {
     /// Samples every task of `pids`. Return: a task continuously in D state for longer than
     /// `limit`, if any.
     pub fn sample(&mut self, pids: &[i32], limit: Duration) -> Option<(i32, i32)> {
+        self.sample_tasks(&tasks_of(pids), limit)
+    }
+
+    /// As [`DStateWatch::sample`], for the given `(pid, tid)` tasks.
+    pub fn sample_tasks(&mut self, tasks: &[(i32, i32)], limit: Duration) -> Option<(i32, i32)> {
         let now = Instant::now();
         let mut seen = Vec::new();
         let mut over = None;
-        for (pid, tid) in tasks_of(pids) {
+        for &(pid, tid) in tasks {
             if task_state(pid, tid) == Some('D') {
                 let t0 = *self.since.entry((pid, tid)).or_insert(now);
                 let d = now - t0;
