@@ -10,12 +10,16 @@
 //! ([`ioctl`]) are handled as the kernel does ([`memory_failure`]).
 //!
 //! Layers, bottom to top (nothing imports a layer above it):
-//! [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
+//! [`geometry`] (constants only) → [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] →
+//! [`memory_failure`] → [`direct`] → [`fuse`]. [`direct`] holds the layout leases of processes
+//! that map files straight from the region (`daxfs exec`).
 
 pub mod dax;
+pub mod direct;
 mod error;
 pub mod fs;
 pub mod fuse;
+pub mod geometry;
 pub mod index;
 pub mod ioctl;
 pub mod memory_failure;
@@ -23,4 +27,4 @@ pub mod region;
 pub mod store;
 pub mod sync;
 
-pub use error::Error;
+pub use error::{Error, RepairError};

@@ -32,8 +32,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-/// Size of a region page / filesystem block.
-pub const PAGE_SIZE: u64 = 4096;
+use crate::geometry::PAGE_SIZE;
 
 /// What kind of object backs the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

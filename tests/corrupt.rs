@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use daxfs::fs::*;
 
 mod embedded;
-use daxfs::store::{self, Dirent, InodeRec, Superblock, BLOCK, SB_SIZE};
+use daxfs::store::{
+    self, CorruptReason, DecodeError, Dirent, InodeRec, JournalDamage, LayoutError, Superblock,
+    BLOCK, SB_SIZE,
+};
+use daxfs::Error;
 use rand::Rng;
 
 struct Info {
@@ -109,13 +113,15 @@ fn root_slot(path: &Path, info: &Info, name: &str) -> u64 {
 }
 
 type Mutate = fn(&Path, &Info);
+/// Whether a reason is the one a case expects.
+type Expect = fn(&CorruptReason) -> bool;
 
-fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
+fn cases() -> Vec<(&'static str, Mutate, Expect)> {
     vec![
         (
             "bad magic",
             |p, _| write_at(p, 0, b"NOTDAXFS"),
-            "not a daxfs region (bad magic",
+            |r| *r == CorruptReason::NotDaxfs,
         ),
         (
             "superblock checksum",
@@ -124,7 +130,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 b[40] ^= 0x10;
                 write_at(p, 0, &b);
             },
-            "bad superblock checksum",
+            |r| matches!(r, CorruptReason::SuperblockChecksum { .. }),
         ),
         (
             "newer version",
@@ -133,12 +139,12 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 s.version = 99;
                 write_at(p, 0, &s.encode());
             },
-            "newer on-media version 99",
+            |r| *r == CorruptReason::NewerVersion { version: 99 },
         ),
         (
             "truncated region",
             |p, _| raw(p).set_len(24 << 20).unwrap(),
-            "truncated region",
+            |r| matches!(r, CorruptReason::Truncated { len, .. } if *len == 24 << 20),
         ),
         (
             "bad block size",
@@ -147,7 +153,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 s.block_size = 8192;
                 write_at(p, 0, &s.encode());
             },
-            "bad layout: block size",
+            |r| *r == CorruptReason::Layout(LayoutError::BlockSize(8192)),
         ),
         (
             "bad inode table layout",
@@ -156,7 +162,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 s.inodes_total += 1000;
                 write_at(p, 0, &s.encode());
             },
-            "bad layout: inode table location",
+            |r| *r == CorruptReason::Layout(LayoutError::InodeTableLocation),
         ),
         (
             "inode record checksum",
@@ -166,12 +172,20 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 b[24] ^= 0x40;
                 write_at(p, s.inode_off(i.e), &b);
             },
-            "record checksum mismatch",
+            |r| {
+                matches!(
+                    r,
+                    CorruptReason::Inode {
+                        what: DecodeError::RecordChecksum,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "journal header garbage",
             |p, _| write_at(p, sb(p).journal_off(), b"GARBAGE!"),
-            "bad journal: header has an unknown magic",
+            |r| *r == CorruptReason::Journal(JournalDamage::UnknownMagic),
         ),
         (
             "journal record outside metadata",
@@ -190,7 +204,14 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 write_at(p, off + 64, &body);
                 write_at(p, off, &hdr);
             },
-            "bad journal: record 0 targets",
+            |r| {
+                let bad = JournalDamage::RecordOutside {
+                    index: 0,
+                    off: 0,
+                    len: 4,
+                };
+                *r == CorruptReason::Journal(bad)
+            },
         ),
         (
             "block map outside the region",
@@ -199,7 +220,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 r.inline[0].block = 1 << 40;
                 put_rec(p, i.a, &r);
             },
-            "block map points outside the region",
+            |r| matches!(r, CorruptReason::MapOutside { block, .. } if *block == 1 << 40),
         ),
         (
             "directory entry to a free inode",
@@ -212,7 +233,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 };
                 write_at(p, off, &d.encode());
             },
-            "points to a free or corrupt inode 900",
+            |r| matches!(r, CorruptReason::DirentToFree { dir: 1, ino: 900, name } if name == "a"),
         ),
         (
             "directory entry checksum",
@@ -222,7 +243,10 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 b[16] = b'X';
                 write_at(p, off, &b);
             },
-            "entry checksum mismatch",
+            |r| {
+                let bad = DecodeError::DirentChecksum;
+                matches!(r, CorruptReason::Slot { dir: 1, what, .. } if *what == bad)
+            },
         ),
         (
             "doubly-used block",
@@ -231,7 +255,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 r.inline[0].block = i.a_block;
                 put_rec(p, i.e, &r);
             },
-            "is used twice",
+            |r| matches!(r, CorruptReason::BlockUsedTwice { .. }),
         ),
         (
             "block map chain checksum",
@@ -243,7 +267,15 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 b[0] ^= 1;
                 write_at(p, off, &b);
             },
-            "block map chain checksum mismatch",
+            |r| {
+                matches!(
+                    r,
+                    CorruptReason::Inode {
+                        what: DecodeError::ChainChecksum,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "xattr block checksum",
@@ -254,7 +286,15 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 b[0] ^= 1;
                 write_at(p, off, &b);
             },
-            "xattr block checksum mismatch",
+            |r| {
+                matches!(
+                    r,
+                    CorruptReason::Inode {
+                        what: DecodeError::XattrChecksum,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "bad-block table checksum",
@@ -262,7 +302,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 let off = sb(p).badblk_off() + 8;
                 write_at(p, off, &[3]);
             },
-            "bad-block table checksum mismatch",
+            |r| *r == CorruptReason::BadTable(DecodeError::BadTableChecksum),
         ),
         (
             "directory with an absurd size",
@@ -273,7 +313,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 r.size = 1 << 50;
                 put_rec(p, dino, &r);
             },
-            "bad size 1125899906842624",
+            |r| matches!(r, CorruptReason::BadSize { size, .. } if *size == 1 << 50),
         ),
         (
             "root not a directory",
@@ -282,7 +322,7 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
                 r.mode = libc::S_IFREG | 0o644;
                 put_rec(p, ROOT_INO, &r);
             },
-            "root inode 1 is missing or not a directory",
+            |r| *r == CorruptReason::RootMissing,
         ),
     ]
 }
@@ -290,32 +330,50 @@ fn cases() -> Vec<(&'static str, Mutate, &'static str)> {
 #[test]
 fn each_corruption_is_refused_with_its_own_reason() {
     let dir = embedded::scratch_dir();
+    let all = cases();
     let mut reasons = Vec::new();
-    for (i, (what, mutate, expect)) in cases().into_iter().enumerate() {
+    for (i, (what, mutate, expect)) in all.iter().enumerate() {
         let path: PathBuf = dir.path().join(format!("r{i}.img"));
         let info = build(&path);
         mutate(&path, &info);
-        let err = match DaxFs::open(&path, &OpenOptions::default()) {
+        let reason = match DaxFs::open(&path, &OpenOptions::default()) {
             Ok(_) => panic!("{what}: corrupted region was accepted"),
-            Err(e) => e.to_string(),
+            Err(e @ Error::Corrupt { .. }) => {
+                // The message names the region and the problem.
+                let msg = e.to_string();
+                let Error::Corrupt { path: p, reason } = e else {
+                    unreachable!()
+                };
+                assert_eq!(p, path, "{what}");
+                assert!(msg.contains(&path.display().to_string()), "{what}: {msg}");
+                assert!(msg.contains(&reason.to_string()), "{what}: {msg}");
+                reason
+            }
+            Err(e) => panic!("{what}: not refused as corrupt: {e:?}"),
         };
-        assert!(err.contains(expect), "{what}: got {err:?}, want {expect:?}");
-        assert!(err.contains(&path.display().to_string()), "{what}: {err}");
-        reasons.push(expect);
+        assert!(expect(&reason), "{what}: got {reason:?}");
+        assert!(reason.is_fatal(), "{what}: {reason:?}");
         // fsck reports it too (or refuses the same way when the superblock itself is bad).
         match DaxFs::fsck(&path, false) {
-            Ok(probs) => assert!(
-                probs.iter().any(|p| p.contains(expect)),
-                "{what}: fsck found {probs:?}"
-            ),
-            Err(e) => assert!(e.to_string().contains(expect), "{what}: fsck {e}"),
+            Ok(probs) => assert!(probs.iter().any(expect), "{what}: fsck found {probs:?}"),
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(expect(&reason), "{what}: fsck {reason:?}")
+            }
+            Err(e) => panic!("{what}: fsck: {e:?}"),
         }
+        reasons.push(reason);
         std::fs::remove_file(&path).unwrap();
     }
-    let mut uniq = reasons.clone();
-    uniq.sort();
-    uniq.dedup();
-    assert_eq!(uniq.len(), reasons.len());
+    // Each corruption has its own reason: no other case's expectation matches it.
+    for (i, r) in reasons.iter().enumerate() {
+        for (j, (what, _, expect)) in all.iter().enumerate() {
+            assert_eq!(
+                expect(r),
+                i == j,
+                "case {i} ({r:?}) against case {j} ({what})"
+            );
+        }
+    }
     assert!(reasons.len() >= 10);
 }
 
@@ -367,15 +425,17 @@ fn fsck_finds_wrong_link_count_and_unreachable_inode() {
     drop(DaxFs::open(&path, &OpenOptions::default()).unwrap());
     let probs = DaxFs::fsck(&path, false).unwrap();
     assert!(
-        probs
-            .iter()
-            .any(|p| p.contains("wrong link count on inode")),
+        probs.iter().any(|p| matches!(
+            p,
+            CorruptReason::WrongLinkCount { ino, nlink: 3, want: 1 } if *ino == info.a
+        )),
         "{probs:?}"
     );
     assert!(
-        probs.iter().any(|p| p.contains("unreachable inode 700")),
+        probs.contains(&CorruptReason::Unreachable { ino: 700, nlink: 1 }),
         "{probs:?}"
     );
+    assert!(probs.iter().all(|p| !p.is_fatal()), "{probs:?}");
     DaxFs::fsck(&path, true).unwrap();
     assert!(DaxFs::fsck(&path, false).unwrap().is_empty());
     let fs = DaxFs::open(&path, &OpenOptions::default()).unwrap();

@@ -72,7 +72,7 @@ fn create_write_read_reopen() {
         "region is locked while open"
     );
     drop(fs);
-    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), Vec::<String>::new());
+    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), Vec::new());
 }
 
 #[test]
@@ -230,7 +230,10 @@ fn orphan_reclaimed_at_next_open() {
     let copy = t.path.with_extension("copy");
     std::fs::copy(&t.path, &copy).unwrap();
     let probs = DaxFs::fsck(&copy, false).unwrap();
-    assert!(probs.iter().any(|p| p.contains("orphan")), "{probs:?}");
+    assert!(
+        probs.contains(&daxfs::store::CorruptReason::Orphan { ino }),
+        "{probs:?}"
+    );
     let fs = open(&copy);
     assert_eq!(fs.getattr(ino), Err(Errno::ENOENT));
     drop(fs);
@@ -772,6 +775,7 @@ fn read_only_refuses_writes() {
         &OpenOptions {
             read_only: true,
             dax: DaxMode::Never,
+            ..OpenOptions::default()
         },
     )
     .unwrap();

@@ -1,10 +1,11 @@
 //! The `daxfs` command line: `mkfs`, `mount` (also as the `mount.fuse.daxfs` helper), `umount`,
-//! `fsck`, `stat`, `poison`, `install-helper`.
+//! `fsck`, `stat`, `poison`, `bugs`, `install-helper`.
 //!
 //! Every error names what is wrong and what to do, and exits with status 1 (2 for usage errors,
 //! from clap). Nothing here knows the filesystem's internals: it calls the library's public API
 //! and, for a mounted filesystem, the control ioctls.
 
+mod bugs;
 mod ctl;
 mod helper;
 mod logger;
@@ -77,6 +78,11 @@ enum Cmd {
     Poison {
         #[command(subcommand)]
         cmd: PoisonCmd,
+    },
+    /// The catalogue of historical fs/dax.c entry-locking bugs: list them, replay one.
+    Bugs {
+        #[command(subcommand)]
+        cmd: bugs::BugsCmd,
     },
     /// Install the mount(8) helper symlink DIR/mount.fuse.daxfs -> this binary, so that
     /// `mount -t fuse.daxfs REGION MOUNTPOINT` works.
@@ -196,7 +202,7 @@ fn finish(name: &str, r: CmdResult) -> ExitCode {
 
 fn helper_main(args: &[String]) -> CmdResult {
     let h = helper::parse_helper_args(args)?;
-    let config = daxfs::fuse::parse_options(&h.options)?;
+    let config = daxfs::fuse::parse_options(&h.options).map_err(|e| e.to_string())?;
     if h.fake {
         return Ok(ExitCode::SUCCESS);
     }
@@ -212,7 +218,9 @@ fn helper_main(args: &[String]) -> CmdResult {
     // A region a daxfs daemon already serves is shared (bind mount), as a kernel filesystem
     // mounted twice shares its superblock; `daxfs mount` itself refuses it.
     if !config.remount
-        && daxfs::fuse::share::share_mounted_region(&m.region, &m.mountpoint, &h.options)?.is_some()
+        && daxfs::fuse::share::share_mounted_region(&m.region, &m.mountpoint, &h.options)
+            .map_err(|e| e.to_string())?
+            .is_some()
     {
         return Ok(ExitCode::SUCCESS);
     }
@@ -227,8 +235,10 @@ fn run(cli: Cli) -> CmdResult {
             inodes,
         } => mkfs(&region, size, inodes),
         Cmd::Mount(m) => mount::mount(&m),
+        Cmd::Bugs { cmd } => bugs::run(cmd),
         Cmd::Umount { mountpoint } => {
-            let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))?;
+            let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))
+                .map_err(|e| e.to_string())?;
             if u.was_dead {
                 eprintln!(
                     "daxfs: cleared {} (its daemon was gone)",
@@ -284,7 +294,8 @@ fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
 }
 
 fn fsck(region: &Path, repair: bool) -> CmdResult {
-    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))?;
+    let problems = retry_while_releasing(region, RELEASE_WAIT, || DaxFs::fsck(region, repair))
+        .map_err(|e| e.to_string())?;
     if problems.is_empty() {
         println!("{}: clean", region.display());
         return Ok(ExitCode::SUCCESS);
@@ -348,7 +359,8 @@ fn stat(target: &Path, json: bool) -> CmdResult {
             read_only: true,
             ..OpenOptions::default()
         };
-        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))?;
+        let fs = retry_while_releasing(target, RELEASE_WAIT, || DaxFs::open(target, &opts))
+            .map_err(|e| e.to_string())?;
         let st = fs.region_stat();
         fs.close().map_err(|e| e.to_string())?;
         st

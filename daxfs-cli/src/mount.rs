@@ -13,9 +13,9 @@ use crate::{logger, CmdResult, MountArgs};
 
 pub fn mount(m: &MountArgs) -> CmdResult {
     let opts = m.options.join(",");
-    let config = parse_options(&opts)?;
+    let config = parse_options(&opts).map_err(|e| e.to_string())?;
     if config.remount {
-        daxfs::fuse::mounts::remount(&m.mountpoint, &opts)?;
+        daxfs::fuse::mounts::remount(&m.mountpoint, &opts).map_err(|e| e.to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     let threads = match m.threads.or(config.threads) {
@@ -43,7 +43,7 @@ pub fn mount(m: &MountArgs) -> CmdResult {
             config,
             threads,
         };
-        serve(&spec, ready)?;
+        serve(&spec, ready).map_err(|e| e.to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     background(m, &opts, threads)

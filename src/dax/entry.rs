@@ -39,16 +39,7 @@ pub const DAX_VALUE_BITS: u32 = 59;
 /// Largest block number an entry can hold.
 pub const DAX_MAX_BLOCK: u64 = (1 << (DAX_VALUE_BITS - DAX_SHIFT)) - 1;
 
-/// Order of a PTE entry (one 4 KiB page).
-pub const PTE_ORDER: u8 = 0;
-/// Order of a PMD entry (512 pages = 2 MiB).
-pub const PMD_ORDER: u8 = 9;
-/// Bytes in one page (one region block).
-pub const PAGE_SIZE: u64 = 4096;
-/// Pages in a PMD entry.
-pub const PMD_NR_PAGES: u64 = 1 << PMD_ORDER;
-/// Bytes mapped by a PMD entry.
-pub const PMD_SIZE: u64 = PAGE_SIZE << PMD_ORDER;
+pub use crate::geometry::{PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, PTE_ORDER};
 
 /// One DAX entry value as stored in the index.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

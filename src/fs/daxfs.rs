@@ -29,6 +29,7 @@ mod badblocks;
 mod dirents;
 mod inspect;
 mod io;
+mod layout;
 mod namespace;
 mod space;
 mod xattrs;
@@ -49,11 +50,13 @@ use super::filemap::{RangeLock, Rmap, PMD_ORDER, PMD_PAGES};
 use super::inode::{Dir, IState, Inode, Slot};
 use super::privs;
 use super::*;
+use crate::error::RepairError;
 use crate::region::Region;
 use crate::store::{
-    self, encode_badblocks, encode_chain, encode_xattrs, read_superblock, Allocator, Dirent,
-    Extent, Fix, Image, InodeRec, Journal, Superblock, Tx, BADBLK_MAX, BLOCK, DIRENTS_PER_BLOCK,
-    DIRENT_SIZE, EXTENTS_PER_CHAIN, INLINE_EXTENTS, MAX_FILE_SIZE, XATTR_VALUE_MAX,
+    self, encode_badblocks, encode_chain, encode_xattrs, read_superblock, Allocator, CorruptReason,
+    Dirent, Extent, Fix, Image, InodeRec, Journal, JournalError, Superblock, SuperblockError, Tx,
+    BADBLK_MAX, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, EXTENTS_PER_CHAIN, INLINE_EXTENTS,
+    MAX_FILE_SIZE, XATTR_VALUE_MAX,
 };
 
 /// Options for [`DaxFs::mkfs`].
@@ -82,6 +85,9 @@ pub enum DaxMode {
 pub struct OpenOptions {
     pub read_only: bool,
     pub dax: DaxMode,
+    /// Historical `fs/dax.c` bugs every inode's DAX mapping reproduces (docs/DAX-BUGS.md);
+    /// empty (the default) is today's kernel behaviour.
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 /// Who uses a region block (see [`DaxFs::block_owner`]).
@@ -118,6 +124,12 @@ pub struct DaxFs {
     shut: AtomicBool,
     /// Which reads update atime (the mount's noatime/relatime/strictatime/nodiratime).
     atime: AtimePolicy,
+    /// Options of every inode's DAX mapping (the historical bugs switched on).
+    dax_opts: crate::dax::DaxOptions,
+    /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
+    layouts: std::sync::OnceLock<Arc<dyn super::layout::LayoutBreaker>>,
+    /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
+    quarantine: super::layout::Quarantine,
 }
 
 /// The per-inode flags a new inode of `kind` takes from its parent directory's `parent_flags`:
@@ -204,11 +216,27 @@ fn is_dot(name: &OsStr) -> bool {
     name.as_bytes() == b"." || name.as_bytes() == b".."
 }
 
-fn corrupt(path: &Path, problem: impl Into<String>) -> crate::Error {
+fn corrupt(path: &Path, reason: CorruptReason) -> crate::Error {
     crate::Error::Corrupt {
-        path: path.display().to_string(),
-        problem: problem.into(),
+        path: path.to_path_buf(),
+        reason,
     }
+}
+
+/// Reads the superblock and replays a committed journal transaction: what open and fsck do first.
+fn recover(region: &Region, path: &Path) -> Result<Superblock, crate::Error> {
+    let sb = read_superblock(region).map_err(|e| match e {
+        SuperblockError::Region(e) => crate::Error::Region(e),
+        SuperblockError::Corrupt(reason) => corrupt(path, reason),
+    })?;
+    Journal::replay(region, &sb).map_err(|e| match e {
+        JournalError::Damaged(d) => corrupt(path, CorruptReason::Journal(d)),
+        source => crate::Error::Journal {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    Ok(sb)
 }
 
 /// Builds the block-map extents (merged runs) of a map.
@@ -268,10 +296,11 @@ impl DaxFs {
             .clamp(2, max_inodes);
         let sb = Superblock::for_region(len, inodes, now_ns() as u64);
         if sb.data_start + 64 > sb.total_blocks {
-            return Err(crate::Error::Other(format!(
-                "{}: region of {len} bytes is too small for {inodes} inodes",
-                path.display()
-            )));
+            return Err(crate::Error::TooSmall {
+                path: path.to_path_buf(),
+                len,
+                inodes,
+            });
         }
         let meta = sb.data_start * BLOCK;
         region.zero(0, meta)?;
@@ -309,14 +338,10 @@ impl DaxFs {
     /// an [`crate::Error`] that names the problem), replays the journal, takes the region lock.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<DaxFs, crate::Error> {
         let region = Region::open(path, None)?;
-        let sb = read_superblock(&region).map_err(|p| corrupt(path, p))?;
-        Journal::replay(&region, &sb).map_err(|p| corrupt(path, p))?;
+        let sb = recover(&region, path)?;
         let img = Image::load(&region, sb.clone());
         if let Some(p) = img.first_fatal() {
-            return Err(corrupt(
-                path,
-                format!("{} (run `daxfs fsck --repair`)", p.what),
-            ));
+            return Err(corrupt(path, p.reason.clone()));
         }
         let fs = DaxFs::from_image(region, img, opts);
         if !fs.read_only {
@@ -354,7 +379,7 @@ impl DaxFs {
                 d.slots.resize(d.slots.len().max(cap), None);
                 st.dir = Some(d);
             }
-            let inode = Inode::new(ino, st);
+            let inode = Inode::new(ino, st, crate::dax::DaxOptions::with_bugs(opts.dax_bugs));
             inode.map.attach_rmap(rmap.clone());
             for e in &li.extents {
                 let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
@@ -398,6 +423,9 @@ impl DaxFs {
             next_fh: AtomicU64::new(1),
             shut: AtomicBool::new(false),
             atime: AtimePolicy::default(),
+            dax_opts: crate::dax::DaxOptions::with_bugs(opts.dax_bugs),
+            layouts: std::sync::OnceLock::new(),
+            quarantine: Default::default(),
             sb,
         }
     }
@@ -416,51 +444,55 @@ impl DaxFs {
     }
 
     /// Checks a region that is not mounted; returns each problem found (empty when clean).
-    /// With `repair`, fixes what it can and returns what it fixed.
+    /// With `repair`, fixes what it can and returns what it fixed (a region that still has
+    /// problems after repair shows them at the next check).
     ///
     /// A committed journal transaction is replayed first (that is recovery, not repair).
-    pub fn fsck(path: &Path, repair: bool) -> Result<Vec<String>, crate::Error> {
+    pub fn fsck(path: &Path, repair: bool) -> Result<Vec<CorruptReason>, crate::Error> {
         let region = Region::open(path, None)?;
-        let sb = read_superblock(&region).map_err(|p| corrupt(path, p))?;
-        Journal::replay(&region, &sb).map_err(|p| corrupt(path, p))?;
+        let sb = recover(&region, path)?;
         let journal = Journal::new(&sb);
-        let mut found: Vec<String> = Vec::new();
+        let mut found: Vec<CorruptReason> = Vec::new();
         for pass in 0..6 {
             let img = Image::load(&region, sb.clone());
             if img.problems.is_empty() {
                 break;
             }
             for p in &img.problems {
-                if !found.contains(&p.what) {
-                    found.push(p.what.clone());
+                if !found.contains(&p.reason) {
+                    found.push(p.reason.clone());
                 }
             }
             if !repair {
                 break;
             }
             if pass == 5 {
-                found.push("some problems could not be repaired".into());
+                log::warn!("{}: some problems could not be repaired", path.display());
                 break;
             }
             for p in &img.problems {
                 let mut tx = Tx::new();
-                Self::repair_one(&region, &sb, &p.fix, &mut tx)
-                    .map_err(|e| crate::Error::Other(format!("{}: repair: {e}", path.display())))?;
-                journal
-                    .commit(&region, &tx)
-                    .map_err(|e| crate::Error::Other(format!("{}: repair: {e}", path.display())))?;
+                let fixed = Self::repair_one(&region, &sb, &p.fix, &mut tx)
+                    .and_then(|()| Ok(journal.commit(&region, &tx)?));
+                fixed.map_err(|source| crate::Error::Repair {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             }
         }
         Ok(found)
     }
 
-    fn repair_one(region: &Region, sb: &Superblock, fix: &Fix, tx: &mut Tx) -> Result<(), String> {
-        let read_rec = |ino: u64| -> Result<InodeRec, String> {
+    fn repair_one(
+        region: &Region,
+        sb: &Superblock,
+        fix: &Fix,
+        tx: &mut Tx,
+    ) -> Result<(), RepairError> {
+        let read_rec = |ino: u64| -> Result<InodeRec, RepairError> {
             let mut b = [0u8; store::INODE_SIZE as usize];
-            region
-                .read_at(sb.inode_off(ino), &mut b)
-                .map_err(|e| e.to_string())?;
-            InodeRec::decode(&b)
+            region.read_at(sb.inode_off(ino), &mut b)?;
+            InodeRec::decode(&b).map_err(|what| RepairError::Record { ino, what })
         };
         match *fix {
             Fix::None => {}
@@ -543,10 +575,10 @@ impl DaxFs {
             }
         }
         match err {
-            Some(e) => Err(crate::Error::Other(format!(
-                "{}: cannot persist on close: {e}",
-                self.region.path().display()
-            ))),
+            Some(errno) => Err(crate::Error::Close {
+                path: self.region.path().to_path_buf(),
+                errno,
+            }),
             None => Ok(()),
         }
     }
@@ -678,9 +710,12 @@ impl DaxFs {
     fn commit(&self, tx: Tx) -> FsResult<()> {
         self.journal.commit(&self.region, &tx).map_err(eio)?;
         if !tx.free_after.is_empty() {
+            // Blocks held by a layout fence stay allocated (`fs::layout`).
+            let held = self.quarantine.on_commit(&tx.free_after);
+            let free = held.as_deref().unwrap_or(&tx.free_after);
             let bad = self.bad.read();
             let mut a = self.alloc.lock();
-            for &b in &tx.free_after {
+            for &b in free {
                 if !bad.contains(&b) {
                     a.free(b);
                 }
@@ -702,9 +737,14 @@ impl DaxFs {
             return;
         }
         let mut tx = Tx::new();
-        for (b, n) in inode.map.unmap_range(0, u64::MAX) {
-            tx.free_after.extend(b..b + n);
-        }
+        let fence = self.break_layouts(
+            inode.ino,
+            0,
+            u64::MAX,
+            super::layout::LayoutChange::Truncate { size: 0 },
+        );
+        let freed = inode.map.unmap_range(0, u64::MAX);
+        self.free_after_layout_break(&mut tx, fence, freed);
         inode.map.evict();
         tx.free_after.append(&mut st.chain);
         if st.rec.xattr_block != 0 {

@@ -34,10 +34,7 @@ use parking_lot::Mutex;
 use crate::dax::{DaxEntry, DaxEntryGuard, DaxError, DaxMapping, DaxMappingInfo, DaxOptions};
 use crate::index::Entry;
 
-/// Order of a PMD (2 MiB) entry.
-pub const PMD_ORDER: u8 = 9;
-/// Pages in a PMD entry.
-pub const PMD_PAGES: u64 = 1 << PMD_ORDER;
+pub use crate::geometry::{PMD_ORDER, PMD_PAGES};
 
 thread_local! {
     /// Reused guard vectors: a read or write locks its entries without allocating.
@@ -171,8 +168,13 @@ fn eio(e: DaxError) -> nix::errno::Errno {
 impl FileMap {
     /// The map of inode `ino` (generation `generation`): its own DAX mapping.
     pub fn new(ino: u64, generation: u64) -> FileMap {
+        FileMap::with_options(ino, generation, DaxOptions::default())
+    }
+
+    /// As [`FileMap::new`], with DAX options (the historical bugs to reproduce).
+    pub fn with_options(ino: u64, generation: u64, opts: DaxOptions) -> FileMap {
         FileMap {
-            dax: DaxMapping::new(ino, generation, DaxOptions::default()),
+            dax: DaxMapping::new(ino, generation, opts),
             rmap: std::sync::OnceLock::new(),
             mapped: AtomicU64::new(0),
             poisoned: Mutex::new(BTreeMap::new()),

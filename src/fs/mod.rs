@@ -18,6 +18,7 @@ pub mod atime;
 mod daxfs;
 pub mod filemap;
 mod inode;
+pub mod layout;
 mod privs;
 mod types;
 

@@ -12,46 +12,7 @@ pub const ROOT_INO: Ino = 1;
 /// Longest file name, in bytes.
 pub const NAME_MAX: usize = 255;
 
-/// The type of an inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    Regular,
-    Directory,
-    Symlink,
-    Fifo,
-    Socket,
-    CharDevice,
-    BlockDevice,
-}
-
-impl FileKind {
-    /// The kind encoded in the `S_IFMT` bits of `mode`, if valid.
-    pub fn from_mode(mode: u32) -> Option<FileKind> {
-        Some(match mode & libc::S_IFMT {
-            libc::S_IFREG => FileKind::Regular,
-            libc::S_IFDIR => FileKind::Directory,
-            libc::S_IFLNK => FileKind::Symlink,
-            libc::S_IFIFO => FileKind::Fifo,
-            libc::S_IFSOCK => FileKind::Socket,
-            libc::S_IFCHR => FileKind::CharDevice,
-            libc::S_IFBLK => FileKind::BlockDevice,
-            _ => return None,
-        })
-    }
-    /// The `S_IFMT` bits of this kind.
-    pub fn mode_bits(self) -> u32 {
-        match self {
-            FileKind::Regular => libc::S_IFREG,
-            FileKind::Directory => libc::S_IFDIR,
-            FileKind::Symlink => libc::S_IFLNK,
-            FileKind::Fifo => libc::S_IFIFO,
-            FileKind::Socket => libc::S_IFSOCK,
-            FileKind::CharDevice => libc::S_IFCHR,
-            FileKind::BlockDevice => libc::S_IFBLK,
-        }
-    }
-}
+pub use crate::store::FileKind;
 
 /// Attributes of an inode.
 #[derive(Clone, Debug, PartialEq, Eq)]

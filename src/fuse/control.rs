@@ -29,26 +29,42 @@ impl Caller {
 /// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
 pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
 
+/// One ioctl as the kernel sent it.
+#[derive(Clone, Copy, Debug)]
+pub struct Ioctl<'a> {
+    pub caller: Caller,
+    /// The inode it was issued on.
+    pub ino: Ino,
+    pub cmd: u32,
+    /// Its input bytes.
+    pub input: &'a [u8],
+}
+
 /// Where an ioctl's answer goes: the output bytes (at most `_IOC_SIZE(cmd)`) or the errno.
 pub type Reply = Box<dyn FnOnce(FsResult<Vec<u8>>) + Send>;
 
 /// Handles one ioctl on inode `ino`; `reply` gets the answer, on this thread or (poison inject
 /// and clear, which answer only once the kernel dropped the range: `super::notify`) on the
-/// notifier thread.
+/// notifier thread. Memory failure invalidates through `inval` (the notifier, or the
+/// direct-mapping service's invalidator, which revokes direct mappings first).
 ///
 /// Context: runs in a session thread; may sleep in the fs layer; never waits for the kernel.
 pub fn handle(
     fs: &DaxFs,
     notifier: &KernelNotifier,
-    caller: Caller,
-    ino: Ino,
-    cmd: u32,
-    input: &[u8],
+    inval: &dyn mf::Invalidator,
+    req: Ioctl<'_>,
     reply: Reply,
 ) {
+    let Ioctl {
+        caller,
+        ino,
+        cmd,
+        input,
+    } = req;
     match cmd {
         DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
-            poison(fs, notifier, caller, ino, cmd, input, reply)
+            poison(fs, inval, caller, ino, cmd, input, reply)
         }
         FS_IOC_FSSETXATTR => {
             let r = set_xattr(fs, caller, ino, input);
@@ -127,7 +143,7 @@ fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<boo
 /// `memory_failure`, answered once the range is unmapped.
 fn poison(
     fs: &DaxFs,
-    notifier: &KernelNotifier,
+    inval: &dyn mf::Invalidator,
     caller: Caller,
     ino: Ino,
     cmd: u32,
@@ -162,7 +178,7 @@ fn poison(
             fs,
             off,
             len,
-            notifier,
+            inval,
             Box::new(move |r| done(r.map(|i| i.blocks))),
         ),
         (true, false) => mf::inject_file_then(
@@ -170,11 +186,11 @@ fn poison(
             ino,
             off,
             len,
-            notifier,
+            inval,
             Box::new(move |r| done(r.map(|i| i.blocks))),
         ),
-        (false, true) => mf::clear_region_then(fs, off, len, notifier, Box::new(done)),
-        (false, false) => mf::clear_file_then(fs, ino, off, len, notifier, Box::new(done)),
+        (false, true) => mf::clear_region_then(fs, off, len, inval, Box::new(done)),
+        (false, false) => mf::clear_file_then(fs, ino, off, len, inval, Box::new(done)),
     }
 }
 

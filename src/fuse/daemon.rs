@@ -11,6 +11,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,13 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
 use super::adapter::{DaxFuse, MAX_WRITE};
+use super::error::MountError;
 use super::mounts::{
     register, resolve_mountpoint, retry_while_releasing, unregister, DaemonRecord,
 };
 use super::notify::KernelNotifier;
 use super::options::MountConfig;
+use super::stats::RequestStats;
 use super::uring::{self, RingConfig};
 use crate::fs::atime::AtimeMode;
 use crate::fs::{DaxFs, OpenOptions};
@@ -90,48 +93,86 @@ fn report(ready: &mut Option<std::fs::File>, line: &str) {
 
 /// Mounts and serves until unmounted. `ready`, when given, receives the readiness line.
 ///
-/// Return: an error message naming what went wrong (also sent as `ERR` on `ready` when it happened
-/// before the mount was ready).
+/// Return: what went wrong (also sent as `ERR <message>` on `ready` when it happened before the
+/// mount was ready).
 ///
 /// Context: blocks SIGTERM/SIGINT in the calling thread (and so in every thread it starts) and
 /// handles them in a thread of its own.
-pub fn serve(spec: &MountSpec, mut ready: Option<std::fs::File>) -> Result<(), String> {
-    let r = serve_inner(spec, &mut ready);
+pub fn serve(spec: &MountSpec, mut ready: Option<std::fs::File>) -> Result<(), MountError> {
+    let r = serve_steps(spec, &mut ready);
     if let Err(e) = &r {
-        report(&mut ready, &format!("ERR {}", e.replace('\n', " ")));
+        report(
+            &mut ready,
+            &format!("ERR {}", e.to_string().replace('\n', " ")),
+        );
     }
     r
 }
 
-fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<(), String> {
-    let md = std::fs::metadata(&spec.mountpoint).map_err(|e| {
-        let mp = spec.mountpoint.display();
-        match e.raw_os_error() {
-            Some(libc::ENOTCONN | libc::ECONNABORTED) => format!(
-                "mount point {mp} is a dead FUSE mount (its daemon exited): run 'daxfs umount {mp}' \
-                 first"
-            ),
-            Some(libc::ENOENT) => format!("mount point {mp}: {e} (create the directory first)"),
-            _ => format!("mount point {mp}: {e}"),
+/// The daemon's life, step by step (module comment): each step's failure ends it.
+fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<(), MountError> {
+    let mountpoint = check_mountpoint(&spec.mountpoint)?;
+    let fs = open_filesystem(spec)?;
+    // Signals go to a thread of ours; every thread started from here inherits the mask.
+    let sigs = block_signals()?;
+    let notifier = KernelNotifier::new();
+    let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    // Layout leases for processes that map files directly (`daxfs exec`).
+    adapter.set_direct(crate::direct::DirectService::start(&fs));
+    let stats = adapter.stats_handle();
+    let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
+    let session = start_session(spec, &mountpoint, adapter)?;
+    notifier
+        .connect(session.notifier())
+        .map_err(MountError::NotifierThread)?;
+    let pid = std::process::id();
+    register_daemon(spec, &mountpoint, pid);
+    spawn_signal_thread(sigs, mountpoint.clone())?;
+    log::info!(
+        "mounted {} on {} ({} threads, {:?})",
+        spec.region.display(),
+        mountpoint.display(),
+        spec.threads,
+        spec.config.dax
+    );
+    report(ready, &format!("OK {pid}"));
+    let served = run_session(session, uring, spec, stats);
+    unregister(&mountpoint, Some(pid));
+    log::info!("session ended: {served:?}");
+    close_filesystem(fs, &spec.region)?;
+    served.map_err(MountError::Session)
+}
+
+/// The mount point, checked to be a directory that is not a dead FUSE mount, in canonical form.
+fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
+    let md = std::fs::metadata(mountpoint).map_err(|source| {
+        let mountpoint = mountpoint.to_path_buf();
+        match source.raw_os_error() {
+            Some(libc::ENOTCONN | libc::ECONNABORTED) => MountError::DeadMountpoint { mountpoint },
+            Some(libc::ENOENT) => MountError::MountpointMissing { mountpoint, source },
+            _ => MountError::Mountpoint { mountpoint, source },
         }
     })?;
     if !md.is_dir() {
-        return Err(format!(
-            "mount point {} is not a directory",
-            spec.mountpoint.display()
-        ));
+        return Err(MountError::NotADirectory {
+            mountpoint: mountpoint.to_path_buf(),
+        });
     }
-    let mountpoint = resolve_mountpoint(&spec.mountpoint);
+    Ok(resolve_mountpoint(mountpoint))
+}
+
+/// Opens (validates, locks) the region before anything is mounted, waiting briefly for a daemon
+/// that is still releasing it, and applies the atime options.
+fn open_filesystem(spec: &MountSpec) -> Result<Arc<DaxFs>, MountError> {
     let opts = OpenOptions {
         read_only: spec.config.read_only,
         dax: spec.config.dax,
+        dax_bugs: spec.config.dax_bugs,
     };
-    let fs = Arc::new(
-        retry_while_releasing(&spec.region, Duration::from_secs(5), || {
-            DaxFs::open(&spec.region, &opts)
-        })
-        .map_err(|e| format!("cannot mount: {e}"))?,
-    );
+    let fs = retry_while_releasing(&spec.region, Duration::from_secs(5), || {
+        DaxFs::open(&spec.region, &opts)
+    })
+    .map_err(MountError::Open)?;
     fs.set_atime_mode(
         match (spec.config.noatime, spec.config.strictatime) {
             (true, _) => AtimeMode::NoAtime,
@@ -140,18 +181,26 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
         },
         spec.config.nodiratime,
     );
+    Ok(Arc::new(fs))
+}
 
-    // Signals go to a thread of ours; every thread started from here inherits the mask.
+/// Blocks SIGTERM and SIGINT in this thread (and the threads it starts); returns the set for the
+/// signal thread to wait on.
+fn block_signals() -> Result<SigSet, MountError> {
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGTERM);
     sigs.add(Signal::SIGINT);
-    sigs.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    sigs.thread_block().map_err(MountError::Signals)?;
+    Ok(sigs)
+}
 
-    let notifier = KernelNotifier::new();
-    let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
-    let stats = adapter.stats_handle();
-    let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
+/// Mounts and creates the FUSE session: by mount(2) ourselves, or through fusermount3 when we may
+/// not mount. Nothing stays mounted when this fails.
+fn start_session(
+    spec: &MountSpec,
+    mountpoint: &Path,
+    adapter: DaxFuse,
+) -> Result<Session<DaxFuse>, MountError> {
     let mut cfg = Config::default();
     cfg.mount_options = fuser_options(&spec.region, &spec.config);
     cfg.acl = if spec.config.allow_other {
@@ -161,35 +210,32 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     };
     cfg.n_threads = Some(spec.threads.max(1));
     cfg.clone_fd = true;
-    let session = match kernel_mount(&spec.region, &mountpoint, &spec.config) {
+    match kernel_mount(&spec.region, mountpoint, &spec.config) {
         Ok(fd) => {
             let acl = cfg.acl;
             let s = Session::from_fd(adapter, fd, acl, cfg);
             if s.is_err() {
-                lazy_unmount(&mountpoint);
+                lazy_unmount(mountpoint);
             }
             s
         }
         // Not allowed to mount(2) ourselves: let fuser go through fusermount3.
-        Err(nix::errno::Errno::EPERM) => Session::new(adapter, &mountpoint, &cfg),
+        Err(nix::errno::Errno::EPERM) => Session::new(adapter, mountpoint, &cfg),
         Err(e) => Err(std::io::Error::from(e)),
     }
-    .map_err(|e| {
-        format!(
-            "cannot mount {} on {}: {e}",
-            spec.region.display(),
-            mountpoint.display()
-        )
-    })?;
-    notifier
-        .connect(session.notifier())
-        .map_err(|e| format!("cannot start the notifier thread: {e}"))?;
+    .map_err(|source| MountError::Mount {
+        region: spec.region.clone(),
+        mountpoint: mountpoint.to_path_buf(),
+        source,
+    })
+}
 
-    let pid = std::process::id();
+/// Records the daemon in the registry (a failure only costs `daxfs umount` its wait).
+fn register_daemon(spec: &MountSpec, mountpoint: &Path, pid: u32) {
     let rec = DaemonRecord {
         pid,
         region: spec.region.to_string_lossy().into_owned(),
-        mountpoint: mountpoint.clone(),
+        mountpoint: mountpoint.to_path_buf(),
     };
     if let Err(e) = register(&rec) {
         log::warn!(
@@ -197,28 +243,32 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
             super::mounts::run_dir().display()
         );
     }
-    let mp = mountpoint.clone();
+}
+
+/// Starts the thread that unmounts `mountpoint` on SIGTERM or SIGINT.
+fn spawn_signal_thread(sigs: SigSet, mountpoint: PathBuf) -> Result<(), MountError> {
     std::thread::Builder::new()
         .name("daxfs-signals".into())
         .spawn(move || {
             if let Ok(sig) = sigs.wait() {
-                log::info!("{sig:?}: unmounting {}", mp.display());
-                lazy_unmount(&mp);
+                log::info!("{sig:?}: unmounting {}", mountpoint.display());
+                lazy_unmount(&mountpoint);
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map(drop)
+        .map_err(MountError::SignalThread)
+}
 
-    log::info!(
-        "mounted {} on {} ({} threads, {:?})",
-        spec.region.display(),
-        mountpoint.display(),
-        spec.threads,
-        spec.config.dax
-    );
-    report(ready, &format!("OK {pid}"));
-
-    let served = match uring {
-        Some(agreed) if agreed.load(std::sync::atomic::Ordering::Relaxed) => {
+/// Serves until the mount goes away: through the io_uring queues when asked for and agreed at
+/// INIT, else through `/dev/fuse`.
+fn run_session(
+    session: Session<DaxFuse>,
+    uring: Option<Arc<AtomicBool>>,
+    spec: &MountSpec,
+    stats: Arc<RequestStats>,
+) -> std::io::Result<()> {
+    match uring {
+        Some(agreed) if agreed.load(Ordering::Relaxed) => {
             let config = RingConfig {
                 depth: RING_DEPTH,
                 payload: (MAX_WRITE as usize).max(8192),
@@ -235,16 +285,21 @@ fn serve_inner(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
             session.run()
         }
         None => session.run(),
-    };
-    unregister(&mountpoint, Some(pid));
-    log::info!("session ended: {served:?}");
-    match Arc::try_unwrap(fs) {
-        Ok(fs) => fs
-            .close()
-            .map_err(|e| format!("closing {}: {e}", spec.region.display()))?,
-        Err(_) => log::warn!("filesystem still referenced at exit; dropped without close"),
     }
-    served.map_err(|e| format!("FUSE session failed: {e}"))
+}
+
+/// Closes the filesystem after the last request (persisting everything).
+fn close_filesystem(fs: Arc<DaxFs>, region: &Path) -> Result<(), MountError> {
+    match Arc::try_unwrap(fs) {
+        Ok(fs) => fs.close().map_err(|source| MountError::Close {
+            region: region.to_path_buf(),
+            source,
+        }),
+        Err(_) => {
+            log::warn!("filesystem still referenced at exit; dropped without close");
+            Ok(())
+        }
+    }
 }
 
 /// The `mount(2)` data string of a FUSE mount on `fd`.
@@ -367,7 +422,11 @@ mod tests {
             Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))),
         )
         .unwrap_err();
-        assert!(e.contains("/nonexistent/mnt"), "{e}");
+        assert!(
+            matches!(&e, MountError::MountpointMissing { mountpoint, .. }
+                if mountpoint == Path::new("/nonexistent/mnt")),
+            "{e}"
+        );
         let line = std::io::read_to_string(r).unwrap();
         assert!(
             line.starts_with("ERR mount point /nonexistent/mnt"),

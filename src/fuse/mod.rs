@@ -12,6 +12,7 @@
 //! - [`notify`]: kernel cache invalidation for lower layers (poison unmaps through it).
 //! - [`options`]: the `-o` mount options.
 //! - [`daemon`]: open, mount, readiness, serve, unmount on SIGTERM/SIGINT, close.
+//! - [`error`]: why a mount, remount or unmount did not happen.
 //! - [`mounts`]: the mount table, the daemon registry and `unmount` (also of dead mounts).
 //! - [`share`]: the mount helper's second mount of a served region (a bind mount).
 //! - [`uring`]: FUSE-over-io_uring (`-o io_uring`): per-CPU ring queues served on their CPU.
@@ -26,6 +27,7 @@
 pub mod adapter;
 pub mod control;
 pub mod daemon;
+pub mod error;
 pub mod mounts;
 pub mod notify;
 pub mod options;
@@ -35,6 +37,7 @@ pub mod uring;
 
 pub use adapter::DaxFuse;
 pub use daemon::{default_threads, serve, MountSpec};
+pub use error::{MountError, OpenError, OptionError};
 pub use mounts::{unmount, Unmounted};
 pub use notify::KernelNotifier;
 pub use options::{parse_options, MountConfig};

@@ -15,7 +15,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
+
+use super::error::{MountError, OpenError};
+use super::options::{parse_options, MountConfig};
 
 /// One line of the mount table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,29 +138,26 @@ pub fn retry_while_releasing<T>(
     region: &Path,
     wait: Duration,
     mut open: impl FnMut() -> Result<T, crate::Error>,
-) -> Result<T, String> {
+) -> Result<T, OpenError> {
     let deadline = Instant::now() + wait;
     loop {
         match open() {
             Ok(v) => return Ok(v),
             Err(crate::Error::Region(crate::region::RegionError::Busy { .. })) => {
-                if let Some(mp) = region_mounted_on(region) {
-                    return Err(format!(
-                        "{}: region is already mounted on {}; unmount it first",
-                        region.display(),
-                        mp.display()
-                    ));
+                if let Some(mountpoint) = region_mounted_on(region) {
+                    return Err(OpenError::AlreadyMounted {
+                        region: region.to_path_buf(),
+                        mountpoint,
+                    });
                 }
                 if Instant::now() >= deadline {
-                    return Err(format!(
-                        "{}: region is in use by another process (a daxfs daemon or fsck); \
-                         stop it first",
-                        region.display()
-                    ));
+                    return Err(OpenError::InUse {
+                        region: region.to_path_buf(),
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(OpenError::Fs(e)),
         }
     }
 }
@@ -274,18 +275,24 @@ pub(crate) fn mount_flag(opt: &str) -> Option<(nix::mount::MsFlags, bool)> {
 }
 
 /// Daemon options a remount cannot change but may repeat with the value in force.
-const SERVED_SETTINGS: &[&str] = &["dax", "io_uring", "noio_uring", "io_uring_sched"];
+const SERVED_SETTINGS: &[&str] = &[
+    "dax",
+    "io_uring",
+    "noio_uring",
+    "io_uring_sched",
+    "dax_bugs",
+];
 
 /// The `-o` options the daemon serving `mp` was started with, read from its command line
 /// (`daxfs mount REGION MNT ... -o OPTS`, as both `daxfs mount` and the helper start it).
-fn served_config(mp: &Path) -> Option<super::options::MountConfig> {
+fn served_config(mp: &Path) -> Option<MountConfig> {
     let rec = lookup(mp)?;
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", rec.pid)).ok()?;
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    super::options::parse_options(&option_args(&args).join(",")).ok()
+    parse_options(&option_args(&args).join(",")).ok()
 }
 
 /// The values of every `-o VALUE` / `-oVALUE` in `args`.
@@ -306,15 +313,16 @@ fn option_args(args: &[String]) -> Vec<String> {
 
 /// Whether the daemon option `opt` (`dax=`, `io_uring`, `noio_uring`, `io_uring_sched=`) names
 /// what `current` already has; `None` for other options.
-fn same_as_served(opt: &str, current: &super::options::MountConfig) -> Option<bool> {
+fn same_as_served(opt: &str, current: &MountConfig) -> Option<bool> {
     let key = opt.split_once('=').map_or(opt, |(k, _)| k);
     if !SERVED_SETTINGS.contains(&key) {
         return None;
     }
-    let want = super::options::parse_options(opt).ok()?;
+    let want = parse_options(opt).ok()?;
     Some(match key {
         "dax" => want.dax == current.dax,
         "io_uring_sched" => want.io_uring_idle == current.io_uring_idle,
+        "dax_bugs" => want.dax_bugs == current.dax_bugs,
         _ => want.io_uring == current.io_uring,
     })
 }
@@ -326,61 +334,24 @@ fn same_as_served(opt: &str, current: &super::options::MountConfig) -> Option<bo
 /// the mount's current setting.
 ///
 /// Return: an error naming the offending option or the failing mount point.
-pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
+pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), MountError> {
     use nix::mount::MsFlags;
     let mp = resolve_mountpoint(mountpoint);
-    let entry = find_fuse_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
+    let entry = find_fuse_mount(&mp).ok_or_else(|| MountError::NotMounted {
+        mountpoint: mp.clone(),
+    })?;
     let mut flags = MsFlags::empty();
-    let set = |flags: &mut MsFlags, opt: &str| -> bool {
-        match mount_flag(opt) {
-            Some((f, on)) => {
-                flags.set(f, on);
-                true
-            }
-            None => false,
-        }
-    };
     for o in entry.options.split(',') {
-        set(&mut flags, o);
+        set_mount_flag(&mut flags, o);
     }
     // How the daemon serves the mount: options that cannot change are accepted when they name
     // what is already in force (mount(8) and xfstests pass the original options again).
     let serving = served_config(&mp);
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        if o == "remount" || set(&mut flags, o) {
+        if o == "remount" || set_mount_flag(&mut flags, o) {
             continue;
         }
-        let key = o.split_once('=').map_or(o, |(k, _)| k);
-        if let Some(current) = &serving {
-            if same_as_served(o, current) == Some(true) {
-                continue;
-            }
-        }
-        if SERVED_SETTINGS.contains(&key)
-            || ["threads", "log", "allow_other", "noallow_other"].contains(&key)
-        {
-            return Err(format!(
-                "mount option '{o}' cannot be changed by a remount; unmount and mount again"
-            ));
-        }
-        if [
-            "defaults",
-            "default_permissions",
-            "auto",
-            "noauto",
-            "user",
-            "nouser",
-            "_netdev",
-            "nofail",
-            "lazytime",
-            "nolazytime",
-        ]
-        .contains(&key)
-            || key.starts_with("x-")
-        {
-            continue;
-        }
-        return Err(format!("unknown mount option '{o}' for a remount"));
+        remount_option_allowed(o, serving.as_ref())?;
     }
     nix::mount::mount(
         None::<&str>,
@@ -389,7 +360,85 @@ pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), String> {
         MsFlags::MS_REMOUNT | flags,
         None::<&str>,
     )
-    .map_err(|e| format!("cannot remount {}: {e}", mp.display()))
+    .map_err(|errno| MountError::Remount {
+        mountpoint: mp,
+        errno,
+    })
+}
+
+/// Sets in `flags` the mount flag that `opt` names; returns whether it named one.
+fn set_mount_flag(flags: &mut nix::mount::MsFlags, opt: &str) -> bool {
+    match mount_flag(opt) {
+        Some((f, on)) => {
+            flags.set(f, on);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Options of mount(8) that a remount passes along and that mean nothing to a FUSE mount.
+const REMOUNT_IGNORED: &[&str] = &[
+    "defaults",
+    "default_permissions",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "_netdev",
+    "nofail",
+    "lazytime",
+    "nolazytime",
+];
+
+/// Whether a remount may name `o`, an option that is not a mount flag: a daemon setting naming
+/// the value in force (`serving`), or one of mount(8)'s options that change nothing.
+fn remount_option_allowed(o: &str, serving: Option<&MountConfig>) -> Result<(), MountError> {
+    let key = o.split_once('=').map_or(o, |(k, _)| k);
+    if serving.is_some_and(|current| same_as_served(o, current) == Some(true)) {
+        return Ok(());
+    }
+    if SERVED_SETTINGS.contains(&key)
+        || ["threads", "log", "allow_other", "noallow_other"].contains(&key)
+    {
+        return Err(MountError::RemountCannotChange {
+            option: o.to_string(),
+        });
+    }
+    if REMOUNT_IGNORED.contains(&key) || key.starts_with("x-") {
+        return Ok(());
+    }
+    Err(MountError::RemountUnknown {
+        option: o.to_string(),
+    })
+}
+
+/// Unmounts `mp`: a busy mount is retried briefly (a file closed a moment ago can still pin it:
+/// its final fput runs asynchronously), then detached lazily. Return: whether it was detached.
+fn umount_retrying(mp: &Path) -> Result<bool, MountError> {
+    let detach = |mp: &Path| {
+        umount2(mp, MntFlags::MNT_DETACH).map_err(|errno| MountError::Unmount {
+            mountpoint: mp.to_path_buf(),
+            errno,
+        })
+    };
+    let mut r = umount2(mp, MntFlags::empty());
+    for _ in 0..25 {
+        if r != Err(Errno::EBUSY) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        r = umount2(mp, MntFlags::empty());
+    }
+    match r {
+        Ok(()) => Ok(false),
+        Err(Errno::EBUSY) => detach(mp).map(|()| true),
+        Err(Errno::EPERM) => Err(MountError::UnmountDenied {
+            mountpoint: mp.to_path_buf(),
+        }),
+        // A dead connection can refuse a plain unmount on some kernels: detach it.
+        Err(_) => detach(mp).map(|()| false),
+    }
 }
 
 /// What [`unmount`] did.
@@ -405,51 +454,21 @@ pub struct Unmounted {
 /// exit, so that the region can be mounted again at once. A mount whose daemon died is cleared.
 ///
 /// Return: an error message naming what is wrong (not mounted, not a FUSE mount, permission).
-pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, String> {
+pub fn unmount(mountpoint: &Path, wait: Duration) -> Result<Unmounted, MountError> {
     let mp = resolve_mountpoint(mountpoint);
     if find_fuse_mount(&mp).is_none() {
         let other = mount_table().into_iter().rev().find(|m| m.mountpoint == mp);
         return Err(match other {
-            Some(m) => format!(
-                "{} is a {} mount, not a daxfs (FUSE) mount; use umount(8) for it",
-                mp.display(),
-                m.fstype
-            ),
-            None => format!("{} is not mounted", mp.display()),
+            Some(m) => MountError::NotFuse {
+                mountpoint: mp,
+                fstype: m.fstype,
+            },
+            None => MountError::NotMounted { mountpoint: mp },
         });
     }
     let rec = lookup(&mp).filter(|r| daemon_alive(r.pid));
     let was_dead = rec.is_none();
-    let mut lazy = false;
-    // A file closed a moment ago can still pin the mount (its final fput runs asynchronously):
-    // retry a busy unmount briefly before detaching lazily.
-    let mut r = umount2(&mp, MntFlags::empty());
-    for _ in 0..25 {
-        if r != Err(nix::errno::Errno::EBUSY) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        r = umount2(&mp, MntFlags::empty());
-    }
-    match r {
-        Ok(()) => {}
-        Err(nix::errno::Errno::EBUSY) => {
-            umount2(&mp, MntFlags::MNT_DETACH)
-                .map_err(|e| format!("cannot unmount {}: {e}", mp.display()))?;
-            lazy = true;
-        }
-        Err(nix::errno::Errno::EPERM) => {
-            return Err(format!(
-                "cannot unmount {}: permission denied (run as root, or use fusermount3 -u)",
-                mp.display()
-            ))
-        }
-        Err(_) => {
-            // A dead connection can refuse a plain unmount on some kernels: detach it.
-            umount2(&mp, MntFlags::MNT_DETACH)
-                .map_err(|e| format!("cannot unmount {}: {e}", mp.display()))?;
-        }
-    }
+    let lazy = umount_retrying(&mp)?;
     if let Some(rec) = &rec {
         // A lazily detached mount lives on while it is in use: do not wait long for it.
         let wait = if lazy {
@@ -548,7 +567,7 @@ mod tests {
     fn unmount_of_unmounted_dir_names_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let e = unmount(dir.path(), Duration::from_millis(1)).unwrap_err();
-        assert!(e.contains("is not mounted"), "{e}");
+        assert!(matches!(e, MountError::NotMounted { .. }), "{e}");
     }
 
     #[test]

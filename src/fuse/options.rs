@@ -5,6 +5,7 @@
 //! region path exactly as given and there is never a `subtype=` (xfstests checks `df -T` = `fuse`
 //! and `findmnt -S REGION`); unknown options are refused, never silently dropped.
 
+use super::error::OptionError;
 use crate::fs::DaxMode;
 
 /// What the options ask for.
@@ -39,6 +40,9 @@ pub struct MountConfig {
     /// `io_uring_sched=idle|normal`: queue threads at `SCHED_IDLE` under a starvation watchdog
     /// (default) or at normal priority (`fuse/uring/priority.rs`).
     pub io_uring_idle: bool,
+    /// `dax_bugs=ID:ID`: historical `fs/dax.c` bugs the DAX entry protocol reproduces
+    /// (docs/DAX-BUGS.md; `none` is today's kernel, the default).
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 impl Default for MountConfig {
@@ -60,6 +64,7 @@ impl Default for MountConfig {
             remount: false,
             io_uring: false,
             io_uring_idle: true,
+            dax_bugs: crate::dax::Bugs::NONE,
         }
     }
 }
@@ -109,13 +114,14 @@ const IGNORED: &[&str] = &[
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
-nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal (and mount(8)'s generic options such as \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal, \
+dax_bugs=ID:ID (and mount(8)'s generic options such as \
 defaults, auto, user, _netdev, x-*)";
 
 /// Parses a comma-separated option string (several `-o` strings may be joined with commas).
 ///
 /// Return: the configuration, or a message naming the offending option and what is accepted.
-pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
+pub fn parse_options(opts: &str) -> Result<MountConfig, OptionError> {
     let mut c = MountConfig::default();
     for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = match opt.split_once('=') {
@@ -126,11 +132,7 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             ("dax", None) | ("dax", Some("always")) => c.dax = DaxMode::Always,
             ("dax", Some("never")) => c.dax = DaxMode::Never,
             ("dax", Some("inode")) => c.dax = DaxMode::Inode,
-            ("dax", Some(v)) => {
-                return Err(format!(
-                    "bad mount option 'dax={v}': use dax=always, dax=never or dax=inode"
-                ))
-            }
+            ("dax", Some(_)) => return Err(bad(opt, "use dax=always, dax=never or dax=inode")),
             ("remount", None) => c.remount = true,
             ("ro", None) => c.read_only = true,
             ("rw", None) => c.read_only = false,
@@ -156,43 +158,51 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, String> {
             ("noio_uring", None) => c.io_uring = false,
             ("io_uring_sched", Some("idle")) => c.io_uring_idle = true,
             ("io_uring_sched", Some("normal")) => c.io_uring_idle = false,
-            ("io_uring_sched", Some(v)) => {
-                return Err(format!(
-                    "bad mount option 'io_uring_sched={v}': use io_uring_sched=idle or \
-                     io_uring_sched=normal"
-                ))
+            ("io_uring_sched", Some(_)) => {
+                return Err(bad(opt, "use io_uring_sched=idle or io_uring_sched=normal"))
+            }
+            ("dax_bugs", Some(v)) => {
+                c.dax_bugs = crate::dax::Bugs::parse(v).map_err(|_| OptionError::BadValue {
+                    option: opt.to_string(),
+                    fix: "give fix ids of the DAX bug catalogue (`daxfs bugs list`) separated \
+                              by ':', e.g. dax_bugs=23c84eb78375:61c30c98ef17, or dax_bugs=none",
+                })?
             }
             ("threads", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => c.threads = Some(n),
-                _ => {
-                    return Err(format!(
-                        "bad mount option 'threads={v}': give a number of threads from 1 to 1024"
-                    ))
-                }
+                _ => return Err(bad(opt, "give a number of threads from 1 to 1024")),
             },
             ("log", Some(v)) if !v.is_empty() => c.log = Some(v.to_string()),
             ("subtype", _) => {
-                return Err(format!(
-                    "mount option '{opt}' is not supported: daxfs mounts as plain 'fuse' so that \
-                     df -T and xfstests see type fuse; drop the option"
-                ))
+                return Err(OptionError::Unsupported {
+                    option: opt.to_string(),
+                    why: "daxfs mounts as plain 'fuse' so that df -T and xfstests see type fuse; \
+                          drop the option",
+                })
             }
             ("fsname", _) => {
-                return Err(format!(
-                    "mount option '{opt}' is not supported: the mount source is always the region \
-                     path as given; drop the option"
-                ))
+                return Err(OptionError::Unsupported {
+                    option: opt.to_string(),
+                    why: "the mount source is always the region path as given; drop the option",
+                })
             }
             (k, None) if IGNORED.contains(&k) => {}
             (k, _) if k.starts_with("x-") || k.starts_with("comment") => {}
             _ => {
-                return Err(format!(
-                    "unknown mount option '{opt}'; daxfs accepts {KNOWN}"
-                ))
+                return Err(OptionError::Unknown {
+                    option: opt.to_string(),
+                })
             }
         }
     }
     Ok(c)
+}
+
+fn bad(option: &str, fix: &'static str) -> OptionError {
+    OptionError::BadValue {
+        option: option.to_string(),
+        fix,
+    }
 }
 
 #[cfg(test)]
@@ -255,15 +265,29 @@ mod tests {
 
     #[test]
     fn refusals_name_the_option() {
-        let e = parse_options("rw,bogus").unwrap_err();
-        assert!(e.contains("'bogus'") && e.contains("dax="), "{e}");
+        let unknown = |o: &str| OptionError::Unknown {
+            option: o.to_string(),
+        };
+        assert_eq!(parse_options("rw,bogus"), Err(unknown("bogus")));
         let e = parse_options("dax=sometimes").unwrap_err();
-        assert!(e.contains("dax=sometimes"), "{e}");
-        let e = parse_options("subtype=daxfs").unwrap_err();
-        assert!(e.contains("subtype"), "{e}");
-        assert!(parse_options("fsname=x").is_err());
-        assert!(parse_options("threads=0").is_err());
-        assert!(parse_options("io_uring=1").is_err());
+        assert!(matches!(&e, OptionError::BadValue { option, .. } if option == "dax=sometimes"));
+        // The message names the option and what is accepted.
+        let m = unknown("bogus").to_string();
+        assert!(m.contains("'bogus'") && m.contains("dax="), "{m}");
+        assert!(e.to_string().contains("dax=sometimes"), "{e}");
+        assert!(matches!(
+            parse_options("subtype=daxfs"),
+            Err(OptionError::Unsupported { option, .. }) if option == "subtype=daxfs"
+        ));
+        assert!(matches!(
+            parse_options("fsname=x"),
+            Err(OptionError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            parse_options("threads=0"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert_eq!(parse_options("io_uring=1"), Err(unknown("io_uring=1")));
         assert!(parse_options("io_uring").unwrap().io_uring);
         assert!(!parse_options("io_uring,noio_uring").unwrap().io_uring);
         assert!(!parse_options("").unwrap().io_uring);
@@ -273,8 +297,31 @@ mod tests {
                 .unwrap()
                 .io_uring_idle
         );
-        assert!(parse_options("io_uring_sched=fast").is_err());
-        assert!(parse_options("threads=x").is_err());
-        assert!(parse_options("ro=1").is_err());
+        assert!(matches!(
+            parse_options("io_uring_sched=fast"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse_options("threads=x"),
+            Err(OptionError::BadValue { .. })
+        ));
+        assert_eq!(parse_options("ro=1"), Err(unknown("ro=1")));
+    }
+
+    #[test]
+    fn dax_bugs_name_catalogued_fixes() {
+        use crate::dax::{Bug, Bugs};
+        assert_eq!(parse_options("").unwrap().dax_bugs, Bugs::NONE);
+        let c = parse_options("rw,dax_bugs=23c84eb78375:61c30c98ef17").unwrap();
+        assert_eq!(
+            c.dax_bugs,
+            Bugs::only(Bug::PmdMissedWakeup).with(Bug::PutUnlockedInverted)
+        );
+        let e = parse_options("dax_bugs=123456789abc").unwrap_err();
+        assert!(
+            matches!(&e, OptionError::BadValue { option, .. } if option == "dax_bugs=123456789abc"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("daxfs bugs list"), "{e}");
     }
 }

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+use super::error::MountError;
 use super::mounts::{
     daemon_alive, lookup, mount_flag, mount_table, region_mounted_on, resolve_mountpoint,
 };
 use super::options::parse_options;
-use crate::fs::DaxMode;
 
 /// The `-o` option string of the daemon `pid` (from its command line), empty when none.
 fn daemon_options(pid: u32) -> Option<String> {
@@ -64,7 +64,7 @@ pub fn share_mounted_region(
     region: &Path,
     mountpoint: &Path,
     opts: &str,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, MountError> {
     let Some(existing) = region_mounted_on(region) else {
         return Ok(None);
     };
@@ -74,15 +74,12 @@ pub fn share_mounted_region(
     let want = parse_options(opts)?;
     let have = parse_options(&daemon_options(rec.pid).unwrap_or_default()).unwrap_or_default();
     if want.dax != have.dax {
-        let name = |d: DaxMode| format!("{d:?}").to_lowercase();
-        return Err(format!(
-            "{}: region is already mounted on {} with dax={}; a second mount shares that \
-             filesystem and cannot ask for dax={}",
-            region.display(),
-            existing.display(),
-            name(have.dax),
-            name(want.dax)
-        ));
+        return Err(MountError::DaxConflict {
+            region: region.to_path_buf(),
+            existing,
+            have: have.dax,
+            want: want.dax,
+        });
     }
     let target = resolve_mountpoint(mountpoint);
     nix::mount::mount(
@@ -92,12 +89,10 @@ pub fn share_mounted_region(
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(|e| {
-        format!(
-            "cannot bind {} on {}: {e}",
-            existing.display(),
-            target.display()
-        )
+    .map_err(|errno| MountError::Bind {
+        existing: existing.clone(),
+        target: target.clone(),
+        errno,
     })?;
     // The bind copied the existing mount's flags; apply the ones named for this mount point.
     let base = mount_table()
@@ -108,7 +103,7 @@ pub fn share_mounted_region(
         .unwrap_or(MsFlags::empty());
     let flags = per_mount_flags(base, opts);
     if flags != base {
-        if let Err(e) = nix::mount::mount(
+        if let Err(errno) = nix::mount::mount(
             None::<&str>,
             &target,
             None::<&str>,
@@ -116,7 +111,7 @@ pub fn share_mounted_region(
             None::<&str>,
         ) {
             let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
-            return Err(format!("cannot set the flags of {}: {e}", target.display()));
+            return Err(MountError::BindFlags { target, errno });
         }
     }
     Ok(Some(existing))

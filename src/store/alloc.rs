@@ -19,7 +19,7 @@
 //!
 //! Context: callers serialize access (the fs keeps it behind a mutex).
 
-use super::layout::PMD_PAGES;
+use crate::geometry::PMD_PAGES;
 
 /// The DRAM allocator.
 #[derive(Debug, Clone)]

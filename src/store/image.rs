@@ -11,11 +11,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::fs::FileKind;
-use crate::region::Region;
+use crate::region::{Region, RegionError};
 
 use super::alloc::Allocator;
-use super::layout::*;
+use super::corrupt::CorruptReason;
+use super::kind::FileKind;
+use super::layout::{
+    decode_badblocks, decode_chain, decode_xattrs, dirent_off, xattr_blocks, Dirent, Extent,
+    InodeRec, Superblock, Xattrs, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, INLINE_EXTENTS,
+    INODE_SIZE, MAX_FILE_SIZE, SB_SIZE,
+};
 
 /// An in-use inode as found on media.
 #[derive(Clone, Debug, Default)]
@@ -62,38 +67,67 @@ pub enum Fix {
 /// One inconsistency.
 #[derive(Clone, Debug)]
 pub struct Problem {
-    pub what: String,
-    /// Whether serving the region would be unsafe (open refuses).
-    pub fatal: bool,
+    /// What is wrong.
+    pub reason: CorruptReason,
+    /// What repair does about it.
     pub fix: Fix,
+}
+
+impl Problem {
+    /// Whether serving the region would be unsafe (open refuses).
+    pub fn fatal(&self) -> bool {
+        self.reason.is_fatal()
+    }
 }
 
 /// The parsed image.
 #[derive(Debug)]
 pub struct Image {
+    /// The superblock it was loaded with.
     pub sb: Superblock,
+    /// In-use inodes that passed every check.
     pub inodes: BTreeMap<u64, LoadedInode>,
     /// Free inode numbers with the generation of their last use.
     pub free_inodes: Vec<(u64, u64)>,
+    /// The bad-block table's blocks (inside the data area).
     pub bad: Vec<u64>,
+    /// The allocator with every claimed block and every bad block marked used.
     pub alloc: Allocator,
+    /// Everything found wrong, in the order found.
     pub problems: Vec<Problem>,
 }
 
+/// Why [`read_superblock`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperblockError {
+    /// The superblock could not be read.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// The superblock is not usable.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptReason),
+}
+
 /// Reads and checks the superblock against the region.
-pub fn read_superblock(region: &Region) -> Result<Superblock, String> {
+pub fn read_superblock(region: &Region) -> Result<Superblock, SuperblockError> {
     let mut b = [0u8; SB_SIZE];
-    region.read_at(0, &mut b).map_err(|e| e.to_string())?;
+    region.read_at(0, &mut b)?;
     let sb = Superblock::decode(&b)?;
-    sb.check_layout()?;
+    sb.check_layout().map_err(CorruptReason::Layout)?;
     if region.len() < sb.size {
-        return Err(format!(
-            "truncated region: it has {} bytes but the superblock says {}",
-            region.len(),
-            sb.size
-        ));
+        return Err(CorruptReason::Truncated {
+            len: region.len(),
+            size: sb.size,
+        }
+        .into());
     }
     Ok(sb)
+}
+
+/// An inode's block map as read from media, before its blocks are claimed.
+struct BlockMap {
+    extents: Vec<Extent>,
+    chain: Vec<u64>,
 }
 
 impl Image {
@@ -121,11 +155,11 @@ impl Image {
 
     /// The first fatal problem, if any.
     pub fn first_fatal(&self) -> Option<&Problem> {
-        self.problems.iter().find(|p| p.fatal)
+        self.problems.iter().find(|p| p.fatal())
     }
 
-    fn problem(&mut self, fatal: bool, fix: Fix, what: String) {
-        self.problems.push(Problem { what, fatal, fix });
+    fn problem(&mut self, fix: Fix, reason: CorruptReason) {
+        self.problems.push(Problem { reason, fix });
     }
 
     fn load_badblocks(&mut self, region: &Region) {
@@ -138,16 +172,15 @@ impl Image {
                 for x in list {
                     if x < self.sb.data_start || x >= self.sb.total_blocks {
                         self.problem(
-                            true,
                             Fix::ResetBadTable,
-                            format!("bad-block table lists block {x} outside the data area"),
+                            CorruptReason::BadBlockOutsideData { block: x },
                         );
                     } else {
                         self.bad.push(x);
                     }
                 }
             }
-            Err(e) => self.problem(true, Fix::ResetBadTable, e),
+            Err(e) => self.problem(Fix::ResetBadTable, CorruptReason::BadTable(e)),
         }
     }
 
@@ -162,216 +195,244 @@ impl Image {
                 break;
             }
             for k in 0..n {
-                let i = ino + k;
                 let rb = &b[(k * INODE_SIZE) as usize..((k + 1) * INODE_SIZE) as usize];
-                match InodeRec::decode(rb) {
-                    Ok(rec) if rec.is_free() => self.free_inodes.push((i, rec.generation)),
-                    Ok(rec) => {
-                        if rec.kind().is_none() {
-                            self.problem(
-                                true,
-                                Fix::ClearInode(i),
-                                format!("corrupt inode {i}: bad file type in mode {:#o}", rec.mode),
-                            );
-                            continue;
-                        }
-                        self.inodes.insert(
-                            i,
-                            LoadedInode {
-                                rec,
-                                ..Default::default()
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        self.problem(true, Fix::ClearInode(i), format!("corrupt inode {i}: {e}"))
-                    }
-                }
+                self.load_record(ino + k, rb);
             }
             ino += n;
         }
         match self.inodes.get(&1) {
             Some(r) if r.rec.kind() == Some(FileKind::Directory) => {}
-            _ => self.problem(
-                true,
-                Fix::None,
-                "root inode 1 is missing or not a directory".into(),
-            ),
+            _ => self.problem(Fix::None, CorruptReason::RootMissing),
         }
     }
 
+    /// Decodes inode record `ino`: free (noted with its generation), in use, or a problem.
+    fn load_record(&mut self, ino: u64, b: &[u8]) {
+        match InodeRec::decode(b) {
+            Ok(rec) if rec.is_free() => self.free_inodes.push((ino, rec.generation)),
+            Ok(rec) if rec.kind().is_none() => self.problem(
+                Fix::ClearInode(ino),
+                CorruptReason::InodeKind {
+                    ino,
+                    mode: rec.mode,
+                },
+            ),
+            Ok(rec) => {
+                self.inodes.insert(
+                    ino,
+                    LoadedInode {
+                        rec,
+                        ..Default::default()
+                    },
+                );
+            }
+            Err(what) => self.problem(Fix::ClearInode(ino), CorruptReason::Inode { ino, what }),
+        }
+    }
+
+    /// Reads and checks every inode's block map and xattr area and claims their blocks; an inode
+    /// whose map is damaged, or claims a block twice, is dropped (and repair clears it).
     fn load_maps(&mut self, region: &Region) {
         let inos: Vec<u64> = self.inodes.keys().copied().collect();
         let mut blk = vec![0u8; BLOCK as usize];
         for ino in inos {
             let rec = self.inodes[&ino].rec.clone();
-            let mut extents = Vec::new();
-            let mut chain = Vec::new();
-            let mut bad: Option<String> = None;
-            if rec.nextents as usize <= INLINE_EXTENTS && rec.map_chain == 0 {
-                extents.extend_from_slice(&rec.inline[..rec.nextents as usize]);
-            } else {
-                let mut next = rec.map_chain;
-                while next != 0 {
-                    if !self.sb.in_data(next, 1) {
-                        bad = Some(format!(
-                            "corrupt inode {ino}: block map chain points outside the region \
-                             (block {next})"
-                        ));
-                        break;
-                    }
-                    if chain.contains(&next) || chain.len() as u64 > rec.nextents {
-                        bad = Some(format!("corrupt inode {ino}: block map chain loops"));
-                        break;
-                    }
-                    chain.push(next);
-                    if region.read_at(next * BLOCK, &mut blk).is_err() {
-                        break;
-                    }
-                    match decode_chain(ino, &blk) {
-                        Ok((n, ext)) => {
-                            extents.extend(ext);
-                            next = n;
-                        }
-                        Err(e) => {
-                            bad = Some(format!("corrupt inode {ino}: {e}"));
-                            break;
-                        }
-                    }
+            match self.load_inode_map(region, ino, &rec, &mut blk) {
+                // A symlink whose target cannot be right is dropped, its blocks still claimed.
+                Ok(_)
+                    if rec.kind() == Some(FileKind::Symlink)
+                        && (rec.size == 0 || rec.size >= BLOCK) =>
+                {
+                    let size = rec.size;
+                    self.problem(
+                        Fix::ClearInode(ino),
+                        CorruptReason::SymlinkLength { ino, size },
+                    );
+                    self.inodes.remove(&ino);
                 }
-                if bad.is_none() && extents.len() as u64 != rec.nextents {
-                    bad = Some(format!(
-                        "corrupt inode {ino}: block map holds {} extents, the inode says {}",
-                        extents.len(),
-                        rec.nextents
-                    ));
+                Ok((map, xattrs)) => {
+                    let li = self.inodes.get_mut(&ino).expect("present");
+                    li.extents = map.extents;
+                    li.chain = map.chain;
+                    li.xattrs = xattrs;
+                }
+                Err(reason) => {
+                    self.problem(Fix::ClearInode(ino), reason);
+                    self.inodes.remove(&ino);
                 }
             }
-            if bad.is_none() {
-                let mut last_end = 0u64;
-                for e in &extents {
-                    if e.len == 0 || e.page < last_end || !self.sb.in_data(e.block, e.len) {
-                        bad = Some(format!(
-                            "corrupt inode {ino}: block map points outside the region or is \
-                             unordered (file page {}, block {}, {} blocks)",
-                            e.page, e.block, e.len
-                        ));
-                        break;
-                    }
-                    match e.page.checked_add(e.len) {
-                        Some(end) if end <= MAX_FILE_SIZE / BLOCK => last_end = end,
-                        _ => {
-                            bad = Some(format!(
-                                "corrupt inode {ino}: block map extent beyond the largest file"
-                            ));
-                            break;
-                        }
-                    }
-                }
+        }
+    }
+
+    /// One inode of [`Self::load_maps`]: its block map (checked), its claimed blocks, its xattrs,
+    /// and the size checks that need the map. On `Err` nothing stays claimed.
+    fn load_inode_map(
+        &mut self,
+        region: &Region,
+        ino: u64,
+        rec: &InodeRec,
+        blk: &mut [u8],
+    ) -> Result<(BlockMap, Xattrs), CorruptReason> {
+        let map = self.read_block_map(region, ino, rec, blk)?;
+        self.check_extents(ino, &map.extents)?;
+        let mut claimed = Vec::new();
+        let r = self.claim_map(ino, rec, &map, region, blk, &mut claimed);
+        if r.is_err() {
+            for c in claimed {
+                self.alloc.free(c);
             }
-            if let Some(what) = bad {
-                self.problem(true, Fix::ClearInode(ino), what);
-                self.inodes.remove(&ino);
-                continue;
+        }
+        r.map(|x| (map, x))
+    }
+
+    /// The extents of `rec`: inline, or followed along the chain blocks.
+    fn read_block_map(
+        &self,
+        region: &Region,
+        ino: u64,
+        rec: &InodeRec,
+        blk: &mut [u8],
+    ) -> Result<BlockMap, CorruptReason> {
+        let mut map = BlockMap {
+            extents: Vec::new(),
+            chain: Vec::new(),
+        };
+        if rec.nextents as usize <= INLINE_EXTENTS && rec.map_chain == 0 {
+            map.extents
+                .extend_from_slice(&rec.inline[..rec.nextents as usize]);
+            return Ok(map);
+        }
+        let mut next = rec.map_chain;
+        while next != 0 {
+            if !self.sb.in_data(next, 1) {
+                return Err(CorruptReason::ChainOutside { ino, block: next });
             }
-            // Claim the blocks; a block claimed twice is a doubly-used block.
-            let mut dup = None;
-            let mut claimed: Vec<u64> = Vec::new();
-            'claim: for b in chain
-                .iter()
-                .copied()
-                .chain(extents.iter().flat_map(|e| e.block..e.block + e.len))
-            {
-                if !self.alloc.mark_used(b) {
-                    dup = Some(b);
-                    break 'claim;
-                }
-                claimed.push(b);
+            if map.chain.contains(&next) || map.chain.len() as u64 > rec.nextents {
+                return Err(CorruptReason::ChainLoops { ino });
             }
-            let mut xattrs = Vec::new();
-            if dup.is_none() && rec.xattr_block != 0 {
-                let xb = rec.xattr_block;
-                let nblocks =
-                    if self.sb.in_data(xb, 1) && region.read_at(xb * BLOCK, &mut blk).is_ok() {
-                        xattr_blocks(&blk)
-                    } else {
-                        Err(format!("xattr block {xb} outside the region"))
-                    };
-                match nblocks {
-                    Ok(n) if self.sb.in_data(xb, n) => {
-                        for b in xb..xb + n {
-                            if !self.alloc.mark_used(b) {
-                                dup = Some(b);
-                                break;
-                            }
-                            claimed.push(b);
-                        }
-                        let mut area = vec![0u8; (n * BLOCK) as usize];
-                        if dup.is_none() && region.read_at(xb * BLOCK, &mut area).is_ok() {
-                            match decode_xattrs(&area) {
-                                Ok(x) => xattrs = x,
-                                Err(e) => self.problem(
-                                    true,
-                                    Fix::DropXattrs(ino),
-                                    format!("corrupt inode {ino}: {e}"),
-                                ),
-                            }
-                        }
-                    }
-                    Ok(_) => self.problem(
-                        true,
-                        Fix::DropXattrs(ino),
-                        format!("corrupt inode {ino}: xattr area {xb} runs outside the region"),
-                    ),
-                    Err(e) => self.problem(
-                        true,
-                        Fix::DropXattrs(ino),
-                        format!("corrupt inode {ino}: {e}"),
-                    ),
-                }
+            map.chain.push(next);
+            if region.read_at(next * BLOCK, blk).is_err() {
+                break;
             }
-            if let Some(b) = dup {
-                for c in claimed {
-                    self.alloc.free(c);
-                }
+            let (n, ext) =
+                decode_chain(ino, blk).map_err(|what| CorruptReason::Inode { ino, what })?;
+            map.extents.extend(ext);
+            next = n;
+        }
+        if map.extents.len() as u64 != rec.nextents {
+            return Err(CorruptReason::ExtentCount {
+                ino,
+                found: map.extents.len() as u64,
+                recorded: rec.nextents,
+            });
+        }
+        Ok(map)
+    }
+
+    /// Every extent non-empty, in file order, inside the data area and below the largest file.
+    fn check_extents(&self, ino: u64, extents: &[Extent]) -> Result<(), CorruptReason> {
+        let mut last_end = 0u64;
+        for e in extents {
+            if e.len == 0 || e.page < last_end || !self.sb.in_data(e.block, e.len) {
+                return Err(CorruptReason::MapOutside {
+                    ino,
+                    page: e.page,
+                    block: e.block,
+                    len: e.len,
+                });
+            }
+            match e.page.checked_add(e.len) {
+                Some(end) if end <= MAX_FILE_SIZE / BLOCK => last_end = end,
+                _ => return Err(CorruptReason::ExtentBeyondMax { ino }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the map's chain and data blocks and the xattr area in the allocator (each block
+    /// once: a second claim is a doubly-used block), reads the xattrs, then checks the sizes.
+    /// Every block claimed is pushed to `claimed`, so the caller can release them on `Err`.
+    fn claim_map(
+        &mut self,
+        ino: u64,
+        rec: &InodeRec,
+        map: &BlockMap,
+        region: &Region,
+        blk: &mut [u8],
+        claimed: &mut Vec<u64>,
+    ) -> Result<Xattrs, CorruptReason> {
+        let data = map.extents.iter().flat_map(|e| e.block..e.block + e.len);
+        for b in map.chain.iter().copied().chain(data) {
+            self.claim(ino, b, claimed)?;
+        }
+        let xattrs = match rec.xattr_block {
+            0 => Vec::new(),
+            xb => self.load_xattrs(region, ino, xb, blk, claimed)?,
+        };
+        let map_end = map.extents.last().map_or(0, |e| e.page + e.len);
+        let size_bad = match rec.kind() {
+            Some(FileKind::Directory) => rec.size != map_end * BLOCK,
+            _ => rec.size > MAX_FILE_SIZE,
+        };
+        if size_bad {
+            return Err(CorruptReason::BadSize {
+                ino,
+                size: rec.size,
+            });
+        }
+        Ok(xattrs)
+    }
+
+    /// Marks block `b` used by `ino`; a block already used is a doubly-used block.
+    fn claim(&mut self, ino: u64, b: u64, claimed: &mut Vec<u64>) -> Result<(), CorruptReason> {
+        if !self.alloc.mark_used(b) {
+            return Err(CorruptReason::BlockUsedTwice { block: b, ino });
+        }
+        claimed.push(b);
+        Ok(())
+    }
+
+    /// Claims and decodes the xattr area at block `xb`. A damaged area is a problem of its own
+    /// (repair drops the xattrs, the inode stays); only a doubly-used block fails the inode.
+    fn load_xattrs(
+        &mut self,
+        region: &Region,
+        ino: u64,
+        xb: u64,
+        blk: &mut [u8],
+        claimed: &mut Vec<u64>,
+    ) -> Result<Xattrs, CorruptReason> {
+        let nblocks = if self.sb.in_data(xb, 1) && region.read_at(xb * BLOCK, blk).is_ok() {
+            xattr_blocks(blk).map_err(|what| CorruptReason::Inode { ino, what })
+        } else {
+            Err(CorruptReason::XattrOutside { ino, block: xb })
+        };
+        let n = match nblocks {
+            Ok(n) if self.sb.in_data(xb, n) => n,
+            Ok(_) => {
                 self.problem(
-                    true,
-                    Fix::ClearInode(ino),
-                    format!("block {b} is used twice (second user: inode {ino})"),
+                    Fix::DropXattrs(ino),
+                    CorruptReason::XattrAreaOutside { ino, block: xb },
                 );
-                self.inodes.remove(&ino);
-                continue;
+                return Ok(Vec::new());
             }
-            let map_end = extents.last().map_or(0, |e| e.page + e.len);
-            let size_bad = match rec.kind() {
-                Some(FileKind::Directory) => rec.size != map_end * BLOCK,
-                _ => rec.size > MAX_FILE_SIZE,
-            };
-            if size_bad {
-                for c in claimed {
-                    self.alloc.free(c);
-                }
-                self.problem(
-                    true,
-                    Fix::ClearInode(ino),
-                    format!("corrupt inode {ino}: bad size {}", rec.size),
-                );
-                self.inodes.remove(&ino);
-                continue;
+            Err(reason) => {
+                self.problem(Fix::DropXattrs(ino), reason);
+                return Ok(Vec::new());
             }
-            let li = self.inodes.get_mut(&ino).expect("present");
-            li.extents = extents;
-            li.chain = chain;
-            li.xattrs = xattrs;
-            let kind = li.rec.kind();
-            let size = li.rec.size;
-            if kind == Some(FileKind::Symlink) && (size == 0 || size >= BLOCK) {
-                self.problem(
-                    true,
-                    Fix::ClearInode(ino),
-                    format!("corrupt inode {ino}: symlink of length {size}"),
-                );
-                self.inodes.remove(&ino);
+        };
+        for b in xb..xb + n {
+            self.claim(ino, b, claimed)?;
+        }
+        let mut area = vec![0u8; (n * BLOCK) as usize];
+        if region.read_at(xb * BLOCK, &mut area).is_err() {
+            return Ok(Vec::new());
+        }
+        match decode_xattrs(&area) {
+            Ok(x) => Ok(x),
+            Err(what) => {
+                self.problem(Fix::DropXattrs(ino), CorruptReason::Inode { ino, what });
+                Ok(Vec::new())
             }
         }
     }
@@ -385,147 +446,163 @@ impl Image {
             .collect();
         let mut blk = vec![0u8; BLOCK as usize];
         for d in dirs {
-            let extents = self.inodes[&d].extents.clone();
-            let npages = self.inodes[&d].rec.size / BLOCK;
-            let mut ents = Vec::new();
-            let mut names = HashSet::new();
-            for e in &extents {
-                for p in e.page..(e.page + e.len).min(npages) {
-                    let b = e.block + (p - e.page);
-                    if region.read_at(b * BLOCK, &mut blk).is_err() {
-                        continue;
-                    }
-                    for s in 0..DIRENTS_PER_BLOCK {
-                        let slot = p * DIRENTS_PER_BLOCK + s;
-                        let so = (s * DIRENT_SIZE) as usize;
-                        let off = dirent_off(b, slot);
-                        match Dirent::decode(&blk[so..so + DIRENT_SIZE as usize]) {
-                            Ok(None) => {}
-                            Ok(Some(de)) => {
-                                let target = self.inodes.get(&de.ino).map(|l| l.rec.kind());
-                                let name = String::from_utf8_lossy(&de.name).into_owned();
-                                match target {
-                                    None => self.problem(
-                                        true,
-                                        Fix::DropDirent { off },
-                                        format!(
-                                            "directory {d} entry '{name}' points to a free or \
-                                             corrupt inode {}",
-                                            de.ino
-                                        ),
-                                    ),
-                                    Some(k) if k != Some(de.kind) => self.problem(
-                                        true,
-                                        Fix::DropDirent { off },
-                                        format!(
-                                            "directory {d} entry '{name}': type differs from \
-                                             inode {}",
-                                            de.ino
-                                        ),
-                                    ),
-                                    Some(_) if !names.insert(de.name.clone()) => self.problem(
-                                        true,
-                                        Fix::DropDirent { off },
-                                        format!("directory {d}: duplicate entry '{name}'"),
-                                    ),
-                                    Some(_) => ents.push((slot, de)),
-                                }
-                            }
-                            Err(e) => self.problem(
-                                true,
-                                Fix::DropDirent { off },
-                                format!("directory {d} slot {slot}: {e}"),
-                            ),
-                        }
-                    }
-                }
-            }
+            let ents = self.load_dir(region, d, &mut blk);
             self.inodes.get_mut(&d).expect("present").dirents = ents;
         }
     }
 
+    /// The entries of directory `d` that name a live inode of the right type, once per name.
+    fn load_dir(&mut self, region: &Region, d: u64, blk: &mut [u8]) -> Vec<(u64, Dirent)> {
+        let extents = self.inodes[&d].extents.clone();
+        let npages = self.inodes[&d].rec.size / BLOCK;
+        let mut ents = Vec::new();
+        let mut names = HashSet::new();
+        for e in &extents {
+            for p in e.page..(e.page + e.len).min(npages) {
+                let b = e.block + (p - e.page);
+                if region.read_at(b * BLOCK, blk).is_err() {
+                    continue;
+                }
+                for s in 0..DIRENTS_PER_BLOCK {
+                    let slot = p * DIRENTS_PER_BLOCK + s;
+                    let so = (s * DIRENT_SIZE) as usize;
+                    let raw = &blk[so..so + DIRENT_SIZE as usize];
+                    if let Some(de) = self.check_slot(d, slot, dirent_off(b, slot), raw, &mut names)
+                    {
+                        ents.push((slot, de));
+                    }
+                }
+            }
+        }
+        ents
+    }
+
+    /// Slot `slot` of directory `d` (at region offset `off`): its entry if it is sound, else
+    /// `None` (empty, or a problem recorded).
+    fn check_slot(
+        &mut self,
+        dir: u64,
+        slot: u64,
+        off: u64,
+        raw: &[u8],
+        names: &mut HashSet<Vec<u8>>,
+    ) -> Option<Dirent> {
+        let de = match Dirent::decode(raw) {
+            Ok(de) => de?,
+            Err(what) => {
+                self.problem(
+                    Fix::DropDirent { off },
+                    CorruptReason::Slot { dir, slot, what },
+                );
+                return None;
+            }
+        };
+        let target = self.inodes.get(&de.ino).map(|l| l.rec.kind());
+        let name = String::from_utf8_lossy(&de.name).into_owned();
+        let ino = de.ino;
+        let reason = match target {
+            None => CorruptReason::DirentToFree { dir, name, ino },
+            Some(k) if k != Some(de.kind) => CorruptReason::DirentKindMismatch { dir, name, ino },
+            Some(_) if !names.insert(de.name.clone()) => {
+                CorruptReason::DuplicateEntry { dir, name }
+            }
+            Some(_) => return Some(de),
+        };
+        self.problem(Fix::DropDirent { off }, reason);
+        None
+    }
+
     fn check_links(&mut self) {
-        let mut refs: HashMap<u64, u32> = HashMap::new();
-        let mut subdirs: HashMap<u64, u32> = HashMap::new();
-        let mut parent_of: HashMap<u64, u64> = HashMap::new();
+        let links = self.count_links();
+        let inos: Vec<u64> = self.inodes.keys().copied().collect();
+        for ino in inos {
+            self.check_inode_links(ino, &links);
+        }
+    }
+
+    /// Counts the entries naming each inode and each directory's subdirectories; a directory named
+    /// twice (or the root named at all) is a problem of its own and not counted again.
+    fn count_links(&mut self) -> Links {
+        let mut links = Links::default();
         let mut extra = Vec::new();
         for (&d, l) in &self.inodes {
             for (slot, de) in &l.dirents {
-                *refs.entry(de.ino).or_default() += 1;
-                if de.kind == FileKind::Directory {
-                    if parent_of.contains_key(&de.ino) || de.ino == 1 {
-                        let off = l
-                            .block_of(slot / DIRENTS_PER_BLOCK)
-                            .map(|b| dirent_off(b, *slot))
-                            .unwrap_or(0);
-                        extra.push(Problem {
-                            what: format!(
-                                "directory {} is linked more than once (in directory {d})",
-                                de.ino
-                            ),
-                            fatal: true,
-                            fix: Fix::DropDirent { off },
-                        });
-                        continue;
-                    }
-                    parent_of.insert(de.ino, d);
-                    *subdirs.entry(d).or_default() += 1;
+                *links.refs.entry(de.ino).or_default() += 1;
+                if de.kind != FileKind::Directory {
+                    continue;
                 }
+                if links.parent_of.contains_key(&de.ino) || de.ino == 1 {
+                    let off = l
+                        .block_of(slot / DIRENTS_PER_BLOCK)
+                        .map(|b| dirent_off(b, *slot))
+                        .unwrap_or(0);
+                    extra.push(Problem {
+                        reason: CorruptReason::DirLinkedTwice {
+                            ino: de.ino,
+                            dir: d,
+                        },
+                        fix: Fix::DropDirent { off },
+                    });
+                    continue;
+                }
+                links.parent_of.insert(de.ino, d);
+                *links.subdirs.entry(d).or_default() += 1;
             }
         }
         self.problems.extend(extra);
-        let inos: Vec<u64> = self.inodes.keys().copied().collect();
-        for ino in inos {
-            let l = &self.inodes[&ino];
-            let r = refs.get(&ino).copied().unwrap_or(0);
-            let is_dir = l.rec.kind() == Some(FileKind::Directory);
-            let nlink = l.rec.nlink;
-            let rec_parent = l.rec.parent;
-            if ino == 1 {
-                let want = 2 + subdirs.get(&1).copied().unwrap_or(0);
-                if nlink != want {
-                    self.problem(
-                        false,
-                        Fix::SetNlink { ino, nlink: want },
-                        format!("wrong link count on inode 1: {nlink}, should be {want}"),
-                    );
-                }
-                continue;
-            }
-            if r == 0 {
-                if nlink == 0 {
-                    self.problem(false, Fix::ClearInode(ino), format!("orphan inode {ino}"));
-                } else {
-                    self.problem(
-                        false,
-                        Fix::ClearInode(ino),
-                        format!("unreachable inode {ino} (link count {nlink}, no entry)"),
-                    );
-                }
-                continue;
-            }
-            let want = if is_dir {
-                2 + subdirs.get(&ino).copied().unwrap_or(0)
+        links
+    }
+
+    /// Checks inode `ino`'s link count (and a directory's parent) against the counted entries.
+    fn check_inode_links(&mut self, ino: u64, links: &Links) {
+        let l = &self.inodes[&ino];
+        let r = links.refs.get(&ino).copied().unwrap_or(0);
+        let is_dir = l.rec.kind() == Some(FileKind::Directory);
+        let nlink = l.rec.nlink;
+        let recorded = l.rec.parent;
+        let subdirs = links.subdirs.get(&ino).copied().unwrap_or(0);
+        if ino != 1 && r == 0 {
+            let reason = if nlink == 0 {
+                CorruptReason::Orphan { ino }
             } else {
-                r
+                CorruptReason::Unreachable { ino, nlink }
             };
-            if nlink != want {
+            self.problem(Fix::ClearInode(ino), reason);
+            return;
+        }
+        let want = if is_dir || ino == 1 { 2 + subdirs } else { r };
+        if nlink != want {
+            self.problem(
+                Fix::SetNlink { ino, nlink: want },
+                CorruptReason::WrongLinkCount { ino, nlink, want },
+            );
+        }
+        if is_dir && ino != 1 {
+            let actual = links.parent_of.get(&ino).copied().unwrap_or(1);
+            if recorded != actual {
                 self.problem(
-                    false,
-                    Fix::SetNlink { ino, nlink: want },
-                    format!("wrong link count on inode {ino}: {nlink}, should be {want}"),
+                    Fix::SetParent {
+                        ino,
+                        parent: actual,
+                    },
+                    CorruptReason::WrongParent {
+                        ino,
+                        recorded,
+                        actual,
+                    },
                 );
-            }
-            if is_dir {
-                let p = parent_of.get(&ino).copied().unwrap_or(1);
-                if rec_parent != p {
-                    self.problem(
-                        false,
-                        Fix::SetParent { ino, parent: p },
-                        format!("directory {ino} records parent {rec_parent}, is in {p}"),
-                    );
-                }
             }
         }
     }
+}
+
+/// Who names whom, as the directory entries say.
+#[derive(Default)]
+struct Links {
+    /// Entries naming each inode.
+    refs: HashMap<u64, u32>,
+    /// Subdirectories of each directory.
+    subdirs: HashMap<u64, u32>,
+    /// The directory naming each directory.
+    parent_of: HashMap<u64, u64>,
 }

@@ -56,6 +56,7 @@
 use crate::region::{Region, RegionError, RegionKind};
 use crate::sync::Mutex;
 
+use super::corrupt::JournalDamage;
 use super::layout::{get32, get64, put32, put64, Superblock, BLOCK};
 
 const J_MAGIC: [u8; 8] = *b"DXJOURNL";
@@ -110,13 +111,46 @@ struct State {
     ranges: Vec<(u64, u64)>,
 }
 
-/// Errors of a commit.
+/// Errors of a commit or a replay.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// The region failed a write or a persist of a commit.
     #[error(transparent)]
     Region(#[from] RegionError),
+    /// The transaction's body is larger than the journal.
     #[error("transaction of {0} bytes does not fit in the journal")]
     TooBig(u64),
+    /// A committed transaction cannot be replayed (the mount must be refused).
+    #[error("bad journal: {0}")]
+    Damaged(JournalDamage),
+    /// Replay could not read, apply or clear the journal.
+    #[error("bad journal: {step}: {source}")]
+    Replay {
+        /// What failed: reading, applying or clearing.
+        step: ReplayStep,
+        /// The region's error.
+        source: RegionError,
+    },
+}
+
+/// The step of [`Journal::replay`] that failed on the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayStep {
+    /// Reading the header or the body.
+    #[error("cannot read it")]
+    Read,
+    /// Writing the records home.
+    #[error("replay failed")]
+    Apply,
+    /// Clearing the header.
+    #[error("cannot clear it")]
+    Clear,
+}
+
+impl JournalError {
+    fn replay(step: ReplayStep) -> impl FnOnce(RegionError) -> JournalError {
+        move |source| JournalError::Replay { step, source }
+    }
 }
 
 impl Journal {
@@ -183,19 +217,19 @@ impl Journal {
     }
 
     /// Replays a committed transaction left by a crash. Returns whether one was replayed.
-    /// `Err` names a bad journal.
-    pub fn replay(region: &Region, sb: &Superblock) -> Result<bool, String> {
+    /// `Err`: [`JournalError::Damaged`] for a bad journal, [`JournalError::Replay`] for I/O.
+    pub fn replay(region: &Region, sb: &Superblock) -> Result<bool, JournalError> {
         let off = sb.journal_off();
         let cap = sb.journal_blocks * BLOCK - J_HDR;
         let mut hdr = [0u8; J_HDR as usize];
         region
             .read_at(off, &mut hdr)
-            .map_err(|e| format!("bad journal: {e}"))?;
+            .map_err(JournalError::replay(ReplayStep::Read))?;
         if hdr.iter().all(|&b| b == 0) {
             return Ok(false);
         }
         if hdr[0..8] != J_MAGIC {
-            return Err("bad journal: header has an unknown magic".into());
+            return Err(JournalError::Damaged(JournalDamage::UnknownMagic));
         }
         let body_len = get64(&hdr, 24);
         if crc32c::crc32c(&hdr[..36]) != get32(&hdr, 36) || body_len > cap {
@@ -207,48 +241,56 @@ impl Journal {
         let mut body = vec![0u8; body_len as usize];
         region
             .read_at(off + J_HDR, &mut body)
-            .map_err(|e| format!("bad journal: {e}"))?;
+            .map_err(JournalError::replay(ReplayStep::Read))?;
         if crc32c::crc32c(&body) != get32(&hdr, 32) {
             log::warn!("journal: dropping a torn (uncommitted) transaction body");
             clear(region, off)?;
             return Ok(false);
         }
         let nrec = get32(&hdr, 16) as usize;
-        let meta_start = sb.badblk_start * BLOCK;
-        let mut recs = Vec::with_capacity(nrec.min(4096));
-        let mut at = 0usize;
-        for i in 0..nrec {
-            if at + 16 > body.len() {
-                return Err(format!("bad journal: record {i} overruns the body"));
-            }
-            let roff = get64(&body, at);
-            let rlen = get32(&body, at + 8) as usize;
-            if at + 16 + rlen > body.len() {
-                return Err(format!("bad journal: record {i} overruns the body"));
-            }
-            let end = roff.checked_add(rlen as u64);
-            if roff < meta_start || end.is_none_or(|e| e > sb.size.min(region.len())) {
-                return Err(format!(
-                    "bad journal: record {i} targets [{roff:#x}, +{rlen:#x}) outside the \
-                     metadata areas"
-                ));
-            }
-            recs.push((roff, body[at + 16..at + 16 + rlen].to_vec()));
-            at += 16 + rlen.next_multiple_of(8);
-        }
-        apply(region, &recs, &mut Vec::new())
-            .map_err(|e| format!("bad journal: replay failed: {e}"))?;
+        let meta_end = sb.size.min(region.len());
+        let recs = parse_records(&body, nrec, sb.badblk_start * BLOCK, meta_end)
+            .map_err(JournalError::Damaged)?;
+        apply(region, &recs, &mut Vec::new()).map_err(JournalError::replay(ReplayStep::Apply))?;
         clear(region, off)?;
         log::info!("journal: replayed a committed transaction of {nrec} records");
         Ok(true)
     }
 }
 
-fn clear(region: &Region, off: u64) -> Result<(), String> {
+/// The `nrec` records of a committed body, each checked to lie in `[meta_start, meta_end)`.
+fn parse_records(
+    body: &[u8],
+    nrec: usize,
+    meta_start: u64,
+    meta_end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, JournalDamage> {
+    let mut recs = Vec::with_capacity(nrec.min(4096));
+    let mut at = 0usize;
+    for index in 0..nrec {
+        if at + 16 > body.len() {
+            return Err(JournalDamage::RecordOverrun(index));
+        }
+        let off = get64(body, at);
+        let len = get32(body, at + 8) as usize;
+        if at + 16 + len > body.len() {
+            return Err(JournalDamage::RecordOverrun(index));
+        }
+        let end = off.checked_add(len as u64);
+        if off < meta_start || end.is_none_or(|e| e > meta_end) {
+            return Err(JournalDamage::RecordOutside { index, off, len });
+        }
+        recs.push((off, body[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len.next_multiple_of(8);
+    }
+    Ok(recs)
+}
+
+fn clear(region: &Region, off: u64) -> Result<(), JournalError> {
     region
         .write_at(off, &[0u8; J_HDR as usize])
         .and_then(|_| region.persist(off, J_HDR))
-        .map_err(|e| format!("bad journal: cannot clear it: {e}"))
+        .map_err(JournalError::replay(ReplayStep::Clear))
 }
 
 /// Writes each record home, then persists the touched pages: overlapping or touching page ranges
@@ -347,9 +389,10 @@ mod tests {
 
         // Unknown magic refuses.
         r.write_at(sb.journal_off(), b"garbage!").unwrap();
-        assert!(Journal::replay(&r, &sb)
-            .unwrap_err()
-            .contains("bad journal"));
+        assert!(matches!(
+            Journal::replay(&r, &sb),
+            Err(JournalError::Damaged(JournalDamage::UnknownMagic))
+        ));
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! This module owns the bit-exact format (see the table in `store/mod.rs`). Everything is
 //! little-endian. Each structure that is read back from media carries a crc32c, and decoding checks
 //! it: a decoder never trusts a length or a block number it has not range-checked, and returns a
-//! named problem instead of panicking on garbage.
+//! named problem ([`DecodeError`], [`CorruptReason`], [`LayoutError`]) instead of panicking on
+//! garbage.
 
-use crate::fs::FileKind;
+use super::corrupt::{CorruptReason, DecodeError, LayoutError};
+use super::kind::FileKind;
+use crate::geometry::PAGE_SIZE;
 
-/// Filesystem block size (= region page size).
-pub const BLOCK: u64 = 4096;
-/// Pages in a 2 MiB (PMD) run.
-pub const PMD_PAGES: u64 = 512;
+/// Filesystem block size: one block is one region page (the unit of a PTE-order DAX entry).
+pub const BLOCK: u64 = PAGE_SIZE;
 
 /// Superblock magic, at byte 0 of the region.
 pub const SB_MAGIC: [u8; 8] = *b"DAXFS\x00sb";
@@ -135,30 +136,21 @@ impl Superblock {
     }
 
     /// Decodes and checks magic, checksum and version (not the layout: see [`Self::check_layout`]).
-    pub fn decode(b: &[u8]) -> Result<Superblock, String> {
+    pub fn decode(b: &[u8]) -> Result<Superblock, CorruptReason> {
         if b.len() < SB_SIZE || b[0..8] != SB_MAGIC {
-            return Err(
-                "not a daxfs region (bad magic in the superblock); run `daxfs mkfs` to \
-                        format it"
-                    .into(),
-            );
+            return Err(CorruptReason::NotDaxfs);
         }
-        let crc = crc32c::crc32c(&b[..SB_SIZE - 4]);
-        if crc != get32(b, SB_SIZE - 4) {
-            return Err(format!(
-                "bad superblock checksum (stored {:#010x}, computed {crc:#010x}); run `daxfs fsck`",
-                get32(b, SB_SIZE - 4)
-            ));
+        let computed = crc32c::crc32c(&b[..SB_SIZE - 4]);
+        let stored = get32(b, SB_SIZE - 4);
+        if computed != stored {
+            return Err(CorruptReason::SuperblockChecksum { stored, computed });
         }
         let version = get32(b, 8);
         if version > VERSION {
-            return Err(format!(
-                "newer on-media version {version} (this daxfs supports up to {VERSION}); use a \
-                 newer daxfs"
-            ));
+            return Err(CorruptReason::NewerVersion { version });
         }
         if version == 0 {
-            return Err("bad layout: version 0".into());
+            return Err(CorruptReason::Layout(LayoutError::Version0));
         }
         Ok(Superblock {
             version,
@@ -179,43 +171,36 @@ impl Superblock {
     }
 
     /// Checks that the layout fields describe this format exactly.
-    pub fn check_layout(&self) -> Result<(), String> {
-        let bad = |what: &str| Err(format!("bad layout: {what}"));
+    pub fn check_layout(&self) -> Result<(), LayoutError> {
         if self.block_size as u64 != BLOCK {
-            return bad(&format!(
-                "block size {} (expected {BLOCK})",
-                self.block_size
-            ));
+            return Err(LayoutError::BlockSize(self.block_size));
         }
         if self.inode_size as u64 != INODE_SIZE {
-            return bad(&format!(
-                "inode size {} (expected {INODE_SIZE})",
-                self.inode_size
-            ));
+            return Err(LayoutError::InodeSize(self.inode_size));
         }
         if self.size != self.total_blocks.wrapping_mul(BLOCK) {
-            return bad("size does not match the block count");
+            return Err(LayoutError::SizeMismatch);
         }
         if self.journal_start != 1 || self.journal_blocks != JOURNAL_BLOCKS {
-            return bad("journal location");
+            return Err(LayoutError::JournalLocation);
         }
         if self.badblk_start != self.journal_start + self.journal_blocks
             || self.badblk_blocks != BADBLK_BLOCKS
         {
-            return bad("bad-block table location");
+            return Err(LayoutError::BadTableLocation);
         }
         if self.inodes_total < 2 || self.inodes_total > (1 << 40) {
-            return bad(&format!("inode count {}", self.inodes_total));
+            return Err(LayoutError::InodeCount(self.inodes_total));
         }
         if self.itable_start != self.badblk_start + self.badblk_blocks
             || self.itable_blocks != (self.inodes_total + 1).div_ceil(INODES_PER_BLOCK)
         {
-            return bad("inode table location");
+            return Err(LayoutError::InodeTableLocation);
         }
         if self.data_start != self.itable_start + self.itable_blocks
             || self.data_start >= self.total_blocks
         {
-            return bad("data area location");
+            return Err(LayoutError::DataAreaLocation);
         }
         Ok(())
     }
@@ -329,13 +314,13 @@ impl InodeRec {
         b
     }
 
-    /// Decodes a record; `Err` names a checksum mismatch.
-    pub fn decode(b: &[u8]) -> Result<InodeRec, String> {
+    /// Decodes a record; `Err` is a checksum mismatch.
+    pub fn decode(b: &[u8]) -> Result<InodeRec, DecodeError> {
         if b.iter().all(|&x| x == 0) {
             return Ok(InodeRec::default());
         }
         if crc32c::crc32c(&b[..252]) != get32(b, 252) {
-            return Err("record checksum mismatch".into());
+            return Err(DecodeError::RecordChecksum);
         }
         let mut inline = [Extent::default(); INLINE_EXTENTS];
         for (i, e) in inline.iter_mut().enumerate() {
@@ -386,20 +371,20 @@ pub fn encode_chain(ino: u64, next: u64, ext: &[Extent]) -> Vec<u8> {
 }
 
 /// Decodes a chain block: (next, extents).
-pub fn decode_chain(ino: u64, b: &[u8]) -> Result<(u64, Vec<Extent>), String> {
+pub fn decode_chain(ino: u64, b: &[u8]) -> Result<(u64, Vec<Extent>), DecodeError> {
     if get32(b, 0) != CHAIN_MAGIC {
-        return Err("block map chain block has a bad magic".into());
+        return Err(DecodeError::ChainMagic);
     }
     let count = get32(b, 24) as usize;
     if count > EXTENTS_PER_CHAIN {
-        return Err("block map chain block has a bad extent count".into());
+        return Err(DecodeError::ChainCount);
     }
     let end = CHAIN_HDR + count * EXTENT_SIZE;
     if crc32c::crc32c(&b[8..end]) != get32(b, 4) {
-        return Err("block map chain checksum mismatch".into());
+        return Err(DecodeError::ChainChecksum);
     }
     if get64(b, 8) != ino {
-        return Err("block map chain block belongs to another inode".into());
+        return Err(DecodeError::ChainOwner);
     }
     let ext = (0..count)
         .map(|i| Extent::decode(&b[CHAIN_HDR + i * EXTENT_SIZE..]))
@@ -420,31 +405,6 @@ pub struct Dirent {
     pub name: Vec<u8>,
 }
 
-pub fn kind_code(k: FileKind) -> u8 {
-    match k {
-        FileKind::Regular => 1,
-        FileKind::Directory => 2,
-        FileKind::Symlink => 3,
-        FileKind::Fifo => 4,
-        FileKind::Socket => 5,
-        FileKind::CharDevice => 6,
-        FileKind::BlockDevice => 7,
-    }
-}
-
-pub fn kind_from_code(c: u8) -> Option<FileKind> {
-    Some(match c {
-        1 => FileKind::Regular,
-        2 => FileKind::Directory,
-        3 => FileKind::Symlink,
-        4 => FileKind::Fifo,
-        5 => FileKind::Socket,
-        6 => FileKind::CharDevice,
-        7 => FileKind::BlockDevice,
-        _ => return None,
-    })
-}
-
 fn dirent_crc(b: &[u8], namelen: usize) -> u32 {
     let c = crc32c::crc32c(&b[0..8]);
     crc32c::crc32c_append(c, &b[12..16 + namelen])
@@ -455,7 +415,7 @@ impl Dirent {
         let mut b = [0u8; DIRENT_SIZE as usize];
         let n = self.name.len().min(255);
         put64(&mut b, 0, self.ino);
-        b[12] = kind_code(self.kind);
+        b[12] = self.kind.code();
         b[13] = n as u8;
         b[16..16 + n].copy_from_slice(&self.name[..n]);
         let crc = dirent_crc(&b, n);
@@ -463,16 +423,16 @@ impl Dirent {
         b
     }
     /// `Ok(None)` for an empty slot.
-    pub fn decode(b: &[u8]) -> Result<Option<Dirent>, String> {
+    pub fn decode(b: &[u8]) -> Result<Option<Dirent>, DecodeError> {
         let ino = get64(b, 0);
         if ino == 0 {
             return Ok(None);
         }
         let n = b[13] as usize;
         if dirent_crc(b, n) != get32(b, 8) {
-            return Err("entry checksum mismatch".into());
+            return Err(DecodeError::DirentChecksum);
         }
-        let kind = kind_from_code(b[12]).ok_or("entry has a bad file type")?;
+        let kind = FileKind::from_code(b[12]).ok_or(DecodeError::DirentKind)?;
         let name = b[16..16 + n].to_vec();
         if name.is_empty()
             || name.contains(&b'/')
@@ -480,7 +440,7 @@ impl Dirent {
             || name == b"."
             || name == b".."
         {
-            return Err("entry has an invalid name".into());
+            return Err(DecodeError::DirentName);
         }
         Ok(Some(Dirent { ino, kind, name }))
     }
@@ -553,26 +513,26 @@ pub fn encode_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Option<Vec<u8>> {
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The number of blocks of an xattr area, from its first block.
-pub fn xattr_blocks(first: &[u8]) -> Result<u64, String> {
+pub fn xattr_blocks(first: &[u8]) -> Result<u64, DecodeError> {
     if get32(first, 0) != XATTR_MAGIC {
-        return Err("xattr block has a bad magic".into());
+        return Err(DecodeError::XattrMagic);
     }
     let used = get32(first, 8) as usize;
     if used > XATTR_SPACE {
-        return Err("xattr block has a bad length".into());
+        return Err(DecodeError::XattrLength);
     }
     Ok(((XATTR_HDR + used) as u64).div_ceil(BLOCK))
 }
 
 /// Decodes a whole xattr area (all its blocks).
-pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
+pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, DecodeError> {
     let n = xattr_blocks(b)?;
     let used = get32(b, 8) as usize;
     if (b.len() as u64) < n * BLOCK {
-        return Err("xattr area is short".into());
+        return Err(DecodeError::XattrShort);
     }
     if crc32c::crc32c(&b[8..XATTR_HDR + used]) != get32(b, 4) {
-        return Err("xattr block checksum mismatch".into());
+        return Err(DecodeError::XattrChecksum);
     }
     let count = get32(b, 12) as usize;
     let mut out = Vec::new();
@@ -580,12 +540,12 @@ pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, String> {
     let end = XATTR_HDR + used;
     for _ in 0..count {
         if at + XATTR_ENT > end {
-            return Err("xattr block entries overrun".into());
+            return Err(DecodeError::XattrOverrun);
         }
         let nl = b[at] as usize;
         let vl = get32(b, at + 4) as usize;
         if nl == 0 || vl > XATTR_VALUE_MAX || at + XATTR_ENT + nl + vl > end {
-            return Err("xattr block entries overrun".into());
+            return Err(DecodeError::XattrOverrun);
         }
         let s = at + XATTR_ENT;
         out.push((b[s..s + nl].to_vec(), b[s + nl..s + nl + vl].to_vec()));
@@ -612,16 +572,17 @@ pub fn encode_badblocks(blocks: &[u64]) -> Vec<u8> {
     b
 }
 
-pub fn decode_badblocks(b: &[u8]) -> Result<Vec<u64>, String> {
+/// Decodes the bad-block table.
+pub fn decode_badblocks(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
     if get32(b, 0) != BADBLK_MAGIC {
-        return Err("bad-block table has a bad magic".into());
+        return Err(DecodeError::BadTableMagic);
     }
     let n = get32(b, 8) as usize;
     if n > BADBLK_MAX {
-        return Err("bad-block table has a bad count".into());
+        return Err(DecodeError::BadTableCount);
     }
     if crc32c::crc32c(&b[8..BADBLK_HDR + n * 8]) != get32(b, 4) {
-        return Err("bad-block table checksum mismatch".into());
+        return Err(DecodeError::BadTableChecksum);
     }
     Ok((0..n).map(|i| get64(b, BADBLK_HDR + i * 8)).collect())
 }
@@ -637,9 +598,12 @@ mod tests {
         let mut b = sb.encode();
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
         b[20] ^= 1;
-        assert!(Superblock::decode(&b).unwrap_err().contains("checksum"));
+        assert!(matches!(
+            Superblock::decode(&b),
+            Err(CorruptReason::SuperblockChecksum { .. })
+        ));
         b[0] = b'X';
-        assert!(Superblock::decode(&b).unwrap_err().contains("magic"));
+        assert_eq!(Superblock::decode(&b), Err(CorruptReason::NotDaxfs));
     }
 
     #[test]
@@ -665,7 +629,7 @@ mod tests {
         let mut b = r.encode();
         assert_eq!(InodeRec::decode(&b).unwrap(), r);
         b[30] ^= 4;
-        assert!(InodeRec::decode(&b).is_err());
+        assert_eq!(InodeRec::decode(&b), Err(DecodeError::RecordChecksum));
         assert!(InodeRec::decode(&[0u8; 256]).unwrap().is_free());
 
         let d = Dirent {
@@ -683,7 +647,7 @@ mod tests {
             .collect();
         let c = encode_chain(5, 77, &ext);
         assert_eq!(decode_chain(5, &c).unwrap(), (77, ext));
-        assert!(decode_chain(6, &c).is_err());
+        assert_eq!(decode_chain(6, &c), Err(DecodeError::ChainOwner));
         let x = vec![(b"user.a".to_vec(), b"v".to_vec())];
         assert_eq!(decode_xattrs(&encode_xattrs(&x).unwrap()).unwrap(), x);
         let big = vec![

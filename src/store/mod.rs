@@ -33,11 +33,15 @@
 //! count 0 (unlinked while open) are orphans and are reclaimed at the next open.
 
 pub mod alloc;
+pub mod corrupt;
 pub mod image;
 pub mod journal;
+pub mod kind;
 pub mod layout;
 
 pub use alloc::Allocator;
-pub use image::{read_superblock, Fix, Image, LoadedInode, Problem};
-pub use journal::{Journal, Tx};
+pub use corrupt::{CorruptReason, DecodeError, JournalDamage, LayoutError};
+pub use image::{read_superblock, Fix, Image, LoadedInode, Problem, SuperblockError};
+pub use journal::{Journal, JournalError, Tx};
+pub use kind::FileKind;
 pub use layout::*;

@@ -167,7 +167,7 @@ impl DaxFs {
             flags: inherited_flags(pst.rec.flags, kind),
             ..Default::default()
         };
-        let inode = Arc::new(Inode::new(ino, IState::new(rec)));
+        let inode = Arc::new(Inode::new(ino, IState::new(rec), self.dax_opts));
         inode.map.attach_rmap(self.rmap.clone());
         let res = (|| -> FsResult<()> {
             let mut st = inode.state.write();

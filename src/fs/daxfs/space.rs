@@ -5,6 +5,7 @@
 //! zeroed before they become visible; the inode lock is held exclusive.
 
 use super::*;
+use crate::fs::layout::LayoutChange;
 
 impl DaxFs {
     /// Allocates every unmapped page of `[first, end)`; new blocks are zeroed except where
@@ -128,6 +129,11 @@ impl DaxFs {
         }
         st.map_dirty = true;
         st.dirty = true;
+        // Direct mappings of these holes map zeros: they must map the new blocks instead.
+        let (lo, hi) = new.iter().fold((u64::MAX, 0), |(lo, hi), &(np, _, n)| {
+            (lo.min(np), hi.max(np + n))
+        });
+        self.break_layouts(inode.ino, lo, hi, LayoutChange::Fill);
         Ok(true)
     }
 
@@ -234,15 +240,20 @@ impl DaxFs {
                 self.zero_mapped(inode, st, new, pe)?;
                 self.persist_data(inode, st)?;
             }
+            // Direct mappings of the pages past the new end go first (break_layouts).
+            let fence = self.break_layouts(
+                inode.ino,
+                new.div_ceil(BLOCK),
+                u64::MAX,
+                LayoutChange::Truncate { size: new },
+            );
             let freed = inode.map.unmap_range(new.div_ceil(BLOCK), u64::MAX);
             if !freed.is_empty() {
                 st.map_dirty = true;
             }
             st.uninit = (0, 0);
             st.prealloc = (0, 0);
-            for (b, n) in freed {
-                tx.free_after.extend(b..b + n);
-            }
+            self.free_after_layout_break(tx, fence, freed);
         } else if new > old {
             if old % BLOCK != 0 {
                 let pe = ((old / BLOCK + 1) * BLOCK).min(new);
@@ -252,6 +263,9 @@ impl DaxFs {
         }
         st.rec.size = new;
         st.dirty = true;
+        if new > old {
+            self.break_extended(inode.ino, old, new);
+        }
         Ok(())
     }
 
@@ -319,13 +333,12 @@ impl DaxFs {
                 } else {
                     self.zero_mapped(&inode, &mut st, offset, fp * BLOCK)?;
                     self.zero_mapped(&inode, &mut st, lp * BLOCK, end)?;
+                    let fence = self.break_layouts(inode.ino, fp, lp, LayoutChange::Punch);
                     let freed = inode.map.unmap_range(fp, lp);
                     if !freed.is_empty() {
                         st.map_dirty = true;
                     }
-                    for (b, n) in freed {
-                        tx.free_after.extend(b..b + n);
-                    }
+                    self.free_after_layout_break(&mut tx, fence, freed);
                 }
                 st.rec.mtime = now;
                 st.rec.ctime = now;
@@ -333,9 +346,11 @@ impl DaxFs {
             _ => return Err(Errno::EOPNOTSUPP),
         }
         if !keep && end > st.rec.size {
+            let old = st.rec.size;
             st.rec.size = end;
             st.rec.ctime = now;
             st.rec.mtime = now;
+            self.break_extended(inode.ino, old, end);
         }
         let killed = Self::kill_suid(&mut st, ctx);
         self.commit_inode_into(&mut tx, &inode, &mut st)?;
