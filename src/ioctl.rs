@@ -15,7 +15,8 @@
 //!
 //! ## Rules every request keeps
 //!
-//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=6.
+//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=8 (7 and 8, the direct-mapping requests of
+//!   `daxfs exec`, are in [`direct`]).
 //! - Every struct starts with `version: u32, size: u32`. The caller sets `version` to
 //!   [`DAXFS_ABI_VERSION`] and `size` to `size_of` the struct; anything else is `EINVAL`
 //!   ([`check_header`]). A later ABI version appends fields and bumps both.
@@ -30,6 +31,8 @@
 //! | `DAXFS_IOC_CLEAR_POISON` | `_IOW(0xDA, 4, DaxfsPoison)` | `0x4020da04` | [`DaxfsPoison`] | 32 |
 //! | `DAXFS_IOC_LIST_BADBLOCKS` | `_IOWR(0xDA, 5, DaxfsBadBlocks)` | `0xc818da05` | [`DaxfsBadBlocks`] | 2072 |
 //! | `DAXFS_IOC_REQ_STATS` | `_IOWR(0xDA, 6, DaxfsReqStats)` | `0xc210da06` | [`DaxfsReqStats`] | 528 |
+//! | `DAXFS_IOC_DIRECT_INFO` | `_IOWR(0xDA, 7, DaxfsDirectInfo)` | `0xd0b0da07` | [`direct::DaxfsDirectInfo`] | 4272 |
+//! | `DAXFS_IOC_GET_FMAP` | `_IOWR(0xDA, 8, DaxfsFmap)` | `0xe048da08` | [`direct::DaxfsFmap`] | 8264 |
 
 use std::mem::size_of;
 
@@ -341,6 +344,8 @@ versioned!(
     DaxfsReqStats
 );
 
+pub mod direct;
+
 /// Decodes a request's input bytes and checks its header.
 ///
 /// Return: the struct, or `EINVAL` when the input is short, the version is not
@@ -386,7 +391,7 @@ pub fn request_name(cmd: u32) -> Option<&'static str> {
         DAXFS_IOC_CLEAR_POISON => "DAXFS_IOC_CLEAR_POISON",
         DAXFS_IOC_LIST_BADBLOCKS => "DAXFS_IOC_LIST_BADBLOCKS",
         DAXFS_IOC_REQ_STATS => "DAXFS_IOC_REQ_STATS",
-        _ => return None,
+        _ => return direct::request_name(cmd),
     })
 }
 

@@ -10,9 +10,12 @@
 //! ([`ioctl`]) are handled as the kernel does ([`memory_failure`]).
 //!
 //! Layers, bottom to top (nothing imports a layer above it):
-//! [`geometry`] (constants only) → [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] → [`memory_failure`] → [`fuse`].
+//! [`geometry`] (constants only) → [`region`] → [`index`] → [`dax`] → [`store`] → [`fs`] →
+//! [`memory_failure`] → [`direct`] → [`fuse`]. [`direct`] holds the layout leases of processes
+//! that map files straight from the region (`daxfs exec`).
 
 pub mod dax;
+pub mod direct;
 mod error;
 pub mod fs;
 pub mod fuse;

@@ -194,8 +194,10 @@ impl DataPath {
         drop(locks);
         st.mark_data(first, last + 1);
         if end > st.rec.size {
+            let old = st.rec.size;
             st.rec.size = end;
             st.dirty = true;
+            vol.break_extended(inode.ino, old, end);
         }
         let t = now_ns();
         st.rec.mtime = t;

@@ -20,7 +20,8 @@
 //! (`volume.rs`), the inode table (`itable.rs`), the namespace (`namespace.rs`, `rename.rs`) and
 //! the data path (`io.rs`); the operations on one inode are functions in `attrs.rs`, `xattrs.rs`,
 //! `space.rs`, `dirents.rs` and `commit.rs`; `lifecycle.rs` (mkfs, open, close), `fsck.rs`,
-//! `inspect.rs` and `badblocks.rs` hold the rest. Each file's top comment says what it owns and
+//! `inspect.rs`, `badblocks.rs` and `file_layout.rs` (direct mappings; the lease types are in
+//! [`layout`]) hold the rest. Each file's top comment says what it owns and
 //! which locks it takes.
 
 pub mod atime;
@@ -29,12 +30,14 @@ mod badblocks;
 mod commit;
 mod daxfs;
 mod dirents;
+mod file_layout;
 pub mod filemap;
 mod fsck;
 mod inode;
 mod inspect;
 mod io;
 mod itable;
+pub mod layout;
 mod lifecycle;
 mod names;
 mod namespace;

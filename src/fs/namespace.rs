@@ -25,6 +25,7 @@ use super::commit::inode_into;
 use super::dirents::{add_dirent, dirent_of, remove_dirent};
 use super::inode::{Dir, IState, Inode};
 use super::itable::InodeTable;
+use super::layout::LayoutChange;
 use super::names::{check_new_name, is_dot};
 use super::time::now_ns;
 use super::types::{Attr, Ctx, DirEntry, FileKind, Ino, NAME_MAX, ROOT_INO};
@@ -380,9 +381,10 @@ impl Namespace {
             return;
         }
         let mut tx = Tx::new();
-        for (b, n) in inode.map.unmap_range(0, u64::MAX) {
-            tx.free_after.extend(b..b + n);
-        }
+        let why = LayoutChange::Truncate { size: 0 };
+        let fence = vol.break_layouts(inode.ino, 0, u64::MAX, why);
+        let freed = inode.map.unmap_range(0, u64::MAX);
+        vol.free_after_layout_break(&mut tx, fence, freed);
         inode.map.evict();
         tx.free_after.append(&mut st.chain);
         if st.rec.xattr_block != 0 {

@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use super::commit::persist_data;
 use super::filemap::{RangeLock, PMD_ORDER, PMD_PAGES};
 use super::inode::{IState, Inode};
+use super::layout::LayoutChange;
 use super::volume::{eio, Volume};
 use super::FsResult;
 use crate::store::{Allocator, Tx, BLOCK};
@@ -50,6 +51,11 @@ pub(super) fn fill_range(
     zero_new_runs(vol, st, &new, end, written)?;
     st.map_dirty = true;
     st.dirty = true;
+    // Direct mappings of these holes map zeros: they must map the new blocks instead.
+    let (lo, hi) = new.iter().fold((u64::MAX, 0), |(lo, hi), &(np, _, n)| {
+        (lo.min(np), hi.max(np + n))
+    });
+    vol.break_layouts(inode.ino, lo, hi, LayoutChange::Fill);
     Ok(true)
 }
 
@@ -263,15 +269,24 @@ pub(super) fn zero_mapped(
     Ok(())
 }
 
-/// Unmaps file pages `[first, end)`, queueing their blocks to be freed after `tx`.
-fn unmap_into(tx: &mut Tx, inode: &Inode, st: &mut IState, first: u64, end: u64) {
+/// Unmaps file pages `[first, end)`, queueing their blocks to be freed after `tx`. Direct
+/// mappings of the range are broken first (`why`); blocks a holder may still map are quarantined.
+#[allow(clippy::too_many_arguments)]
+fn unmap_into(
+    vol: &Volume,
+    tx: &mut Tx,
+    inode: &Inode,
+    st: &mut IState,
+    first: u64,
+    end: u64,
+    why: LayoutChange,
+) {
+    let fence = vol.break_layouts(inode.ino, first, end, why);
     let freed = inode.map.unmap_range(first, end);
     if !freed.is_empty() {
         st.map_dirty = true;
     }
-    for (b, n) in freed {
-        tx.free_after.extend(b..b + n);
-    }
+    vol.free_after_layout_break(tx, fence, freed);
 }
 
 /// Sets the size, freeing blocks past it when shrinking. Context: inode lock exclusive.
@@ -289,7 +304,10 @@ pub(super) fn truncate_locked(
             zero_mapped(vol, inode, st, new, pe)?;
             persist_data(vol, inode, st)?;
         }
-        unmap_into(tx, inode, st, new.div_ceil(BLOCK), u64::MAX);
+        // Direct mappings of the pages past the new end go first (break_layouts).
+        let first = new.div_ceil(BLOCK);
+        let why = LayoutChange::Truncate { size: new };
+        unmap_into(vol, tx, inode, st, first, u64::MAX, why);
         st.uninit = (0, 0);
         st.prealloc = (0, 0);
     } else if new > old {
@@ -301,6 +319,9 @@ pub(super) fn truncate_locked(
     }
     st.rec.size = new;
     st.dirty = true;
+    if new > old {
+        vol.break_extended(inode.ino, old, new);
+    }
     Ok(())
 }
 
@@ -346,9 +367,11 @@ pub(super) fn fallocate_locked(
         _ => return Err(Errno::EOPNOTSUPP),
     }
     if !keep && end > st.rec.size {
+        let old = st.rec.size;
         st.rec.size = end;
         st.rec.ctime = now;
         st.rec.mtime = now;
+        vol.break_extended(inode.ino, old, end);
     }
     Ok(())
 }
@@ -370,7 +393,7 @@ fn punch_hole(
     }
     zero_mapped(vol, inode, st, offset, fp * BLOCK)?;
     zero_mapped(vol, inode, st, lp * BLOCK, end)?;
-    unmap_into(tx, inode, st, fp, lp);
+    unmap_into(vol, tx, inode, st, fp, lp, LayoutChange::Punch);
     Ok(())
 }
 

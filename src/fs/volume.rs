@@ -1,19 +1,25 @@
 //! The volume: the mapped region as the filesystem uses it — its superblock, the metadata journal,
-//! the block allocator and the set of bad blocks — and the step every change ends with,
-//! [`Volume::commit`] (docs/DESIGN.md, "Durability").
+//! the block allocator, the set of bad blocks and the hook to the direct-mapping leases — and the
+//! step every change ends with, [`Volume::commit`] (docs/DESIGN.md, "Durability", "Direct
+//! mapping").
 //!
-//! Owns: which blocks are free, which are bad, and the rule that a block a transaction stops
-//! referencing returns to the allocator only after that transaction is durable (and never when it
-//! is bad). Locks: the bad-block set (read) and then the allocator mutex, nested in that order
-//! only; the journal's mutex alone. All three are leaves: none is held while waiting for an inode
-//! lock or a DAX entry lock.
+//! Owns: which blocks are free, which are bad, which are quarantined, and the rule that a block a
+//! transaction stops referencing returns to the allocator only after that transaction is durable,
+//! never when it is bad, and not while a direct-mapping holder that did not acknowledge the change
+//! may still map it ([`Quarantine`]). A change of a file's layout breaks the direct mappings of
+//! the range first ([`Volume::break_layouts`]). Locks: the bad-block set (read) and then the
+//! allocator mutex, nested in that order only; the journal's and the quarantine's mutexes alone.
+//! All are leaves: none is held while waiting for an inode lock or a DAX entry lock, nor while
+//! breaking a layout (which may sleep, bounded).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::types::{RegionStat, StatFs, NAME_MAX};
+use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
+use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
 use super::FsResult;
 use crate::region::Region;
 use crate::store::{Allocator, Journal, Superblock, Tx, BLOCK};
@@ -29,6 +35,10 @@ pub(crate) struct Volume {
     alloc: Mutex<Allocator>,
     bad: RwLock<BTreeSet<u64>>,
     read_only: bool,
+    /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
+    layouts: OnceLock<Arc<dyn LayoutBreaker>>,
+    /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
+    quarantine: Quarantine,
 }
 
 /// Logs an I/O error of the region and turns it into `EIO`.
@@ -55,6 +65,8 @@ impl Volume {
             alloc: Mutex::new(alloc),
             bad: RwLock::new(bad),
             read_only,
+            layouts: OnceLock::new(),
+            quarantine: Quarantine::default(),
         }
     }
 
@@ -113,21 +125,89 @@ impl Volume {
         self.region.persist(at, BLOCK).map_err(eio)
     }
 
-    /// Commits `tx`, then returns its freed blocks to the allocator (bad blocks stay out).
+    /// Commits `tx`, then returns its freed blocks to the allocator (bad blocks stay out, and
+    /// quarantined ones until their fence lifts).
     ///
-    /// Context: takes the journal mutex, then the bad-block set and the allocator.
+    /// Context: takes the journal mutex, then the quarantine, the bad-block set and the allocator.
     pub(super) fn commit(&self, tx: Tx) -> FsResult<()> {
         self.journal.commit(&self.region, &tx).map_err(eio)?;
         if !tx.free_after.is_empty() {
-            let bad = self.bad.read();
-            let mut a = self.alloc.lock();
-            for &b in &tx.free_after {
-                if !bad.contains(&b) {
-                    a.free(b);
-                }
-            }
+            let held = self.quarantine.on_commit(&tx.free_after);
+            self.free_durable(held.as_deref().unwrap_or(&tx.free_after));
         }
         Ok(())
+    }
+
+    /// Returns blocks whose freeing is durable to the allocator, except bad ones.
+    fn free_durable(&self, blocks: &[u64]) {
+        let bad = self.bad.read();
+        let mut a = self.alloc.lock();
+        for &b in blocks {
+            if !bad.contains(&b) {
+                a.free(b);
+            }
+        }
+    }
+
+    /// Installs the lease manager (once; later calls are ignored). Return: whether it was
+    /// installed.
+    pub(super) fn set_layout_breaker(&self, b: Arc<dyn LayoutBreaker>) -> bool {
+        self.layouts.set(b).is_ok()
+    }
+
+    /// Breaks the direct mappings of pages `[first, end)` of `ino` (see
+    /// [`LayoutBreaker::break_layouts`]); one atomic load when nobody holds a lease.
+    ///
+    /// Context: may sleep (bounded) waiting for holders; called with the inode lock held.
+    pub(super) fn break_layouts(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+        why: LayoutChange,
+    ) -> Option<FenceId> {
+        let b = self.layouts.get()?;
+        if first >= end || !b.active(ino) {
+            return None;
+        }
+        b.break_layouts(ino, first, end, why)
+    }
+
+    /// The file grew from `old` to `new` bytes: pages that were past its end are valid now, so
+    /// direct mappings that map them as past the end must map them again.
+    pub(super) fn break_extended(&self, ino: Ino, old: u64, new: u64) {
+        let (first, end) = (old.div_ceil(BLOCK), new.div_ceil(BLOCK));
+        self.break_layouts(ino, first, end, LayoutChange::Extend { size: new });
+    }
+
+    /// Adds blocks freed by a change to `tx`, held in quarantine under `fence` when a holder did
+    /// not acknowledge the change's revocation.
+    pub(super) fn free_after_layout_break(
+        &self,
+        tx: &mut Tx,
+        fence: Option<FenceId>,
+        freed: Vec<(u64, u64)>,
+    ) {
+        for (b, n) in freed {
+            if let Some(f) = fence {
+                self.quarantine.hold(f, b..b + n);
+            }
+            tx.free_after.extend(b..b + n);
+        }
+    }
+
+    /// Lifts a fence: its quarantined blocks whose freeing is durable return to the allocator
+    /// (the others when their transaction commits).
+    pub(super) fn lift_fence(&self, fence: FenceId) {
+        let free = self.quarantine.lift(fence);
+        if !free.is_empty() {
+            self.free_durable(&free);
+        }
+    }
+
+    /// Number of blocks held in quarantine.
+    pub(super) fn quarantined_blocks(&self) -> usize {
+        self.quarantine.len()
     }
 
     /// Commits `tx` without freeing anything (the bad-block table's own updates).

@@ -31,7 +31,9 @@ use fuser::{
 use super::control;
 use super::notify::KernelNotifier;
 use super::stats::{Op, RequestStats};
+use crate::direct::DirectService;
 use crate::fs::{Attr, Ctx, DaxFs, DaxMode, Errno, FileKind, SetAttr, TimeSet};
+use crate::ioctl::direct::is_direct_request;
 use crate::ioctl::{DAXFS_IOC_REQ_STATS, FS_XFLAG_DAX};
 
 /// Attribute and entry time-to-live: the kernel revalidates after this.
@@ -53,6 +55,9 @@ pub struct DaxFuse {
     stats: Arc<RequestStats>,
     /// Before INIT: whether to ask for FUSE-over-io_uring; after: whether it was negotiated.
     io_uring: Arc<AtomicBool>,
+    /// The direct-mapping service (`daxfs exec`): its two ioctls, and the memory-failure
+    /// revocation of direct mappings.
+    direct: Option<Arc<DirectService>>,
 }
 
 impl DaxFuse {
@@ -66,7 +71,13 @@ impl DaxFuse {
             killpriv_v2: false,
             stats: Arc::new(RequestStats::default()),
             io_uring: Arc::new(AtomicBool::new(false)),
+            direct: None,
         }
+    }
+
+    /// Serves direct mappings (`daxfs exec`) through `d`.
+    pub fn set_direct(&mut self, d: Arc<DirectService>) {
+        self.direct = Some(d);
     }
 
     /// The per-opcode request counters of this mount.
@@ -666,11 +677,25 @@ impl Filesystem for DaxFuse {
             }
             return;
         }
-        let caller = control::Caller {
-            ctx: ctx(req),
-            owner_uid: self.owner_uid,
+        let r = match &self.direct {
+            Some(d) if is_direct_request(cmd) => {
+                d.handle_ioctl(&self.fs, &ctx(req), ino.0, cmd, in_data)
+            }
+            _ => {
+                let caller = control::Caller {
+                    ctx: ctx(req),
+                    owner_uid: self.owner_uid,
+                };
+                // Memory failure revokes direct mappings before the kernel's (`crate::direct`).
+                let inval = self.direct.as_ref().map(|d| d.invalidator(&self.notifier));
+                let inval: &dyn crate::memory_failure::Invalidator = match &inval {
+                    Some(i) => i,
+                    None => &self.notifier,
+                };
+                control::handle(&self.fs, &self.notifier, inval, caller, ino.0, cmd, in_data)
+            }
         };
-        match control::handle(&self.fs, &self.notifier, caller, ino.0, cmd, in_data) {
+        match r {
             Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
             Ok(_) => reply.error(FuseErrno::EINVAL),
             Err(e) => reply.error(ferr(e)),

@@ -44,11 +44,14 @@ impl Caller {
 pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
 
 /// Handles one ioctl on inode `ino`. Return: the output bytes (at most `_IOC_SIZE(cmd)`).
+/// Memory failure invalidates through `inval` (the notifier, or the direct-mapping service's
+/// invalidator, which revokes direct mappings first).
 ///
 /// Context: runs in a session thread; may sleep in the fs layer.
 pub fn handle(
     fs: &DaxFs,
     notifier: &KernelNotifier,
+    inval: &dyn mf::Invalidator,
     caller: Caller,
     ino: Ino,
     cmd: u32,
@@ -92,13 +95,13 @@ pub fn handle(
             check_poison(&req, limit)?;
             let (off, len) = (req.offset, req.len);
             match (cmd == DAXFS_IOC_INJECT_POISON, by_region) {
-                (true, true) => mf::inject_region(fs, off, len, notifier).map(drop)?,
-                (true, false) => mf::inject_file(fs, ino, off, len, notifier).map(drop)?,
+                (true, true) => mf::inject_region(fs, off, len, inval).map(drop)?,
+                (true, false) => mf::inject_file(fs, ino, off, len, inval).map(drop)?,
                 (false, true) => mf::clear_region(fs, off, len).map(drop)?,
                 (false, false) => {
                     mf::clear_file(fs, ino, off, len)?;
                     // The cleared pages read as zeros now: drop what the kernel cached.
-                    mf::Invalidator::inval_inode(notifier, ino, off, len);
+                    inval.inval_inode(ino, off, len);
                 }
             }
             Ok(Vec::new())

@@ -117,6 +117,8 @@ fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     let sigs = block_signals()?;
     let notifier = KernelNotifier::new();
     let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    // Layout leases for processes that map files directly (`daxfs exec`).
+    adapter.set_direct(crate::direct::DirectService::start(&fs));
     let stats = adapter.stats_handle();
     let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
     let session = start_session(spec, &mountpoint, adapter)?;
