@@ -73,3 +73,10 @@ mod shim {
         }
     }
 }
+
+/// Threads (loom's under `cfg(loom)`: loom threads share one OS thread, so per-thread state
+/// must use loom's `thread_local!` there).
+#[cfg(loom)]
+pub use loom::thread;
+#[cfg(not(loom))]
+pub use std::thread;

@@ -1,5 +1,5 @@
 //! The DAX entry protocol beyond the seeds: downgrade, split with a hole, punch hole and
-//! truncate, invalidate, bad input, unlock refusals. Always without the regression switch.
+//! truncate, invalidate, bad input, unlock refusals. Always with today's semantics (no historical bug).
 #![cfg(not(loom))]
 
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,9 @@
 //! Seed tests (a)–(g) of issue 3 for the DAX entry protocol.
 //!
-//! With `DAXFS_REGRESSION_9F32D221=1` every mapping here runs with the regression switch
-//! (kernel commit 9f32d221301c before its fixes): then (a), (b) and (c) must fail and (d)–(g)
-//! pass; `scripts/regression-check` checks both runs. Each test runs under a watchdog so a hang
+//! Every mapping here takes its historical bugs from the environment (`DaxOptions::from_env`):
+//! with `DAXFS_REGRESSION_9F32D221=1` (the alias for 0e40de0338d0, c93db7bb6ef3 and
+//! fda490d39fc0, docs/DAX-BUGS.md) (a), (b) and (c) must fail and (d)–(g) pass;
+//! `scripts/regression-check` checks both runs. Each test runs under a watchdog so a hang
 //! fails the test instead of stalling the run.
 #![cfg(not(loom))]
 
@@ -20,7 +21,7 @@ use daxfs::index::Entry;
 mod dax_util;
 use dax_util::{populate, wait_sleepers};
 
-/// A fresh mapping; with the regression switch when the environment asks for it.
+/// A fresh mapping, with the historical bugs the environment asks for.
 fn mapping() -> DaxMapping {
     dax_util::mapping_with(DaxOptions::from_env())
 }

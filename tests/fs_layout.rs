@@ -342,6 +342,7 @@ fn only_dax_inodes_have_layouts() {
         &OpenOptions {
             read_only: false,
             dax: DaxMode::Never,
+            ..OpenOptions::default()
         },
     )
     .unwrap();
@@ -356,6 +357,7 @@ fn only_dax_inodes_have_layouts() {
         &OpenOptions {
             read_only: false,
             dax: DaxMode::Inode,
+            ..OpenOptions::default()
         },
     )
     .unwrap();

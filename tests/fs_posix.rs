@@ -775,6 +775,7 @@ fn read_only_refuses_writes() {
         &OpenOptions {
             read_only: true,
             dax: DaxMode::Never,
+            ..OpenOptions::default()
         },
     )
     .unwrap();

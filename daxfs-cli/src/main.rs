@@ -1,10 +1,11 @@
 //! The `daxfs` command line: `mkfs`, `mount` (also as the `mount.fuse.daxfs` helper), `umount`,
-//! `fsck`, `stat`, `poison`, `install-helper`.
+//! `fsck`, `stat`, `poison`, `bugs`, `install-helper`.
 //!
 //! Every error names what is wrong and what to do, and exits with status 1 (2 for usage errors,
 //! from clap). Nothing here knows the filesystem's internals: it calls the library's public API
 //! and, for a mounted filesystem, the control ioctls.
 
+mod bugs;
 mod ctl;
 mod helper;
 mod logger;
@@ -77,6 +78,11 @@ enum Cmd {
     Poison {
         #[command(subcommand)]
         cmd: PoisonCmd,
+    },
+    /// The catalogue of historical fs/dax.c entry-locking bugs: list them, replay one.
+    Bugs {
+        #[command(subcommand)]
+        cmd: bugs::BugsCmd,
     },
     /// Install the mount(8) helper symlink DIR/mount.fuse.daxfs -> this binary, so that
     /// `mount -t fuse.daxfs REGION MOUNTPOINT` works.
@@ -229,6 +235,7 @@ fn run(cli: Cli) -> CmdResult {
             inodes,
         } => mkfs(&region, size, inodes),
         Cmd::Mount(m) => mount::mount(&m),
+        Cmd::Bugs { cmd } => bugs::run(cmd),
         Cmd::Umount { mountpoint } => {
             let u = daxfs::fuse::unmount(&mountpoint, std::time::Duration::from_secs(20))
                 .map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 //! (the unlock then still works and releases the lock).
 
 use super::entry::{DaxEntry, DAX_PMD, DAX_ZERO, PMD_ORDER, PMD_PAGES};
+use super::history::Bug;
 use super::mapping::DaxMapping;
 use super::DaxError;
 
@@ -17,7 +18,8 @@ pub struct DaxEntryGuard {
     index: u64,
     order: u8,
     entry: DaxEntry,
-    page: bool,
+    /// The page index locked through `dax_lock_page`, if this is a page lock.
+    page: Option<u64>,
     done: bool,
 }
 
@@ -27,7 +29,7 @@ impl DaxEntryGuard {
         index: u64,
         order: u8,
         entry: DaxEntry,
-        page: bool,
+        page: Option<u64>,
     ) -> DaxEntryGuard {
         DaxEntryGuard {
             mapping,
@@ -104,6 +106,55 @@ impl DaxEntryGuard {
         Ok(())
     }
 
+    /// `dax_insert_entry` as a fault calls it: a fault of `fault_order` at `fault_index` maps
+    /// region block `block` (for the fault's page range). If the held entry is `EMPTY` or
+    /// `ZERO` (and of the fault's order) the new mapping replaces it, moving the pages'
+    /// (mapping, index) association; an entry that already maps blocks is left alone (a PTE
+    /// fault inside a PMD entry uses the PMD mapping) and only marked dirty if asked.
+    ///
+    /// Return: `Err(OutOfEntry)` for a fault outside the entry, `Err(BadBlock)`.
+    pub fn dax_insert_entry(
+        &mut self,
+        fault_index: u64,
+        fault_order: u8,
+        block: u64,
+        dirty: bool,
+    ) -> Result<(), DaxError> {
+        if !self.covers(fault_index) {
+            return Err(DaxError::OutOfEntry(fault_index));
+        }
+        let held = self.entry;
+        // Bug 1571c029a2ff ("dax: Fix xarray entry association for mixed mappings"): the
+        // kernel moved the association whenever the new mapping's size differed from the
+        // entry's, before deciding whether to store it at all. A PTE fault inside a mapped PMD
+        // entry disassociated the PMD's 512 pages and associated only its own page, then left
+        // the PMD entry in place: 511 pages had no owner, and memory failure on them found no
+        // process to notify. The fix (dis)associates only when the entry is replaced.
+        if self.mapping.bugs().is(Bug::MixedAssociation) && held.order() != fault_order {
+            if let Some(p) = self.mapping.pages() {
+                if held.has_block() {
+                    p.disassociate(held.block(), held.nr_pages());
+                }
+                let n = 1u64 << fault_order;
+                let start = fault_index & !(n - 1);
+                p.associate(
+                    block,
+                    n,
+                    self.mapping.inode(),
+                    self.mapping.generation(),
+                    start,
+                );
+            }
+        }
+        if (held.is_empty() || held.is_zero()) && fault_order == self.order {
+            return self.insert(block, dirty);
+        }
+        if dirty {
+            self.mapping.mark_dirty_locked(self.index, self.order)?;
+        }
+        Ok(())
+    }
+
     /// Makes the held entry a `ZERO` entry (a read fault on a hole). Stays locked.
     pub fn insert_zero(&mut self) -> Result<(), DaxError> {
         let flags = DAX_ZERO | if self.order == PMD_ORDER { DAX_PMD } else { 0 };
@@ -122,8 +173,9 @@ impl DaxEntryGuard {
     }
 
     fn release(&self) -> Result<(), DaxError> {
-        if self.page {
-            self.mapping.unlock_page(self.index, self.order, self.entry)
+        if let Some(page) = self.page {
+            self.mapping
+                .unlock_page(self.index, self.order, self.entry, page)
         } else {
             self.mapping.unlock_at(
                 self.index,

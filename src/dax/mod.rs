@@ -19,8 +19,11 @@
 //! 3. **No lost wake-up.** A sleeper registers on its wait-queue bucket *before* it releases the
 //!    index writer lock under which it saw the entry locked; every change of a locked entry
 //!    (unlock, delete, split, downgrade) happens under that lock and is followed by a wake-up of
-//!    the entry's key. Wake-ups go to all sleepers of a bucket; each re-checks (hash collisions).
-//!    Lock order: index writer lock → wait-queue bucket mutex.
+//!    the entry's key. As in the kernel, faults sleep exclusively and an unlock wakes the next
+//!    sleeper (which takes the lock, or passes the wake-up on with `put_unlocked_entry`);
+//!    erasing, splitting or downgrading an entry, making it the zero page, and eviction wake all.
+//!    The memory-failure page lock sleeps non-exclusively. Woken sleepers re-check (hash
+//!    collisions). Lock order: index writer lock → wait-queue bucket mutex.
 //! 4. **Unlock stores the unlocked value at the same order.** `dax_unlock_entry` refuses a value
 //!    with `LOCKED` set (`debug_assert!`, and [`DaxError::LockedValue`] in release builds) and a
 //!    value whose `PMD` bit disagrees with the order of the entry it replaces. The mapping size
@@ -31,25 +34,27 @@
 //!    every wake-up (before touching the index) and returns [`DaxError::Evicted`]. An inode id
 //!    reused by a new inode gets a new `DaxMapping` (and generation), so an old sleeper never
 //!    locks the new inode's entries; it only may see a spurious wake-up of a shared key.
-//! 6. **Never call an `Index` reader method while holding its writer guard** (the reference
-//!    index's readers take the same mutex).
+//! 6. **Index readers may run under the writer guard** (they are lock-free); a lookup that must
+//!    be exact against writers uses the guard's own `load`/`find_conflict`.
 //!
-//! # The 2018 regression switch
+//! # Historical semantics
 //!
-//! [`DaxOptions::regression_9f32d221`] gives the protocol the semantics of kernel commit
-//! 9f32d221301c ("dax: Convert dax_lock_mapping_entry to XArray") before its fixes, to show the
-//! bugs side by side with the fixed protocol: lookups are plain loads of the requested order (a
-//! PMD-order lookup over PTE entries sees nothing, and the fault then stores a PMD entry over
-//! them — "dax: Fix missed wakeup with PMD faults"); a waiter does not look up again after
-//! sleeping but uses the entry it saw before (and locking it stores it back, resurrecting a
-//! deleted entry); and the page-lock unlock path (`dax_unlock_page`, the kernel's
-//! `dax_unlock_mapping_entry`) rebuilds the entry from its block without the `PMD` bit ("dax: Fix
-//! dax_unlock_mapping_entry for PMD pages"). Liveness is re-checked in both modes.
+//! [`DaxOptions::bugs`] selects kernel bugs of the catalogue in [`history`] (docs/DAX-BUGS.md):
+//! each is one deviation, named by the fix's commit id and consulted at one decision point, with
+//! the kernel code it reproduces described beside it. The default (no bug) is today's kernel.
+//! The wait queues follow the kernel's exclusive/non-exclusive waits and wake-next/wake-all
+//! ([`wait`]); page owners and pins ([`page`]) and the busy-page scan serve the bugs of memory
+//! failure and break-layouts. [`trace`] is an optional tracer that `daxfs bugs replay` uses;
+//! [`museum`] holds each bug's detector scenario, shared by the tests and the CLI.
 
 pub mod entry;
 pub mod guard;
+pub mod history;
 pub mod invariant;
 pub mod mapping;
+pub mod museum;
+pub mod page;
+pub mod trace;
 pub mod wait;
 
 pub use entry::{
@@ -57,27 +62,37 @@ pub use entry::{
     DAX_LOCKED, DAX_PMD, DAX_ZERO, PAGE_SIZE, PMD_ORDER, PMD_PAGES, PMD_SIZE, PTE_ORDER,
 };
 pub use guard::DaxEntryGuard;
+pub use history::{Bug, Bugs, BUGS_ENV, REGRESSION_ENV};
 pub use invariant::Violation;
-pub use mapping::{DaxMapping, DaxMappingInfo, Lookup, UnmapHook};
-pub use wait::{WaitKey, WaitTable, WAIT_TABLE_BUCKETS};
+pub use mapping::{DaxMapping, DaxMappingInfo, DaxParts, HoleFault, Lookup, UnmapHook};
+pub use page::{DaxPages, PageOwner};
+pub use trace::{DaxTracer, TraceEvent, TraceLog};
+pub use wait::{WaitKey, WaitTable, WakeMode, WAIT_TABLE_BUCKETS};
 
 use crate::index::IndexError;
-
-/// Name of the environment variable [`DaxOptions::from_env`] reads (`1` turns the switch on).
-pub const REGRESSION_ENV: &str = "DAXFS_REGRESSION_9F32D221";
 
 /// Run-time options of a [`DaxMapping`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DaxOptions {
-    /// Reproduce kernel commit 9f32d221301c before its fixes (see the module documentation).
-    pub regression_9f32d221: bool,
+    /// The historical bugs to reproduce ([`history`]); empty (the default) is today's kernel.
+    pub bugs: Bugs,
 }
 
 impl DaxOptions {
-    /// Options from the environment: the switch is on when [`REGRESSION_ENV`] is `1`.
+    /// Options reproducing `bugs`.
+    pub const fn with_bugs(bugs: Bugs) -> DaxOptions {
+        DaxOptions { bugs }
+    }
+
+    /// Options from the environment ([`Bugs::from_env`]: `DAXFS_DAX_BUGS`, and
+    /// `DAXFS_REGRESSION_9F32D221=1`). An unknown bug id is reported on stderr and ignored.
     pub fn from_env() -> DaxOptions {
-        DaxOptions {
-            regression_9f32d221: std::env::var(REGRESSION_ENV).is_ok_and(|v| v == "1"),
+        match Bugs::from_env() {
+            Ok(bugs) => DaxOptions { bugs },
+            Err(e) => {
+                eprintln!("daxfs: {BUGS_ENV}: {e}");
+                DaxOptions::default()
+            }
         }
     }
 }
@@ -106,6 +121,9 @@ pub enum DaxError {
     /// An index outside the locked entry.
     #[error("index {0} is outside the locked entry")]
     OutOfEntry(u64),
+    /// A freed mapping was touched (the lifetime check of [`DaxMapping::destroy`]).
+    #[error("use after free: inode {inode} (generation {generation}) was freed")]
+    UseAfterFree { inode: u64, generation: u64 },
     /// The index refused an operation.
     #[error(transparent)]
     Index(#[from] IndexError),

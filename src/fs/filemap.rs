@@ -168,8 +168,13 @@ fn eio(e: DaxError) -> nix::errno::Errno {
 impl FileMap {
     /// The map of inode `ino` (generation `generation`): its own DAX mapping.
     pub fn new(ino: u64, generation: u64) -> FileMap {
+        FileMap::with_options(ino, generation, DaxOptions::default())
+    }
+
+    /// As [`FileMap::new`], with DAX options (the historical bugs to reproduce).
+    pub fn with_options(ino: u64, generation: u64, opts: DaxOptions) -> FileMap {
         FileMap {
-            dax: DaxMapping::new(ino, generation, DaxOptions::default()),
+            dax: DaxMapping::new(ino, generation, opts),
             rmap: std::sync::OnceLock::new(),
             mapped: AtomicU64::new(0),
             poisoned: Mutex::new(BTreeMap::new()),

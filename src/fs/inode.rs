@@ -148,8 +148,9 @@ pub struct Inode {
 }
 
 impl Inode {
-    pub fn new(ino: Ino, st: IState) -> Inode {
-        let map = FileMap::new(ino, st.rec.generation);
+    /// A live inode whose DAX mapping has options `dax` (the historical bugs it reproduces).
+    pub fn new(ino: Ino, st: IState, dax: crate::dax::DaxOptions) -> Inode {
+        let map = FileMap::with_options(ino, st.rec.generation, dax);
         Inode {
             atime: AtomicI64::new(st.rec.atime),
             atime_dirty: AtomicBool::new(false),

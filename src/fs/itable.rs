@@ -4,7 +4,8 @@
 //! Owns: which inode numbers are live and which are free. A slot holds an `Arc<Inode>`, so an
 //! inode looked up stays usable (as an evicted inode) after it leaves the table. Locks: each
 //! slot's rwlock and the free list's mutex are leaves, held only to copy an `Arc` in or out.
-//! Every inode the table makes is attached to the filesystem's reverse map (memory failure).
+//! Every inode the table makes is attached to the filesystem's reverse map (memory failure) and
+//! gets the mount's DAX mapping options (the historical bugs switched on, docs/DAX-BUGS.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::filemap::Rmap;
 use super::inode::{IState, Inode};
 use super::types::Ino;
 use super::FsResult;
+use crate::dax::DaxOptions;
 
 /// Live inodes by number, and the free numbers.
 pub(crate) struct InodeTable {
@@ -24,25 +26,32 @@ pub(crate) struct InodeTable {
     free: Mutex<BTreeMap<u64, u64>>,
     /// Region block → (inode, file page), kept by the file maps.
     rmap: Arc<Rmap>,
+    /// Options of every inode's DAX mapping.
+    dax_opts: DaxOptions,
 }
 
 impl InodeTable {
     /// A table for inode numbers `1..=inodes_total`, all free until [`Self::install`]ed except
     /// those not listed in `free`.
-    pub(super) fn new(inodes_total: u64, free: impl IntoIterator<Item = (u64, u64)>) -> Self {
+    pub(super) fn new(
+        inodes_total: u64,
+        free: impl IntoIterator<Item = (u64, u64)>,
+        dax_opts: DaxOptions,
+    ) -> Self {
         let mut slots = Vec::with_capacity(inodes_total as usize + 1);
         slots.resize_with(inodes_total as usize + 1, || RwLock::new(None));
         InodeTable {
             slots,
             free: Mutex::new(free.into_iter().collect()),
             rmap: Arc::new(Rmap::new()),
+            dax_opts,
         }
     }
 
     /// A new in-DRAM inode `ino` with state `st`, its file map attached to the reverse map (not
     /// yet in the table).
     pub(super) fn make(&self, ino: Ino, st: IState) -> Arc<Inode> {
-        let inode = Arc::new(Inode::new(ino, st));
+        let inode = Arc::new(Inode::new(ino, st, self.dax_opts));
         inode.map.attach_rmap(self.rmap.clone());
         inode
     }

@@ -23,6 +23,7 @@ use super::namespace::Namespace;
 use super::time::now_ns;
 use super::types::{FileKind, MkfsOptions, OpenOptions, RegionStat};
 use super::volume::Volume;
+use crate::dax::DaxOptions;
 use crate::region::Region;
 use crate::store::{
     self, encode_badblocks, read_superblock, Allocator, CorruptReason, Extent, Image, InodeRec,
@@ -80,7 +81,8 @@ impl DaxFs {
     /// The in-DRAM filesystem of a loaded, sound image.
     fn from_image(region: Region, img: Image, opts: &OpenOptions) -> DaxFs {
         let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
-        let inodes = InodeTable::new(img.sb.inodes_total, img.free_inodes);
+        let dax_opts = DaxOptions::with_bugs(opts.dax_bugs);
+        let inodes = InodeTable::new(img.sb.inodes_total, img.free_inodes, dax_opts);
         for (ino, li) in img.inodes {
             let extents = li.extents.clone();
             let inode = inodes.make(ino, inode_state(li));

@@ -160,6 +160,9 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// The data path (`dax=`).
     pub dax: DaxMode,
+    /// Historical `fs/dax.c` bugs every inode's DAX mapping reproduces (docs/DAX-BUGS.md);
+    /// empty (the default) is today's kernel behaviour.
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 /// Who uses a region block (see [`DaxFs::block_owner`](super::DaxFs::block_owner)).

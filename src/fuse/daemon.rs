@@ -165,6 +165,7 @@ fn open_filesystem(spec: &MountSpec) -> Result<Arc<DaxFs>, MountError> {
     let opts = OpenOptions {
         read_only: spec.config.read_only,
         dax: spec.config.dax,
+        dax_bugs: spec.config.dax_bugs,
     };
     let fs = retry_while_releasing(&spec.region, Duration::from_secs(5), || {
         DaxFs::open(&spec.region, &opts)

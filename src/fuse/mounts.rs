@@ -275,7 +275,13 @@ pub(crate) fn mount_flag(opt: &str) -> Option<(nix::mount::MsFlags, bool)> {
 }
 
 /// Daemon options a remount cannot change but may repeat with the value in force.
-const SERVED_SETTINGS: &[&str] = &["dax", "io_uring", "noio_uring", "io_uring_sched"];
+const SERVED_SETTINGS: &[&str] = &[
+    "dax",
+    "io_uring",
+    "noio_uring",
+    "io_uring_sched",
+    "dax_bugs",
+];
 
 /// The `-o` options the daemon serving `mp` was started with, read from its command line
 /// (`daxfs mount REGION MNT ... -o OPTS`, as both `daxfs mount` and the helper start it).
@@ -316,6 +322,7 @@ fn same_as_served(opt: &str, current: &MountConfig) -> Option<bool> {
     Some(match key {
         "dax" => want.dax == current.dax,
         "io_uring_sched" => want.io_uring_idle == current.io_uring_idle,
+        "dax_bugs" => want.dax_bugs == current.dax_bugs,
         _ => want.io_uring == current.io_uring,
     })
 }

@@ -40,6 +40,9 @@ pub struct MountConfig {
     /// `io_uring_sched=idle|normal`: queue threads at `SCHED_IDLE` under a starvation watchdog
     /// (default) or at normal priority (`fuse/uring/priority.rs`).
     pub io_uring_idle: bool,
+    /// `dax_bugs=ID:ID`: historical `fs/dax.c` bugs the DAX entry protocol reproduces
+    /// (docs/DAX-BUGS.md; `none` is today's kernel, the default).
+    pub dax_bugs: crate::dax::Bugs,
 }
 
 impl Default for MountConfig {
@@ -61,6 +64,7 @@ impl Default for MountConfig {
             remount: false,
             io_uring: false,
             io_uring_idle: true,
+            dax_bugs: crate::dax::Bugs::NONE,
         }
     }
 }
@@ -110,7 +114,8 @@ const IGNORED: &[&str] = &[
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
-nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal (and mount(8)'s generic options such as \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal, \
+dax_bugs=ID:ID (and mount(8)'s generic options such as \
 defaults, auto, user, _netdev, x-*)";
 
 /// Parses a comma-separated option string (several `-o` strings may be joined with commas).
@@ -155,6 +160,13 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, OptionError> {
             ("io_uring_sched", Some("normal")) => c.io_uring_idle = false,
             ("io_uring_sched", Some(_)) => {
                 return Err(bad(opt, "use io_uring_sched=idle or io_uring_sched=normal"))
+            }
+            ("dax_bugs", Some(v)) => {
+                c.dax_bugs = crate::dax::Bugs::parse(v).map_err(|_| OptionError::BadValue {
+                    option: opt.to_string(),
+                    fix: "give fix ids of the DAX bug catalogue (`daxfs bugs list`) separated \
+                              by ':', e.g. dax_bugs=23c84eb78375:61c30c98ef17, or dax_bugs=none",
+                })?
             }
             ("threads", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => c.threads = Some(n),
@@ -294,5 +306,22 @@ mod tests {
             Err(OptionError::BadValue { .. })
         ));
         assert_eq!(parse_options("ro=1"), Err(unknown("ro=1")));
+    }
+
+    #[test]
+    fn dax_bugs_name_catalogued_fixes() {
+        use crate::dax::{Bug, Bugs};
+        assert_eq!(parse_options("").unwrap().dax_bugs, Bugs::NONE);
+        let c = parse_options("rw,dax_bugs=23c84eb78375:61c30c98ef17").unwrap();
+        assert_eq!(
+            c.dax_bugs,
+            Bugs::only(Bug::PmdMissedWakeup).with(Bug::PutUnlockedInverted)
+        );
+        let e = parse_options("dax_bugs=123456789abc").unwrap_err();
+        assert!(
+            matches!(&e, OptionError::BadValue { option, .. } if option == "dax_bugs=123456789abc"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("daxfs bugs list"), "{e}");
     }
 }
