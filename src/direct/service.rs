@@ -20,7 +20,7 @@ use crate::fs::layout::{LayoutBreaker, LayoutChange, LayoutExtent, LayoutRequest
 use crate::fs::{Ctx, DaxFs, Errno, FsResult, Ino};
 use crate::ioctl::direct::*;
 use crate::ioctl::{check_header, Pod, Versioned, MORE};
-use crate::memory_failure::Invalidator;
+use crate::memory_failure::{Done, FileRange, Invalidator};
 use crate::region::RegionKind;
 
 /// How long a revocation waits for each holder by default.
@@ -276,12 +276,14 @@ pub struct LeaseInvalidator<'a> {
 }
 
 impl Invalidator for LeaseInvalidator<'_> {
-    fn inval_inode(&self, ino: Ino, offset: u64, len: u64) {
-        let (first, end) = (offset / PAGE, offset.saturating_add(len).div_ceil(PAGE));
-        if self.table.active(ino) {
-            self.table
-                .break_layouts(ino, first, end, LayoutChange::Invalidate);
+    fn invalidate(&self, ranges: Vec<FileRange>, done: Done) {
+        for &(ino, offset, len) in &ranges {
+            let (first, end) = (offset / PAGE, offset.saturating_add(len).div_ceil(PAGE));
+            if self.table.active(ino) {
+                self.table
+                    .break_layouts(ino, first, end, LayoutChange::Invalidate);
+            }
         }
-        self.kernel.inval_inode(ino, offset, len);
+        self.kernel.invalidate(ranges, done);
     }
 }

@@ -29,7 +29,7 @@ use fuser::{
 };
 
 use super::control;
-use super::notify::KernelNotifier;
+use super::notify::{KernelNotifier, Notification};
 use super::stats::{Op, RequestStats};
 use crate::direct::DirectService;
 use crate::fs::{Attr, Ctx, DaxFs, DaxMode, Errno, FileKind, SetAttr, TimeSet};
@@ -100,13 +100,12 @@ impl DaxFuse {
     /// The fs layer changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
     /// or fallocate). After a WRITE or FALLOCATE the kernel invalidates only size and times
     /// (`FUSE_STATX_MODSIZE`), so `stat -c %A` (a statx for the mode alone) would keep showing
-    /// the cached bits for up to [`TTL`]: drop the cached attributes. Sent before the reply, so
-    /// the caller's next stat sees the new mode; attributes only (negative offset), which takes
-    /// no lock the waiting writer holds.
-    fn mode_changed(&self, ino: u64) {
-        if let Err(e) = self.notifier.inval_inode(ino, -1, 0) {
-            log::warn!("attribute invalidation of inode {ino} failed: {e}");
-        }
+    /// the cached bits for up to [`TTL`]: drop the cached attributes, then `reply`, so the
+    /// caller's next stat sees the new mode. Both from the notifier thread: a serving thread never
+    /// sends a notification (`super::notify`).
+    fn reply_after_mode_change(&self, ino: u64, reply: impl FnOnce() + Send + 'static) {
+        self.notifier
+            .post(vec![Notification::attrs(ino)], Some(Box::new(reply)));
     }
 
     /// The open flags that select the data path for an inode with attribute `flags`.
@@ -454,12 +453,8 @@ impl Filesystem for DaxFuse {
             .fs
             .write_dropping_privs(ino.0, offset, data, &ctx(req), kill_priv)
         {
-            Ok((n, dropped)) => {
-                if dropped {
-                    self.mode_changed(ino.0);
-                }
-                reply.written(n as u32)
-            }
+            Ok((n, true)) => self.reply_after_mode_change(ino.0, move || reply.written(n as u32)),
+            Ok((n, false)) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -677,9 +672,15 @@ impl Filesystem for DaxFuse {
             }
             return;
         }
-        let r = match &self.direct {
+        // The answer may come later, from the notifier thread (poison: `super::control`).
+        let answer = move |r: Result<Vec<u8>, Errno>| match r {
+            Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
+            Ok(_) => reply.error(FuseErrno::EINVAL),
+            Err(e) => reply.error(ferr(e)),
+        };
+        match &self.direct {
             Some(d) if is_direct_request(cmd) => {
-                d.handle_ioctl(&self.fs, &ctx(req), ino.0, cmd, in_data)
+                answer(d.handle_ioctl(&self.fs, &ctx(req), ino.0, cmd, in_data))
             }
             _ => {
                 let caller = control::Caller {
@@ -692,13 +693,14 @@ impl Filesystem for DaxFuse {
                     Some(i) => i,
                     None => &self.notifier,
                 };
-                control::handle(&self.fs, &self.notifier, inval, caller, ino.0, cmd, in_data)
+                let req = control::Ioctl {
+                    caller,
+                    ino: ino.0,
+                    cmd,
+                    input: in_data,
+                };
+                control::handle(&self.fs, &self.notifier, inval, req, Box::new(answer));
             }
-        };
-        match r {
-            Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
-            Ok(_) => reply.error(FuseErrno::EINVAL),
-            Err(e) => reply.error(ferr(e)),
         }
     }
 
@@ -717,7 +719,7 @@ impl Filesystem for DaxFuse {
             .fs
             .fallocate_dropping_privs(ino.0, offset, length, mode, &ctx(req));
         if r == Ok(true) {
-            self.mode_changed(ino.0);
+            return self.reply_after_mode_change(ino.0, move || reply.ok());
         }
         reply_empty(reply, r.map(|_| ()));
     }

@@ -6,24 +6,10 @@
 //! `EPERM` for a caller that is neither root nor the mount's owner); an unknown request number is
 //! `ENOTTY`, as a driver answers.
 
-use super::notify::KernelNotifier;
+use super::notify::{KernelNotifier, Notification};
 use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
-
-/// The kernel side of memory-failure invalidation: `notify_inval_inode` for the range, so user
-/// mappings of it fault again (and a poisoned page's fault gets `SIGBUS`).
-impl mf::Invalidator for KernelNotifier {
-    fn inval_inode(&self, ino: Ino, offset: u64, len: u64) {
-        let (off, len) = (
-            offset.min(i64::MAX as u64) as i64,
-            len.min(i64::MAX as u64) as i64,
-        );
-        if let Err(e) = KernelNotifier::inval_inode(self, ino, off, len) {
-            log::warn!("inode {ino}: invalidating [{offset}, +{len}) after poison: {e}");
-        }
-    }
-}
 
 /// Who sends a control request.
 #[derive(Clone, Copy, Debug)]
@@ -43,20 +29,60 @@ impl Caller {
 /// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
 pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
 
-/// Handles one ioctl on inode `ino`. Return: the output bytes (at most `_IOC_SIZE(cmd)`).
-/// Memory failure invalidates through `inval` (the notifier, or the direct-mapping service's
-/// invalidator, which revokes direct mappings first).
+/// One ioctl as the kernel sent it.
+#[derive(Clone, Copy, Debug)]
+pub struct Ioctl<'a> {
+    pub caller: Caller,
+    /// The inode it was issued on.
+    pub ino: Ino,
+    pub cmd: u32,
+    /// Its input bytes.
+    pub input: &'a [u8],
+}
+
+/// Where an ioctl's answer goes: the output bytes (at most `_IOC_SIZE(cmd)`) or the errno.
+pub type Reply = Box<dyn FnOnce(FsResult<Vec<u8>>) + Send>;
+
+/// Handles one ioctl on inode `ino`; `reply` gets the answer, on this thread or (poison inject
+/// and clear, which answer only once the kernel dropped the range: `super::notify`) on the
+/// notifier thread. Memory failure invalidates through `inval` (the notifier, or the
+/// direct-mapping service's invalidator, which revokes direct mappings first).
 ///
-/// Context: runs in a session thread; may sleep in the fs layer.
+/// Context: runs in a session thread; may sleep in the fs layer; never waits for the kernel.
 pub fn handle(
     fs: &DaxFs,
     notifier: &KernelNotifier,
     inval: &dyn mf::Invalidator,
-    caller: Caller,
-    ino: Ino,
-    cmd: u32,
-    input: &[u8],
-) -> FsResult<Vec<u8>> {
+    req: Ioctl<'_>,
+    reply: Reply,
+) {
+    let Ioctl {
+        caller,
+        ino,
+        cmd,
+        input,
+    } = req;
+    match cmd {
+        DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
+            poison(fs, inval, caller, ino, cmd, input, reply)
+        }
+        FS_IOC_FSSETXATTR => {
+            let r = set_xattr(fs, caller, ino, input);
+            let dax_changed = matches!(r, Ok(true));
+            reply(r.map(|_| Vec::new()));
+            if dax_changed {
+                // The data path changes at the next open: drop cached pages so a later
+                // page-cache open cannot see bytes older than direct writes. Posted after the
+                // reply: the kernel holds the inode lock until it has it.
+                notifier.post(vec![Notification::data(ino, 0, 0)], None);
+            }
+        }
+        _ => reply(answer(fs, ino, cmd, input)),
+    }
+}
+
+/// The requests answered at once.
+fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
     match cmd {
         DAXFS_IOC_STAT => {
             let _req: DaxfsStat = check_header(input)?;
@@ -77,35 +103,6 @@ pub fn handle(
             let all = fs.mappings(ino)?;
             Ok(mappings_page(&all, req.cursor).as_bytes().to_vec())
         }
-        DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
-            let req: DaxfsPoison = check_header(input)?;
-            if !caller.may_change_poison() {
-                return Err(Errno::EPERM);
-            }
-            let by_region = req.flags & POISON_BY_REGION != 0;
-            let limit = if by_region {
-                fs.region_stat().size
-            } else {
-                let a = fs.getattr(ino)?;
-                if a.kind != FileKind::Regular {
-                    return Err(Errno::EINVAL);
-                }
-                a.size
-            };
-            check_poison(&req, limit)?;
-            let (off, len) = (req.offset, req.len);
-            match (cmd == DAXFS_IOC_INJECT_POISON, by_region) {
-                (true, true) => mf::inject_region(fs, off, len, inval).map(drop)?,
-                (true, false) => mf::inject_file(fs, ino, off, len, inval).map(drop)?,
-                (false, true) => mf::clear_region(fs, off, len).map(drop)?,
-                (false, false) => {
-                    mf::clear_file(fs, ino, off, len)?;
-                    // The cleared pages read as zeros now: drop what the kernel cached.
-                    inval.inval_inode(ino, off, len);
-                }
-            }
-            Ok(Vec::new())
-        }
         DAXFS_IOC_LIST_BADBLOCKS => {
             let req: DaxfsBadBlocks = check_header(input)?;
             Ok(badblocks_page(&mf::list(fs), req.cursor)
@@ -120,29 +117,80 @@ pub fn handle(
             };
             Ok(x.as_bytes().to_vec())
         }
-        FS_IOC_FSSETXATTR => {
-            let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
-            let a = fs.getattr(ino)?;
-            if want.fsx_xflags & !SETTABLE_XFLAGS != 0
-                || want.fsx_extsize != 0
-                || want.fsx_projid != 0
-                || want.fsx_cowextsize != 0
-            {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            if want.fsx_xflags != a.flags {
-                fs.set_flags(ino, want.fsx_xflags, &caller.ctx)?;
-                if (want.fsx_xflags ^ a.flags) & FS_XFLAG_DAX != 0 {
-                    // The data path changes at the next open: drop cached pages so a later
-                    // page-cache open cannot see bytes older than direct writes. Sent from
-                    // another thread: the kernel holds the inode lock until we reply.
-                    let n = notifier.clone();
-                    std::thread::spawn(move || n.inval_inode(ino, 0, 0));
-                }
-            }
-            Ok(Vec::new())
-        }
         _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// `FS_IOC_FSSETXATTR`. Return: whether `FS_XFLAG_DAX` changed.
+fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
+    let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
+    let a = fs.getattr(ino)?;
+    if want.fsx_xflags & !SETTABLE_XFLAGS != 0
+        || want.fsx_extsize != 0
+        || want.fsx_projid != 0
+        || want.fsx_cowextsize != 0
+    {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if want.fsx_xflags == a.flags {
+        return Ok(false);
+    }
+    fs.set_flags(ino, want.fsx_xflags, &caller.ctx)?;
+    Ok((want.fsx_xflags ^ a.flags) & FS_XFLAG_DAX != 0)
+}
+
+/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: validated here, handled by
+/// `memory_failure`, answered once the range is unmapped.
+fn poison(
+    fs: &DaxFs,
+    inval: &dyn mf::Invalidator,
+    caller: Caller,
+    ino: Ino,
+    cmd: u32,
+    input: &[u8],
+    reply: Reply,
+) {
+    let checked = (|| {
+        let req: DaxfsPoison = check_header(input)?;
+        if !caller.may_change_poison() {
+            return Err(Errno::EPERM);
+        }
+        let by_region = req.flags & POISON_BY_REGION != 0;
+        let limit = if by_region {
+            fs.region_stat().size
+        } else {
+            let a = fs.getattr(ino)?;
+            if a.kind != FileKind::Regular {
+                return Err(Errno::EINVAL);
+            }
+            a.size
+        };
+        check_poison(&req, limit)?;
+        Ok((req.offset, req.len, by_region))
+    })();
+    let (off, len, by_region) = match checked {
+        Ok(r) => r,
+        Err(e) => return reply(Err(e)),
+    };
+    let done = |r: FsResult<u64>| reply(r.map(|_| Vec::new()));
+    match (cmd == DAXFS_IOC_INJECT_POISON, by_region) {
+        (true, true) => mf::inject_region_then(
+            fs,
+            off,
+            len,
+            inval,
+            Box::new(move |r| done(r.map(|i| i.blocks))),
+        ),
+        (true, false) => mf::inject_file_then(
+            fs,
+            ino,
+            off,
+            len,
+            inval,
+            Box::new(move |r| done(r.map(|i| i.blocks))),
+        ),
+        (false, true) => mf::clear_region_then(fs, off, len, inval, Box::new(done)),
+        (false, false) => mf::clear_file_then(fs, ino, off, len, inval, Box::new(done)),
     }
 }
 

@@ -122,7 +122,9 @@ fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     let stats = adapter.stats_handle();
     let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
     let session = start_session(spec, &mountpoint, adapter)?;
-    notifier.connect(session.notifier());
+    notifier
+        .connect(session.notifier())
+        .map_err(MountError::NotifierThread)?;
     let pid = std::process::id();
     register_daemon(spec, &mountpoint, pid);
     spawn_signal_thread(sigs, mountpoint.clone())?;

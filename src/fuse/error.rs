@@ -119,6 +119,9 @@ pub enum MountError {
     /// The signal thread could not start.
     #[error("cannot start the signal thread: {0}")]
     SignalThread(io::Error),
+    /// The notifier thread (kernel notifications: `super::notify`) could not start.
+    #[error("cannot start the notifier thread: {0}")]
+    NotifierThread(io::Error),
     /// The FUSE session ended with an error.
     #[error("FUSE session failed: {0}")]
     Session(io::Error),

@@ -18,8 +18,21 @@
 //! Rules kept: an entry's buffers are touched by this side only between the completion that hands
 //! it a request and the `COMMIT_AND_FETCH` that returns it (the kernel owns them otherwise); every
 //! request handed to us is committed exactly once, with `EIO` if fuser could not parse it or the
-//! filesystem returned without replying (the adapter always replies before returning, so that is
-//! a bug, logged, never a hung caller); a reply that arrives after its commit is refused.
+//! filesystem dropped its reply handle without replying (a bug, logged, never a hung caller); a
+//! reply that arrives after its commit is refused.
+//!
+//! Replies from another thread (docs/DESIGN.md "Memory failure", rule 7): a request whose reply
+//! must wait for a kernel notification (a poison ioctl) is answered later by the notifier thread
+//! (`super::notify`), while the queue thread goes on serving. The filesystem keeps fuser's reply
+//! handle, which holds a clone of the entry's [`EntrySink`]: so when dispatch returns with the
+//! entry unreplied and a second reference to its sink alive, the entry is *deferred*, not failed.
+//! Only the queue thread may submit to its ring (`IORING_SETUP_SINGLE_ISSUER`, and the SQ is not
+//! thread-safe), so a deferred reply is written into the entry's buffers by the replying thread
+//! under the entry's lock and the entry is handed back through the queue's [`Mailbox`]: its index
+//! on a list, then a write to an eventfd that the queue thread keeps a ring `READ` on; that
+//! completion makes the queue thread submit the `COMMIT_AND_FETCH`. The replying thread never
+//! waits for the queue thread, and the queue thread never waits for the replying one (it learns
+//! of the reply from its own ring), so no cycle goes through this hand-over either.
 //!
 //! Layout: the request reaches us as header (`in_out`: `fuse_in_header`; `op_in`: the opcode's
 //! fixed argument) plus payload (the remaining arguments). fuser reads requests as `/dev/fuse`
@@ -161,13 +174,28 @@ struct Entry {
 struct EntryState {
     /// Keeps the buffers alive as long as any reply handle can reach them.
     _map: MmapMut,
-    /// A request is in hand and not yet replied.
-    open: bool,
+    phase: Phase,
+    /// The kernel's id of the request in hand (echoed by its commit).
+    commit_id: u64,
+}
+
+/// Who holds an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The kernel (registered, or committed and fetching).
+    Kernel,
+    /// The queue thread is dispatching its request.
+    Serving,
+    /// Replied during dispatch: the queue thread commits it when dispatch returns.
+    Replied,
+    /// Dispatch returned without a reply but a reply handle lives: the replying thread writes the
+    /// reply and hands the entry back through the queue's mailbox.
+    Deferred,
 }
 
 // SAFETY: `base` is the address of the mapping owned by `state`; every access through it happens
-// either under the `state` lock (replies) or on the queue thread while the entry is not in the
-// kernel's hands (requests), as the module rules say.
+// either under the `state` lock (replies, from any thread) or on the queue thread while the entry
+// is not in the kernel's hands (requests), as the module rules say.
 unsafe impl Sync for Entry {}
 
 impl Entry {
@@ -180,7 +208,8 @@ impl Entry {
             len,
             state: Mutex::new(EntryState {
                 _map: map,
-                open: false,
+                phase: Phase::Kernel,
+                commit_id: 0,
             }),
         })
     }
@@ -256,72 +285,118 @@ impl Entry {
     }
 }
 
-/// The reply destination handed to fuser for one ring entry.
+/// Where replies from other threads hand their entries back to the queue thread: the entries'
+/// indexes, and an eventfd the queue thread keeps a ring `READ` on.
 #[derive(Debug)]
-struct EntrySink(Arc<Entry>);
+struct Mailbox {
+    ready: Mutex<Vec<usize>>,
+    efd: std::os::fd::OwnedFd,
+}
 
-impl ReplySink for EntrySink {
-    fn send(&self, data: &[IoSlice<'_>]) -> io::Result<()> {
-        let e = &self.0;
-        let mut st = e.state.lock();
-        if !st.open {
-            return Err(io::Error::other(
-                "reply to a ring entry that was already committed",
-            ));
+impl Mailbox {
+    fn new() -> io::Result<Mailbox> {
+        // SAFETY: eventfd(2) with constant flags; the result is checked and owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
         }
-        let total: usize = data.iter().map(|s| s.len()).sum();
-        if total < OUT_HEADER {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let efd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Mailbox {
+            ready: Mutex::new(Vec::new()),
+            efd,
+        })
+    }
+
+    /// Entry `idx` holds its reply: wake the queue thread to commit it.
+    ///
+    /// Context: any thread; never blocks (an eventfd write blocks only at a count of 2^64 - 2).
+    fn post(&self, idx: usize) {
+        self.ready.lock().push(idx);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes from a live buffer to our eventfd.
+        let n = unsafe { libc::write(self.efd.as_raw_fd(), one.as_ptr().cast(), 8) };
+        if n != 8 {
+            log::error!(
+                "io_uring: cannot wake a queue thread: {}",
+                io::Error::last_os_error()
+            );
         }
-        let body = total - OUT_HEADER;
-        if body > e.payload_capacity() {
-            let unique = {
-                let mut h = [0u8; OUT_HEADER];
-                gather(data, 0, &mut h);
-                u64::from_ne_bytes(h[8..16].try_into().expect("8 bytes"))
-            };
-            e.write_error(unique, libc::EIO);
-            st.open = false;
-            return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
-        }
-        // Header bytes to in_out, the rest to the payload buffer.
-        let mut pos = 0usize;
-        for s in data {
-            let mut chunk: &[u8] = s;
-            if pos < OUT_HEADER {
-                let n = (OUT_HEADER - pos).min(chunk.len());
-                e.write(pos, &chunk[..n]);
-                pos += n;
-                chunk = &chunk[n..];
-            }
-            if !chunk.is_empty() {
-                e.write(PAYLOAD_AT + pos - OUT_HEADER, chunk);
-                pos += chunk.len();
-            }
-        }
-        e.write(ENT_PAYLOAD_SZ, &(body as u32).to_ne_bytes());
-        st.open = false;
-        Ok(())
+    }
+
+    /// The entries handed back since the last call.
+    fn take(&self, into: &mut Vec<usize>) {
+        into.append(&mut self.ready.lock());
     }
 }
 
-/// Copy bytes `from..from + out.len()` of the concatenation of `data` into `out`.
-fn gather(data: &[IoSlice<'_>], from: usize, out: &mut [u8]) {
-    let mut skip = from;
-    let mut filled = 0;
-    for s in data {
-        if filled == out.len() {
-            break;
+/// The reply destination handed to fuser for one ring entry.
+#[derive(Debug)]
+struct EntrySink {
+    entry: Arc<Entry>,
+    idx: usize,
+    mailbox: Arc<Mailbox>,
+}
+
+impl ReplySink for EntrySink {
+    fn send(&self, data: &[IoSlice<'_>]) -> io::Result<()> {
+        let e = &self.entry;
+        let mut st = e.state.lock();
+        let deferred = match st.phase {
+            Phase::Serving => false,
+            Phase::Deferred => true,
+            Phase::Kernel | Phase::Replied => {
+                return Err(io::Error::other(
+                    "reply to a ring entry that was already committed",
+                ))
+            }
+        };
+        let r = write_reply(e, data);
+        if deferred {
+            st.phase = Phase::Kernel;
+            drop(st);
+            self.mailbox.post(self.idx);
+        } else {
+            st.phase = Phase::Replied;
         }
-        if skip >= s.len() {
-            skip -= s.len();
-            continue;
-        }
-        let n = (s.len() - skip).min(out.len() - filled);
-        out[filled..filled + n].copy_from_slice(&s[skip..skip + n]);
-        filled += n;
-        skip = 0;
+        r
     }
+}
+
+/// Writes one reply into the entry's buffers (an oversized one becomes `EIO`).
+///
+/// Context: the entry's state lock is held and the entry is ours (not the kernel's).
+fn write_reply(e: &Entry, data: &[IoSlice<'_>]) -> io::Result<()> {
+    let total: usize = data.iter().map(|s| s.len()).sum();
+    // Nothing is written yet: bytes 8..16 still hold the request's `unique` (the same offset in
+    // `fuse_in_header` and `fuse_out_header`).
+    let unique = e.read_u64(8);
+    if total < OUT_HEADER {
+        e.write_error(unique, libc::EIO);
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let body = total - OUT_HEADER;
+    if body > e.payload_capacity() {
+        e.write_error(unique, libc::EIO);
+        return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
+    }
+    // Header bytes to in_out, the rest to the payload buffer.
+    let mut pos = 0usize;
+    for s in data {
+        let mut chunk: &[u8] = s;
+        if pos < OUT_HEADER {
+            let n = (OUT_HEADER - pos).min(chunk.len());
+            e.write(pos, &chunk[..n]);
+            pos += n;
+            chunk = &chunk[n..];
+        }
+        if !chunk.is_empty() {
+            e.write(PAYLOAD_AT + pos - OUT_HEADER, chunk);
+            pos += chunk.len();
+        }
+    }
+    e.write(ENT_PAYLOAD_SZ, &(body as u32).to_ne_bytes());
+    Ok(())
 }
 
 /// The 80-byte command area: `struct fuse_uring_cmd_req`.
@@ -388,10 +463,14 @@ fn serve_queue<FS: Filesystem>(
         w.enter(qid);
     }
     let depth = config.depth.max(1);
+    let mailbox = Arc::new(Mailbox::new()?);
+    // The buffer of the mailbox READ: declared before the ring, so it outlives it.
+    let mut wake_buf = Box::new([0u8; 8]);
+    // One SQE per entry plus the mailbox READ.
     let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder()
         .setup_single_issuer()
         .setup_coop_taskrun()
-        .build((depth as u32).next_power_of_two())?;
+        .build((depth as u32 + 1).next_power_of_two())?;
     let dev = d.device();
     let entries: Vec<Arc<Entry>> = (0..depth)
         .map(|_| Entry::new(config.payload).map(Arc::new))
@@ -414,42 +493,84 @@ fn serve_queue<FS: Filesystem>(
     // One reply destination per entry, made once (no allocation per request).
     let sinks: Vec<Arc<dyn ReplySink>> = entries
         .iter()
-        .map(|e| Arc::new(EntrySink(e.clone())) as Arc<dyn ReplySink>)
+        .enumerate()
+        .map(|(idx, e)| {
+            Arc::new(EntrySink {
+                entry: e.clone(),
+                idx,
+                mailbox: mailbox.clone(),
+            }) as Arc<dyn ReplySink>
+        })
         .collect();
     let register = |idx: usize| uring_cmd(dev, CMD_REGISTER, qid, 0, idx, Some(&iovs[idx]));
     for idx in 0..depth {
         push(&mut ring, &register(idx))?;
     }
+    let wake = opcode::Read::new(types::Fd(mailbox.efd.as_raw_fd()), wake_buf.as_mut_ptr(), 8)
+        .build()
+        .user_data(WAKE)
+        .into();
+    push(&mut ring, &wake)?;
     // From here the kernel may already route requests to this queue: a queue that stops
     // serving would leave its CPU's requests waiting forever, so a failure ends the daemon (the
     // mount turns dead, as after a crash: `daxfs umount` clears it).
-    if let Err(e) = serve_ring(d, &mut ring, qid, &entries, &sinks, &register, stats) {
+    let queue = Queue {
+        qid,
+        entries: &entries,
+        sinks: &sinks,
+        mailbox: &mailbox,
+        register: &register,
+        wake: &wake,
+    };
+    if let Err(e) = serve_ring(d, &mut ring, &queue, stats) {
         log::error!("io_uring queue {qid} failed: {e}; ending the daemon");
         eprintln!("daxfs: io_uring queue {qid} failed: {e}");
         std::process::exit(1);
     }
+    drop(ring);
+    drop(wake_buf);
     Ok(())
 }
 
-/// The queue's loop: wait for completions, serve requests, commit; returns when the kernel has
-/// torn every entry down.
+/// `user_data` of the mailbox READ (entries use their index).
+const WAKE: u64 = u64::MAX;
+
+/// What a queue's loop works with.
+struct Queue<'a> {
+    qid: usize,
+    entries: &'a [Arc<Entry>],
+    sinks: &'a [Arc<dyn ReplySink>],
+    mailbox: &'a Mailbox,
+    register: &'a dyn Fn(usize) -> squeue::Entry128,
+    /// The mailbox READ, armed again after each completion.
+    wake: &'a squeue::Entry128,
+}
+
+/// The queue's loop: wait for completions, serve requests, commit (at once, or when a deferred
+/// reply comes back through the mailbox); returns when the kernel has torn every entry down.
 fn serve_ring<FS: Filesystem>(
     d: &Dispatcher<FS>,
     ring: &mut IoUring<squeue::Entry128, cqueue::Entry>,
-    qid: usize,
-    entries: &[Arc<Entry>],
-    sinks: &[Arc<dyn ReplySink>],
-    register: &dyn Fn(usize) -> squeue::Entry128,
+    q: &Queue<'_>,
     stats: &RequestStats,
 ) -> io::Result<()> {
     let dev = d.device();
-    let depth = entries.len();
-    // Entries the kernel still holds (registered or committed and fetching).
+    let qid = q.qid;
+    let depth = q.entries.len();
+    // Entries not yet torn down: registered, committed and fetching, or deferred (a deferred
+    // entry comes back through the mailbox and is committed then).
     let mut live = depth;
     // The command each entry's SQE carries: a failed REGISTER only loses that entry (the kernel
     // refused it, so it routes nothing to it); a failed COMMIT_AND_FETCH is fatal.
     let mut last = vec![CMD_REGISTER; depth];
-    let mut done = Vec::with_capacity(depth);
+    let mut done = Vec::with_capacity(depth + 1);
+    let mut handed_back = Vec::with_capacity(depth);
+    let commit = |ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, idx: usize, id: u64| {
+        push(
+            ring,
+            &uring_cmd(dev, CMD_COMMIT_AND_FETCH, qid, id, idx, None),
+        )
+    };
     while live > 0 {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
@@ -457,11 +578,25 @@ fn serve_ring<FS: Filesystem>(
             Err(e) => return Err(e),
         }
         done.clear();
-        done.extend(
-            ring.completion()
-                .map(|c| (c.user_data() as usize, c.result())),
-        );
-        for &(idx, res) in &done {
+        done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        for &(tag, res) in &done {
+            if tag == WAKE {
+                if res < 0 && res != -libc::EINTR && res != -libc::EAGAIN {
+                    return Err(io::Error::other(format!(
+                        "mailbox read: {}",
+                        io::Error::from_raw_os_error(-res)
+                    )));
+                }
+                q.mailbox.take(&mut handed_back);
+                for idx in handed_back.drain(..) {
+                    let id = q.entries[idx].state.lock().commit_id;
+                    last[idx] = CMD_COMMIT_AND_FETCH;
+                    commit(ring, idx, id)?;
+                }
+                push(ring, q.wake)?;
+                continue;
+            }
+            let idx = tag as usize;
             if idx >= depth {
                 return Err(io::Error::other(format!(
                     "completion for unknown entry {idx}"
@@ -470,17 +605,15 @@ fn serve_ring<FS: Filesystem>(
             match res {
                 0 => {
                     stats.count_ring();
-                    let commit_id = serve_entry(d, &entries[idx], &sinks[idx]);
                     last[idx] = CMD_COMMIT_AND_FETCH;
-                    push(
-                        ring,
-                        &uring_cmd(dev, CMD_COMMIT_AND_FETCH, qid, commit_id, idx, None),
-                    )?;
+                    if let Served::Commit(id) = serve_entry(d, &q.entries[idx], &q.sinks[idx]) {
+                        commit(ring, idx, id)?;
+                    }
                 }
                 r if r == -libc::EAGAIN || r == -libc::EINTR => {
                     // Not taken: hand the entry over again.
                     last[idx] = CMD_REGISTER;
-                    push(ring, &register(idx))?;
+                    push(ring, &(q.register)(idx))?;
                 }
                 r if r == -libc::ENOTCONN || r == -libc::ECANCELED || r == -libc::ENODEV => {
                     // The connection is going away (unmount or abort): this entry is done.
@@ -516,17 +649,30 @@ fn push(
         .map_err(|_| io::Error::other("io_uring submission queue full"))
 }
 
-/// Hand the request in `entry` to fuser and make sure a reply is in place; returns its commit id.
+/// What became of a served entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// Replied (or failed with `EIO`): commit it now with this id.
+    Commit(u64),
+    /// A reply handle lives on: the entry comes back through the mailbox.
+    Deferred,
+}
+
+/// Hand the request in `entry` to fuser and make sure a reply is in place or on its way.
 fn serve_entry<FS: Filesystem>(
     d: &Dispatcher<FS>,
     entry: &Entry,
     sink: &Arc<dyn ReplySink>,
-) -> u64 {
+) -> Served {
     let commit_id = entry.read_u64(ENT_COMMIT_ID);
     let len = entry.read_u32(0) as usize;
     let unique = entry.read_u64(8);
     let payload = entry.read_u32(ENT_PAYLOAD_SZ) as usize;
-    entry.state.lock().open = true;
+    {
+        let mut st = entry.state.lock();
+        st.phase = Phase::Serving;
+        st.commit_id = commit_id;
+    }
     let op_len = len.checked_sub(IN_HEADER + payload);
     let dispatched = match op_len {
         Some(op_len) if op_len <= OP_IN_MAX && payload <= entry.payload_capacity() => {
@@ -544,14 +690,24 @@ fn serve_entry<FS: Filesystem>(
         }
     };
     let mut st = entry.state.lock();
-    if st.open {
-        if dispatched == Dispatched::Done {
-            log::error!("ring request {unique}: the filesystem returned without replying");
+    match st.phase {
+        Phase::Replied => {}
+        Phase::Serving if dispatched == Dispatched::Done && Arc::strong_count(sink) > 1 => {
+            // Dispatch is over and dropped its request, so another reference is a reply handle
+            // the filesystem kept: it replies later, through `EntrySink::send` (any reply, also
+            // the EIO of a handle dropped unreplied, takes the state lock we hold).
+            st.phase = Phase::Deferred;
+            return Served::Deferred;
         }
-        entry.write_error(unique, libc::EIO);
-        st.open = false;
+        _ => {
+            if dispatched == Dispatched::Done {
+                log::error!("ring request {unique}: the filesystem returned without replying");
+            }
+            entry.write_error(unique, libc::EIO);
+        }
     }
-    commit_id
+    st.phase = Phase::Kernel;
+    Served::Commit(commit_id)
 }
 
 #[cfg(test)]
@@ -565,16 +721,6 @@ mod tests {
         assert_eq!(parse_cpu_list("0,2-5"), Some(6));
         assert_eq!(parse_cpu_list("0-3,8"), Some(9));
         assert_eq!(parse_cpu_list("x"), None);
-    }
-
-    #[test]
-    fn gather_reads_across_slices() {
-        let a = [1u8, 2, 3];
-        let b = [4u8, 5];
-        let data = [IoSlice::new(&a), IoSlice::new(&b)];
-        let mut out = [0u8; 3];
-        gather(&data, 2, &mut out);
-        assert_eq!(out, [3, 4, 5]);
     }
 
     #[test]
@@ -609,11 +755,19 @@ mod tests {
         assert_eq!(u16::from_ne_bytes(raw[64..66].try_into().unwrap()), 1);
     }
 
+    fn sink(e: &Arc<Entry>) -> EntrySink {
+        EntrySink {
+            entry: e.clone(),
+            idx: 3,
+            mailbox: Arc::new(Mailbox::new().unwrap()),
+        }
+    }
+
     #[test]
     fn replies_split_into_header_and_payload_and_only_once() {
         let e = Arc::new(Entry::new(8192).unwrap());
-        e.state.lock().open = true;
-        let sink = EntrySink(e.clone());
+        e.state.lock().phase = Phase::Serving;
+        let sink = sink(&e);
         let mut hdr = [0u8; 16];
         hdr[0..4].copy_from_slice(&(16u32 + 5).to_ne_bytes());
         hdr[8..16].copy_from_slice(&42u64.to_ne_bytes());
@@ -636,10 +790,57 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_reply_hands_its_entry_back_through_the_mailbox() {
+        let e = Arc::new(Entry::new(8192).unwrap());
+        e.state.lock().phase = Phase::Deferred;
+        let s = sink(&e);
+        let mut hdr = [0u8; 16];
+        hdr[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        hdr[8..16].copy_from_slice(&77u64.to_ne_bytes());
+        // From another thread, as the notifier thread replies.
+        let s = Arc::new(s);
+        let s2 = s.clone();
+        std::thread::spawn(move || s2.send(&[IoSlice::new(&hdr)]).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(e.state.lock().phase, Phase::Kernel);
+        assert_eq!(e.read_u64(8), 77);
+        let mut got = Vec::new();
+        s.mailbox.take(&mut got);
+        assert_eq!(got, vec![3]);
+        let mut n = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live buffer from our eventfd (readable: posted above).
+        let r = unsafe { libc::read(s.mailbox.efd.as_raw_fd(), n.as_mut_ptr().cast(), 8) };
+        assert_eq!((r, u64::from_ne_bytes(n)), (8, 1));
+        assert!(
+            s.send(&[IoSlice::new(&hdr)]).is_err(),
+            "a second reply is refused"
+        );
+    }
+
+    #[test]
+    fn a_reply_during_dispatch_is_committed_by_the_queue_thread() {
+        let e = Arc::new(Entry::new(8192).unwrap());
+        e.state.lock().phase = Phase::Serving;
+        let s = sink(&e);
+        let mut hdr = [0u8; 16];
+        hdr[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        s.send(&[IoSlice::new(&hdr)]).unwrap();
+        assert_eq!(e.state.lock().phase, Phase::Replied);
+        let mut got = Vec::new();
+        s.mailbox.take(&mut got);
+        assert!(
+            got.is_empty(),
+            "nothing handed back: the queue thread commits it"
+        );
+    }
+
+    #[test]
     fn oversized_replies_become_eio() {
         let e = Arc::new(Entry::new(16).unwrap());
-        e.state.lock().open = true;
-        let sink = EntrySink(e.clone());
+        e.state.lock().phase = Phase::Serving;
+        e.write(8, &9u64.to_ne_bytes()); // the request's unique
+        let sink = sink(&e);
         let mut hdr = [0u8; 16];
         hdr[8..16].copy_from_slice(&9u64.to_ne_bytes());
         let body = [7u8; 17];

@@ -2,7 +2,7 @@
 //! documentation of [`crate::memory_failure`] for the steps and the lock order).
 
 use super::rmap::owner_of;
-use super::Invalidator;
+use super::{dedup, wait, Invalidator, Then};
 use crate::fs::filemap::Poisoned;
 use crate::fs::{DaxFs, Errno, FileKind, FsResult, Ino};
 use crate::store::BLOCK;
@@ -80,27 +80,35 @@ fn fail_block(
     Ok(())
 }
 
-/// Sends the collected invalidations (after every entry was unlocked), merging duplicates.
-fn invalidate(out: &mut Injected, inval: &dyn Invalidator) {
-    out.invalidated.sort_unstable();
-    out.invalidated.dedup();
-    for &(ino, off, len) in &out.invalidated {
-        inval.inval_inode(ino, off, len);
+/// Hands the collected invalidations (every entry is unlocked by now) to `inval`, which runs
+/// `then` with `res` once the kernel has dropped them.
+fn finish(out: Injected, res: FsResult<()>, inval: &dyn Invalidator, then: Then<Injected>) {
+    let ranges = dedup(out.invalidated.clone());
+    let r = res.map(|()| out);
+    if ranges.is_empty() {
+        return then(r);
     }
+    inval.invalidate(ranges, Box::new(move || then(r)));
 }
 
 /// Injects poison into the region blocks of `[offset, offset + len)` (a region offset; must be
 /// 4 KiB-aligned, non-empty and inside the data area: `EINVAL` otherwise, before anything
-/// changes). Every block is handled by the memory-failure path.
+/// changes). Every block is handled by the memory-failure path; `then` gets the result once the
+/// poisoned ranges are unmapped from every user mapping (also after an error partway: what was
+/// poisoned is unmapped first).
 ///
-/// Context: may sleep; takes no lock across blocks.
-pub fn inject_region(
+/// Context: may sleep on entry locks; takes no lock across blocks; never waits for the kernel.
+pub fn inject_region_then(
     fs: &DaxFs,
     offset: u64,
     len: u64,
     inval: &dyn Invalidator,
-) -> FsResult<Injected> {
-    let (first, end) = region_blocks(fs, offset, len)?;
+    then: Then<Injected>,
+) {
+    let (first, end) = match region_blocks(fs, offset, len) {
+        Ok(r) => r,
+        Err(e) => return then(Err(e)),
+    };
     let mut out = Injected::default();
     let mut res = Ok(());
     for b in first..end {
@@ -109,24 +117,42 @@ pub fn inject_region(
             break;
         }
     }
-    invalidate(&mut out, inval);
-    res.map(|()| out)
+    finish(out, res, inval, then);
+}
+
+/// [`inject_region_then`], waiting for the result.
+///
+/// Context: blocks until the invalidation is done (never on a FUSE serving thread).
+pub fn inject_region(
+    fs: &DaxFs,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+) -> FsResult<Injected> {
+    wait(|then| inject_region_then(fs, offset, len, inval, then))
 }
 
 /// Injects poison into the blocks mapping bytes `[offset, offset + len)` of regular file `ino`
 /// (widened to whole pages; holes have no media and are skipped). `EINVAL` for a zero length, a
-/// range past the end of the file or a file that is not regular, before anything changes.
+/// range past the end of the file or a file that is not regular, before anything changes. `then`
+/// as for [`inject_region_then`].
 ///
-/// Context: may sleep; takes no lock across pages.
-pub fn inject_file(
+/// Context: may sleep on entry locks; takes no lock across pages; never waits for the kernel.
+pub fn inject_file_then(
     fs: &DaxFs,
     ino: Ino,
     offset: u64,
     len: u64,
     inval: &dyn Invalidator,
-) -> FsResult<Injected> {
-    let (first, end) = file_pages(fs, ino, offset, len)?;
-    let inode = fs.mf_inode(ino)?;
+    then: Then<Injected>,
+) {
+    let (first, end, inode) = match file_pages(fs, ino, offset, len).and_then(|(f, e)| {
+        let inode = fs.mf_inode(ino)?;
+        Ok((f, e, inode))
+    }) {
+        Ok(r) => r,
+        Err(e) => return then(Err(e)),
+    };
     let mut out = Injected::default();
     let mut res = Ok(());
     for page in first..end {
@@ -140,8 +166,20 @@ pub fn inject_file(
             break;
         }
     }
-    invalidate(&mut out, inval);
-    res.map(|()| out)
+    finish(out, res, inval, then);
+}
+
+/// [`inject_file_then`], waiting for the result.
+///
+/// Context: blocks until the invalidation is done (never on a FUSE serving thread).
+pub fn inject_file(
+    fs: &DaxFs,
+    ino: Ino,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+) -> FsResult<Injected> {
+    wait(|then| inject_file_then(fs, ino, offset, len, inval, then))
 }
 
 /// Validates a region range: the blocks `[first, end)`.

@@ -29,11 +29,16 @@
 //! waits for an entry lock, so the allocator mutex that recording a bad block takes under an
 //! entry lock closes no cycle.
 //!
-//! The kernel invalidation is sent **after** the entry is unlocked, not under it (the kernel
-//! unmaps under the entry lock): a FUSE `notify_inval_inode` waits for page locks held by
+//! The kernel invalidation is handed over **after** the entry is unlocked, not under it (the
+//! kernel unmaps under the entry lock): a FUSE `notify_inval_inode` waits for page locks held by
 //! in-flight `READ` requests (mmap faults), and those wait for our entry lock. Nothing is lost by
 //! the delay: the page is marked poisoned before the unlock, so any `READ` served meanwhile
-//! already fails with `EIO`.
+//! already fails with `EIO`. And it is handed over, never waited for: inject and clear run on a
+//! thread that serves FUSE requests, and the kernel's invalidation may wait for a request queued
+//! behind that very thread (rule 7). The [`Invalidator`] takes the ranges and a continuation; the
+//! result of an inject or clear goes to the caller's continuation (`inject_file_then`, ...) only
+//! once the ranges are dropped, so the ioctl still answers after the range is unmapped from every
+//! user mapping. The plain forms (`inject_file`, ...) wait for it, for embedded use.
 
 pub mod handler;
 pub mod records;
@@ -41,19 +46,28 @@ pub mod rmap;
 
 use parking_lot::Mutex;
 
-use crate::fs::Ino;
+use crate::fs::{FsResult, Ino};
 
-pub use handler::{inject_file, inject_region, Injected};
-pub use records::{clear_file, clear_region, list, BadRange};
+pub use handler::{inject_file, inject_file_then, inject_region, inject_region_then, Injected};
+pub use records::{clear_file, clear_file_then, clear_region, clear_region_then, list, BadRange};
 
-/// Drops the kernel's cached data and user mappings of a file range (FUSE:
-/// `notify_inval_inode`). Implemented by the FUSE adapter; [`NoInvalidate`] and
+/// A file byte range to unmap: `(ino, offset, len)`.
+pub type FileRange = (Ino, u64, u64);
+
+/// What runs once the kernel has dropped the ranges (see [`Invalidator::invalidate`]).
+pub type Done = Box<dyn FnOnce() + Send>;
+
+/// Drops the kernel's cached data and user mappings of file ranges (FUSE: `notify_inval_inode`
+/// from the adapter's notifier thread). Implemented by the FUSE adapter; [`NoInvalidate`] and
 /// [`RecordingInvalidator`] serve embedded use and tests.
 pub trait Invalidator: Send + Sync {
-    /// Invalidates bytes `[offset, offset + len)` of inode `ino`.
+    /// Unmaps every range of `ranges` from every user mapping and drops the kernel's cached pages
+    /// of them, then runs `done` exactly once, on any thread, now or later.
     ///
-    /// Context: called without any daxfs lock held; may sleep.
-    fn inval_inode(&self, ino: Ino, offset: u64, len: u64);
+    /// Context: called without any daxfs lock held, possibly on a thread that serves FUSE
+    /// requests, so it must not wait for the kernel itself (DESIGN.md "Memory failure", rule 7):
+    /// the kernel's invalidation may wait for a request queued behind the calling thread.
+    fn invalidate(&self, ranges: Vec<FileRange>, done: Done);
 }
 
 /// An [`Invalidator`] that does nothing (no kernel in an embedded use).
@@ -61,13 +75,15 @@ pub trait Invalidator: Send + Sync {
 pub struct NoInvalidate;
 
 impl Invalidator for NoInvalidate {
-    fn inval_inode(&self, _ino: Ino, _offset: u64, _len: u64) {}
+    fn invalidate(&self, _ranges: Vec<FileRange>, done: Done) {
+        done();
+    }
 }
 
-/// An [`Invalidator`] that records its calls (tests).
+/// An [`Invalidator`] that records its ranges (tests).
 #[derive(Debug, Default)]
 pub struct RecordingInvalidator {
-    calls: Mutex<Vec<(Ino, u64, u64)>>,
+    calls: Mutex<Vec<FileRange>>,
 }
 
 impl RecordingInvalidator {
@@ -76,14 +92,37 @@ impl RecordingInvalidator {
         RecordingInvalidator::default()
     }
 
-    /// The `(ino, offset, len)` of every call so far, in order.
-    pub fn calls(&self) -> Vec<(Ino, u64, u64)> {
+    /// The `(ino, offset, len)` of every range so far, in order.
+    pub fn calls(&self) -> Vec<FileRange> {
         self.calls.lock().clone()
     }
 }
 
 impl Invalidator for RecordingInvalidator {
-    fn inval_inode(&self, ino: Ino, offset: u64, len: u64) {
-        self.calls.lock().push((ino, offset, len));
+    fn invalidate(&self, ranges: Vec<FileRange>, done: Done) {
+        self.calls.lock().extend(ranges);
+        done();
     }
+}
+
+/// A result handed to a continuation (the asynchronous forms of inject and clear).
+pub type Then<T> = Box<dyn FnOnce(FsResult<T>) + Send>;
+
+/// Runs the asynchronous form `start` and waits for its result.
+///
+/// Context: blocks until the invalidation is done: never call it on a thread that serves FUSE
+/// requests with an invalidator that sends kernel notifications.
+fn wait<T: Send + 'static>(start: impl FnOnce(Then<T>)) -> FsResult<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.recv().unwrap_or(Err(crate::fs::Errno::EIO))
+}
+
+/// Sorts and merges duplicate ranges.
+fn dedup(mut v: Vec<FileRange>) -> Vec<FileRange> {
+    v.sort_unstable();
+    v.dedup();
+    v
 }

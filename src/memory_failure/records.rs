@@ -9,6 +9,7 @@
 
 use super::handler::{file_pages, region_blocks};
 use super::rmap::owner_of;
+use super::{dedup, wait, Invalidator, Then};
 use crate::fs::{DaxFs, Errno, FsResult, Ino};
 use crate::store::BLOCK;
 
@@ -60,45 +61,132 @@ pub fn list(fs: &DaxFs) -> Vec<BadRange> {
 }
 
 /// Clears one bad block (`DaxFs::remove_bad_block`: a file page poisoned on it becomes a hole,
-/// durable, then the block leaves the table and, unused, returns to the allocator).
-fn clear_block(fs: &DaxFs, block: u64) -> FsResult<bool> {
+/// durable, then the block leaves the table and, unused, returns to the allocator). Return:
+/// whether it was listed, and the file page that became a hole.
+fn clear_block(fs: &DaxFs, block: u64) -> FsResult<(bool, Option<(Ino, u64)>)> {
+    let owner = owner_of(fs, block);
     match fs.remove_bad_block(block) {
-        Ok(()) => Ok(true),
-        Err(Errno::ENOENT) => Ok(false),
+        Ok(()) => Ok((
+            true,
+            match owner {
+                super::rmap::Owner::Poisoned { ino, page } => Some((ino, page)),
+                _ => None,
+            },
+        )),
+        Err(Errno::ENOENT) => Ok((false, None)),
         Err(e) => Err(e),
     }
 }
 
+/// Hands the pages that became holes to `inval` (they read zeros now: the kernel must drop
+/// whatever it cached), then `then` gets `res`.
+fn finish(holes: Vec<(Ino, u64)>, res: FsResult<u64>, inval: &dyn Invalidator, then: Then<u64>) {
+    let ranges = dedup(
+        holes
+            .iter()
+            .map(|&(ino, p)| (ino, p * BLOCK, BLOCK))
+            .collect(),
+    );
+    if ranges.is_empty() {
+        return then(res);
+    }
+    inval.invalidate(ranges, Box::new(move || then(res)));
+}
+
 /// `poison clear --region`: clears every bad block of the region range (validated as for
-/// injection: `EINVAL` before anything changes). Return: the number of blocks cleared.
-pub fn clear_region(fs: &DaxFs, offset: u64, len: u64) -> FsResult<u64> {
-    let (first, end) = region_blocks(fs, offset, len)?;
+/// injection: `EINVAL` before anything changes); `then` gets the number of blocks cleared once
+/// the file pages that became holes are dropped from the kernel's caches.
+///
+/// Context: takes inode rwsems one at a time; never waits for the kernel.
+pub fn clear_region_then(
+    fs: &DaxFs,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+    then: Then<u64>,
+) {
+    let (first, end) = match region_blocks(fs, offset, len) {
+        Ok(r) => r,
+        Err(e) => return then(Err(e)),
+    };
     let bad: Vec<u64> = fs
         .bad_blocks()
         .into_iter()
         .filter(|b| (first..end).contains(b))
         .collect();
-    let mut n = 0;
+    let (mut n, mut holes, mut res) = (0, Vec::new(), Ok(()));
     for b in bad {
-        n += u64::from(clear_block(fs, b)?);
+        match clear_block(fs, b) {
+            Ok((listed, hole)) => {
+                n += u64::from(listed);
+                holes.extend(hole);
+            }
+            Err(e) => {
+                res = Err(e);
+                break;
+            }
+        }
     }
-    Ok(n)
+    finish(holes, res.map(|()| n), inval, then);
+}
+
+/// [`clear_region_then`], waiting for the result.
+///
+/// Context: blocks until the invalidation is done (never on a FUSE serving thread).
+pub fn clear_region(fs: &DaxFs, offset: u64, len: u64, inval: &dyn Invalidator) -> FsResult<u64> {
+    wait(|then| clear_region_then(fs, offset, len, inval, then))
 }
 
 /// `poison clear FILE`: clears the poisoned pages of bytes `[offset, offset + len)` of `ino`
-/// (they become holes). Return: the number of pages cleared.
-pub fn clear_file(fs: &DaxFs, ino: Ino, offset: u64, len: u64) -> FsResult<u64> {
-    let (first, end) = file_pages(fs, ino, offset, len)?;
-    let inode = fs.mf_inode(ino)?;
-    let mut n = 0;
+/// (they become holes); `then` gets the number of pages cleared once the kernel dropped them.
+///
+/// Context: takes the inode rwsem per page; never waits for the kernel.
+pub fn clear_file_then(
+    fs: &DaxFs,
+    ino: Ino,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+    then: Then<u64>,
+) {
+    let (first, end, inode) = match file_pages(fs, ino, offset, len).and_then(|(f, e)| {
+        let inode = fs.mf_inode(ino)?;
+        Ok((f, e, inode))
+    }) {
+        Ok(r) => r,
+        Err(e) => return then(Err(e)),
+    };
+    let (mut holes, mut res) = (Vec::new(), Ok(()));
     for (page, _) in inode.map.poisoned_in(first, end) {
-        if let Some(b) = fs.mf_clear_page(ino, page)? {
-            match fs.remove_bad_block(b) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(e),
+        let r = fs.mf_clear_page(ino, page).and_then(|b| match b {
+            Some(b) => match fs.remove_bad_block(b) {
+                Ok(()) | Err(Errno::ENOENT) => Ok(true),
+                Err(e) => Err(e),
+            },
+            None => Ok(false),
+        });
+        match r {
+            Ok(true) => holes.push((ino, page)),
+            Ok(false) => {}
+            Err(e) => {
+                res = Err(e);
+                break;
             }
-            n += 1;
         }
     }
-    Ok(n)
+    let n = holes.len() as u64;
+    finish(holes, res.map(|()| n), inval, then);
+}
+
+/// [`clear_file_then`], waiting for the result.
+///
+/// Context: blocks until the invalidation is done (never on a FUSE serving thread).
+pub fn clear_file(
+    fs: &DaxFs,
+    ino: Ino,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+) -> FsResult<u64> {
+    wait(|then| clear_file_then(fs, ino, offset, len, inval, then))
 }
