@@ -79,7 +79,7 @@ impl AtimePolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{AtimeMode, AtimePolicy, DAY_NS};
 
     const S: i64 = 1_000_000_000;
 

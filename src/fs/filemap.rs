@@ -545,7 +545,7 @@ impl FileMap {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{FileMap, Poisoned, Rmap, PMD_ORDER};
 
     #[test]
     fn rmap_follows_map_unmap_and_poison() {

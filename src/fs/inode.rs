@@ -2,8 +2,10 @@
 //!
 //! Each live inode is an `Arc<Inode>` in the inode table (indexed by inode number). Its
 //! [`Inode::state`] is the `i_rwsem` analogue: reads and lookups take it shared; writes, truncate,
-//! attribute and namespace changes take it exclusive. When several inodes are locked at once they
-//! are locked in increasing inode number order.
+//! attribute and namespace changes take it exclusive. Several inodes are locked at once only by
+//! namespace operations, under the namespace mutex, in increasing inode number (the namespace's
+//! lock set sorts them); everything else holds at most one inode lock (docs/DESIGN.md, "Lock
+//! order").
 //!
 //! `lookups` counts kernel references (lookup/create/... minus forget), `opens` open handles; an
 //! inode whose link count is 0 is evicted (blocks and record freed) when both reach 0.
@@ -14,11 +16,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
+use nix::errno::Errno;
+
 use crate::store::InodeRec;
 
 use super::atime::AtimePolicy;
 use super::filemap::FileMap;
 use super::types::{FileKind, Ino};
+use super::FsResult;
 
 /// One directory slot in DRAM.
 #[derive(Clone, Debug)]
@@ -111,6 +116,15 @@ impl IState {
     }
     pub fn kind(&self) -> FileKind {
         FileKind::from_mode(self.rec.mode).unwrap_or(FileKind::Regular)
+    }
+    /// `Ok` for a regular file; `EISDIR` for a directory, `other` for any other kind (each
+    /// caller's errno: `EINVAL` for write and truncate, `ENODEV` for fallocate).
+    pub fn require_regular(&self, other: Errno) -> FsResult<()> {
+        match self.kind() {
+            FileKind::Regular => Ok(()),
+            FileKind::Directory => Err(Errno::EISDIR),
+            _ => Err(other),
+        }
     }
     /// Notes that file pages `[lo, hi)` need persisting.
     pub fn mark_data(&mut self, lo: u64, hi: u64) {

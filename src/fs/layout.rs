@@ -182,7 +182,7 @@ impl Quarantine {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{FenceId, LayoutExtent, Quarantine};
 
     #[test]
     fn quarantine_frees_after_both_commit_and_lift() {

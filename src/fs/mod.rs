@@ -1,8 +1,8 @@
 //! POSIX semantics over the on-media store and the DAX entries: the embedded API.
 //!
-//! **Contract (fixed; the FUSE adapter and the tests are written against it).** Method names and
-//! signatures below are the interface between the `fuse` adapter and this layer. The filesystem
-//! logic lives here and below; the adapter only translates requests.
+//! **Contract.** The methods of [`DaxFs`] are the embedded API that tests and tools drive
+//! without FUSE. The filesystem logic lives here and below; the FUSE adapter only translates
+//! requests (docs/DESIGN.md, "The fs layer").
 //!
 //! Conventions:
 //! - Inode numbers are `u64`; the root is [`ROOT_INO`] (1, as FUSE wants).
@@ -10,19 +10,46 @@
 //! - Modes passed to create/mknod/mkdir are final (the kernel has applied the umask).
 //! - Permission checks are the kernel's (`default_permissions`); this layer enforces ownership
 //!   rules that only the filesystem can (suid/sgid clearing, sticky semantics are the kernel's).
+//!   The caller's [`Ctx`] decides the owner of new inodes and the set-id rules; namespace changes
+//!   (unlink, rmdir, rename, link) take it for a uniform API and do not consult it.
 //! - `lookup` (and `create`, `mknod`, `mkdir`, `symlink`, `link`) take one kernel reference on the
 //!   returned inode; `forget` drops them. An unlinked inode lives until its last reference and its
 //!   last open handle are gone.
+//!
+//! Layout: [`DaxFs`] (`daxfs.rs`) composes the parts that own the state — the volume
+//! (`volume.rs`), the inode table (`itable.rs`), the namespace (`namespace.rs`, `rename.rs`) and
+//! the data path (`io.rs`); the operations on one inode are functions in `attrs.rs`, `xattrs.rs`,
+//! `space.rs`, `dirents.rs` and `commit.rs`; `lifecycle.rs` (mkfs, open, close), `fsck.rs`,
+//! `inspect.rs`, `badblocks.rs` and `file_layout.rs` (direct mappings; the lease types are in
+//! [`layout`]) hold the rest. Each file's top comment says what it owns and
+//! which locks it takes.
 
 pub mod atime;
+mod attrs;
+mod badblocks;
+mod commit;
 mod daxfs;
+mod dirents;
+mod file_layout;
 pub mod filemap;
+mod fsck;
 mod inode;
+mod inspect;
+mod io;
+mod itable;
 pub mod layout;
+mod lifecycle;
+mod names;
+mod namespace;
 mod privs;
+mod rename;
+mod space;
+mod time;
 mod types;
+mod volume;
+mod xattrs;
 
-pub use daxfs::{BlockOwner, DaxFs, DaxMode, MkfsOptions, OpenOptions};
+pub use daxfs::DaxFs;
 
 pub use types::*;
 

@@ -65,7 +65,7 @@ fn status_groups(status: &str) -> impl Iterator<Item = u32> + '_ {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{bits_to_drop_with, fs, in_group, status_groups, Ctx};
 
     const REG: u32 = libc::S_IFREG;
 

@@ -27,6 +27,8 @@ pub struct Attr {
     pub size: u64,
     /// Allocated space in 512-byte units.
     pub blocks: u64,
+    /// Preferred I/O size (`st_blksize`): one block.
+    pub blksize: u32,
     pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
@@ -127,4 +129,59 @@ pub struct MappingInfo {
     pub region_block: u64,
     /// DAX entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`) as named bits.
     pub flags: u32,
+}
+
+/// Options for [`DaxFs::mkfs`](super::DaxFs::mkfs).
+#[derive(Clone, Debug, Default)]
+pub struct MkfsOptions {
+    /// Size for a new (or grown) region file; ignored for devices.
+    pub size: Option<u64>,
+    /// Number of inodes; `None` picks one per 16 KiB of region, at least 1024.
+    pub inodes: Option<u64>,
+}
+
+/// How `dax=` was asked for at mount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DaxMode {
+    /// Every file is accessed directly (FUSE `FOPEN_DIRECT_IO`, no kernel page cache).
+    #[default]
+    Always,
+    /// The kernel page cache is used.
+    Never,
+    /// Per inode, by the `FS_XFLAG_DAX` flag.
+    Inode,
+}
+
+/// Options for [`DaxFs::open`](super::DaxFs::open).
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Serve the region read-only: every change fails with `EROFS` (a committed journal
+    /// transaction is still replayed at open).
+    pub read_only: bool,
+    /// The data path (`dax=`).
+    pub dax: DaxMode,
+    /// Historical `fs/dax.c` bugs every inode's DAX mapping reproduces (docs/DAX-BUGS.md);
+    /// empty (the default) is today's kernel behaviour.
+    pub dax_bugs: crate::dax::Bugs,
+}
+
+/// Who uses a region block (see [`DaxFs::block_owner`](super::DaxFs::block_owner)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOwner {
+    /// Free (possibly bad).
+    Free,
+    /// Superblock, journal, bad-block table or inode table.
+    Layout,
+    /// File page `page` of inode `ino` (regular file, directory or symlink data).
+    File {
+        /// The inode.
+        ino: Ino,
+        /// The file page.
+        page: u64,
+    },
+    /// A block-map chain block or the xattr block of inode `ino`.
+    InodeMeta {
+        /// The inode.
+        ino: Ino,
+    },
 }

@@ -1,15 +1,20 @@
 //! Read-only views for tools and tests: a file's DAX entries (`daxfs stat --mappings`), the
 //! region block behind a page, who owns a region block, and the file's `DaxMapping`.
 //!
-//! Rules: nothing here changes the filesystem except `split_pmd` (a test hook).
+//! Rules: nothing here changes the filesystem except `split_pmd` (a test hook). Context: each view
+//! takes one inode lock at a time, shared (`split_pmd`: exclusive).
 
-use super::*;
+use super::daxfs::DaxFs;
+use super::types::{BlockOwner, Ino, MappingInfo};
+use super::FsResult;
+use crate::region::Region;
+use crate::store;
 
 impl DaxFs {
     /// The file's DAX entries, in file order: PMD (order 9) and PTE (order 0) entries with their
     /// region block and flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY` bits of [`crate::dax`]).
     pub fn mappings(&self, ino: Ino) -> FsResult<Vec<MappingInfo>> {
-        let inode = self.iget(ino)?;
+        let inode = self.inodes.get(ino)?;
         let _st = inode.state.read();
         Ok(inode
             .map
@@ -24,35 +29,33 @@ impl DaxFs {
             .collect())
     }
 
-    // ---- additions for memory failure and tools ----
-
     /// Splits the PMD (2 MiB) mapping covering file page `page` of `ino` into 4 KiB mappings of
     /// the same blocks (memory failure keeps the other 511 pages usable this way). Returns whether
     /// a PMD entry was split. The on-media block map does not change.
     pub fn split_pmd(&self, ino: Ino, page: u64) -> FsResult<bool> {
-        let inode = self.iget(ino)?;
+        let inode = self.inodes.get(ino)?;
         let _st = inode.state.write();
         inode.map.split_pmd(page)
     }
 
     /// The mapped region (for memory-failure handling and tools).
     pub fn region(&self) -> &Region {
-        &self.region
+        self.vol.region()
     }
 
     /// The region block holding file page `page` of `ino`, if mapped.
     pub fn file_block(&self, ino: Ino, page: u64) -> FsResult<Option<u64>> {
-        let inode = self.iget(ino)?;
+        let inode = self.inodes.get(ino)?;
         let _st = inode.state.read();
         Ok(inode.map.lookup(page).map(|x| x.0))
     }
 
     /// Reverse map: who uses region block `block` (scans the in-DRAM maps).
     pub fn block_owner(&self, block: u64) -> BlockOwner {
-        if block < self.sb.data_start {
+        if block < self.vol.sb().data_start {
             return BlockOwner::Layout;
         }
-        for inode in self.live_inodes() {
+        for inode in self.inodes.live() {
             let st = inode.state.read();
             let xb = st.rec.xattr_block;
             let in_xattr =
@@ -75,6 +78,6 @@ impl DaxFs {
     /// The DAX mapping of `ino` (its entries and their locks), for tools and embedded tests of
     /// the entry protocol.
     pub fn dax_mapping(&self, ino: Ino) -> FsResult<crate::dax::DaxMapping> {
-        Ok(self.iget(ino)?.map.dax().clone())
+        Ok(self.inodes.get(ino)?.map.dax().clone())
     }
 }

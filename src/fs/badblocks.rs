@@ -2,24 +2,38 @@
 //! `memory_failure` module needs from the filesystem (inode, reverse map, data area, clearing).
 //!
 //! Rules: the table is rewritten whole in one journal transaction (durable on return); a block is
-//! recorded before its page reports `EIO`.
+//! recorded before its page reports `EIO` (docs/DESIGN.md, "Memory failure"). Locks: the
+//! bad-block set (write) → the journal → the allocator mutex, all leaves, so recording is
+//! callable with a DAX entry locked.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+
+use super::commit::commit_inode;
+use super::daxfs::DaxFs;
+use super::filemap::Rmap;
+use super::inode::Inode;
+use super::types::{BlockOwner, Ino};
+use super::FsResult;
+use crate::store::{encode_badblocks, Tx, BADBLK_MAX};
 
 impl DaxFs {
     /// Memory failure: the live inode `ino`.
     pub(crate) fn mf_inode(&self, ino: Ino) -> FsResult<Arc<Inode>> {
-        self.iget(ino)
+        self.inodes.get(ino)
     }
 
     /// Memory failure: the reverse map (region block → inode, file page).
     pub(crate) fn mf_rmap(&self) -> &Rmap {
-        &self.rmap
+        self.inodes.rmap()
     }
 
     /// Memory failure: the data area `[first block, end block)` (bad blocks must lie in it).
     pub(crate) fn mf_data_area(&self) -> (u64, u64) {
-        (self.sb.data_start, self.sb.total_blocks)
+        let sb = self.vol.sb();
+        (sb.data_start, sb.total_blocks)
     }
 
     /// `poison clear` of file page `page`: the page becomes a hole (its data is lost and reads as
@@ -27,30 +41,28 @@ impl DaxFs {
     ///
     /// Context: takes the inode rwsem exclusive (no entry lock held by the caller).
     pub(crate) fn mf_clear_page(&self, ino: Ino, page: u64) -> FsResult<Option<u64>> {
-        self.writable()?;
-        let inode = self.iget(ino)?;
+        self.vol.writable()?;
+        let inode = self.inodes.get(ino)?;
         let mut st = inode.state.write();
         let Some(b) = inode.map.unpoison(page) else {
             return Ok(None);
         };
         st.map_dirty = true;
         st.dirty = true;
-        let mut tx = Tx::new();
-        self.commit_inode_into(&mut tx, &inode, &mut st)?;
-        self.commit(tx)?;
+        commit_inode(&self.vol, Tx::new(), &inode, &mut st)?;
         Ok(Some(b))
     }
 
     /// The persistent bad-block list (region block numbers).
     pub fn bad_blocks(&self) -> Vec<u64> {
-        self.bad.read().iter().copied().collect()
+        self.vol.bad().iter().copied().collect()
     }
 
-    pub(super) fn write_bad_table(&self, bad: &BTreeSet<u64>) -> FsResult<()> {
+    fn write_bad_table(&self, bad: &BTreeSet<u64>) -> FsResult<()> {
         let list: Vec<u64> = bad.iter().copied().collect();
         let mut tx = Tx::new();
-        tx.write(self.sb.badblk_off(), &encode_badblocks(&list));
-        self.journal.commit(&self.region, &tx).map_err(eio)
+        tx.write(self.vol.sb().badblk_off(), &encode_badblocks(&list));
+        self.vol.commit_metadata(&tx)
     }
 
     /// Records `block` as bad (durable on return). The allocator will never hand it out; a file
@@ -62,7 +74,7 @@ impl DaxFs {
     pub fn add_bad_block(&self, block: u64) -> FsResult<()> {
         self.record_bad_block(block)?;
         if let BlockOwner::File { ino, page } = self.block_owner(block) {
-            if let Ok(inode) = self.iget(ino) {
+            if let Ok(inode) = self.inodes.get(ino) {
                 inode.map.poison_page(page, block, || Ok(()))?;
             }
         }
@@ -74,11 +86,11 @@ impl DaxFs {
     /// Context: takes the bad-block set, journal and allocator locks (leaves); callable with a
     /// DAX entry locked.
     pub(crate) fn record_bad_block(&self, block: u64) -> FsResult<()> {
-        self.writable()?;
-        if !self.sb.in_data(block, 1) {
+        self.vol.writable()?;
+        if !self.vol.sb().in_data(block, 1) {
             return Err(Errno::EINVAL);
         }
-        let mut bad = self.bad.write();
+        let mut bad = self.vol.bad_mut();
         if bad.contains(&block) {
             return Ok(());
         }
@@ -90,27 +102,28 @@ impl DaxFs {
             bad.remove(&block);
             return Err(e);
         }
-        self.alloc.lock().mark_used(block);
-        self.bad_any.store(true, Ordering::SeqCst);
+        self.vol.allocator().mark_used(block);
         Ok(())
     }
 
     /// Removes `block` from the bad-block list (durable on return); a file page poisoned on it
-    /// becomes a hole (durable first); a free block becomes allocatable again. `ENOENT` when it was not listed.
+    /// becomes a hole (durable first); a free block becomes allocatable again. `ENOENT` when it
+    /// was not listed.
     pub fn remove_bad_block(&self, block: u64) -> FsResult<()> {
-        self.writable()?;
+        self.vol.writable()?;
         let mut owner = self.block_owner(block);
         if let BlockOwner::File { ino, page } = owner {
             // A page poisoned on it becomes a hole first (its data is lost).
             let poisoned = self
-                .iget(ino)
+                .inodes
+                .get(ino)
                 .is_ok_and(|i| i.map.poisoned_block(page) == Some(block));
-            if poisoned && self.bad.read().contains(&block) {
+            if poisoned && self.vol.bad().contains(&block) {
                 self.mf_clear_page(ino, page)?;
                 owner = self.block_owner(block);
             }
         }
-        let mut bad = self.bad.write();
+        let mut bad = self.vol.bad_mut();
         if !bad.remove(&block) {
             return Err(Errno::ENOENT);
         }
@@ -119,9 +132,8 @@ impl DaxFs {
             return Err(e);
         }
         if owner == BlockOwner::Free {
-            self.alloc.lock().free(block);
+            self.vol.allocator().free(block);
         }
-        self.bad_any.store(!bad.is_empty(), Ordering::SeqCst);
         Ok(())
     }
 }

@@ -1,0 +1,144 @@
+//! Attributes of one inode: the `Attr` view, `setattr`, the per-inode flags (`FS_XFLAG_*`) and
+//! dropping the set-id bits.
+//!
+//! Rules it keeps: `setattr` and flag changes commit before they return; a size change goes
+//! through the space module's truncate; set-id bits are dropped by the rule of [`privs`] (a
+//! modification by a caller without `CAP_FSETID`) or of `chown_common` (a chown of a
+//! non-directory). Context: every change runs with the inode lock held exclusive.
+
+use std::sync::atomic::Ordering;
+
+use nix::errno::Errno;
+
+use super::commit::commit_inode;
+use super::inode::{IState, Inode};
+use super::privs;
+use super::space::truncate_locked;
+use super::time::{from_time, now_ns, to_time};
+use super::types::{Attr, Ctx, FileKind, SetAttr, TimeSet};
+use super::volume::Volume;
+use super::FsResult;
+use crate::store::{self, Tx, BLOCK, MAX_FILE_SIZE};
+
+/// The attributes of `inode` with state `st`. Context: inode lock held (either mode).
+pub(super) fn attr_of(inode: &Inode, st: &IState) -> Attr {
+    let r = &st.rec;
+    let xb = store::xattr_area_blocks(&st.xattrs);
+    Attr {
+        ino: inode.ino,
+        kind: st.kind(),
+        perm: (r.mode & 0o7777) as u16,
+        nlink: r.nlink,
+        uid: r.uid,
+        gid: r.gid,
+        size: r.size,
+        blocks: (inode.map.mapped_pages() + xb) * (BLOCK / 512),
+        blksize: BLOCK as u32,
+        atime: to_time(inode.atime.load(Ordering::Relaxed)),
+        mtime: to_time(r.mtime),
+        ctime: to_time(r.ctime),
+        crtime: to_time(r.crtime),
+        rdev: r.rdev,
+        generation: r.generation,
+        flags: r.flags,
+    }
+}
+
+/// Drops S_ISUID/S_ISGID after a modification by `ctx` ([`privs`]; uid 0 has `CAP_FSETID`).
+/// Returns whether the mode changed (then the kernel's cached mode is stale).
+pub(super) fn kill_suid(st: &mut IState, ctx: &Ctx) -> bool {
+    let drop = privs::bits_to_drop(st.rec.mode, st.rec.gid, ctx, ctx.uid == 0);
+    drop_mode_bits(st, drop)
+}
+
+/// Clears `bits` of the mode (and bumps ctime) if any is set; returns whether it did.
+pub(super) fn drop_mode_bits(st: &mut IState, bits: u32) -> bool {
+    if st.rec.mode & bits == 0 {
+        return false;
+    }
+    st.rec.mode &= !bits;
+    st.rec.ctime = now_ns();
+    st.dirty = true;
+    true
+}
+
+/// `setattr`: size, owner, mode and times in that order, one transaction.
+pub(super) fn setattr(vol: &Volume, inode: &Inode, set: &SetAttr, ctx: &Ctx) -> FsResult<Attr> {
+    let mut st = inode.state.write();
+    let t = now_ns();
+    let mut tx = Tx::new();
+    if let Some(size) = set.size {
+        st.require_regular(Errno::EINVAL)?;
+        if size > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        truncate_locked(vol, &mut tx, inode, &mut st, size)?;
+        st.rec.mtime = t;
+        kill_suid(&mut st, ctx);
+    }
+    if set.uid.is_some() || set.gid.is_some() {
+        set_owner(&mut st, set.uid, set.gid);
+    }
+    if let Some(m) = set.mode {
+        set_mode(&mut st, m, ctx);
+    }
+    set_times(inode, &mut st, set, t);
+    commit_inode(vol, tx, inode, &mut st)?;
+    Ok(attr_of(inode, &st))
+}
+
+/// chown: as `chown_common()`, a chown of a non-directory always drops S_ISUID, and S_ISGID
+/// when group-executable (whoever asks; an explicit mode in the same setattr wins).
+fn set_owner(st: &mut IState, uid: Option<u32>, gid: Option<u32>) {
+    if let Some(u) = uid {
+        st.rec.uid = u;
+    }
+    if let Some(g) = gid {
+        st.rec.gid = g;
+    }
+    if st.kind() != FileKind::Directory {
+        let mut drop = libc::S_ISUID;
+        if st.rec.mode & libc::S_IXGRP != 0 {
+            drop |= libc::S_ISGID;
+        }
+        drop_mode_bits(st, drop);
+    }
+}
+
+/// chmod: the permission bits; S_ISGID is dropped for a caller (not root) outside the file's
+/// group.
+fn set_mode(st: &mut IState, mode: u32, ctx: &Ctx) {
+    let mut m = mode & 0o7777;
+    if ctx.uid != 0 && ctx.gid != st.rec.gid {
+        m &= !libc::S_ISGID;
+    }
+    st.rec.mode = (st.rec.mode & libc::S_IFMT) | m;
+}
+
+/// utimens: atime, mtime as asked (`now` is `t`), ctime as given or `t`.
+fn set_times(inode: &Inode, st: &mut IState, set: &SetAttr, t: i64) {
+    match set.atime {
+        Some(TimeSet::Now) => inode.atime.store(t, Ordering::Relaxed),
+        Some(TimeSet::At(x)) => inode.atime.store(from_time(x), Ordering::Relaxed),
+        None => {}
+    }
+    match set.mtime {
+        Some(TimeSet::Now) => st.rec.mtime = t,
+        Some(TimeSet::At(x)) => st.rec.mtime = from_time(x),
+        None => {}
+    }
+    st.rec.ctime = set.ctime.map_or(t, from_time);
+}
+
+/// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`); only the
+/// owner or root may (`EPERM`). Durable on return.
+pub(super) fn set_flags(vol: &Volume, inode: &Inode, flags: u32, ctx: &Ctx) -> FsResult<Attr> {
+    let mut st = inode.state.write();
+    if ctx.uid != 0 && ctx.uid != st.rec.uid {
+        return Err(Errno::EPERM);
+    }
+    st.rec.flags = flags;
+    st.rec.ctime = now_ns();
+    commit_inode(vol, Tx::new(), inode, &mut st)?;
+    Ok(attr_of(inode, &st))
+}

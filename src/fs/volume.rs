@@ -1,0 +1,259 @@
+//! The volume: the mapped region as the filesystem uses it — its superblock, the metadata journal,
+//! the block allocator, the set of bad blocks and the hook to the direct-mapping leases — and the
+//! step every change ends with, [`Volume::commit`] (docs/DESIGN.md, "Durability", "Direct
+//! mapping").
+//!
+//! Owns: which blocks are free, which are bad, which are quarantined, and the rule that a block a
+//! transaction stops referencing returns to the allocator only after that transaction is durable,
+//! never when it is bad, and not while a direct-mapping holder that did not acknowledge the change
+//! may still map it ([`Quarantine`]). A change of a file's layout breaks the direct mappings of
+//! the range first ([`Volume::break_layouts`]). Locks: the bad-block set (read) and then the
+//! allocator mutex, nested in that order only; the journal's and the quarantine's mutexes alone.
+//! All are leaves: none is held while waiting for an inode lock or a DAX entry lock, nor while
+//! breaking a layout (which may sleep, bounded).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+
+use nix::errno::Errno;
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
+use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
+use super::FsResult;
+use crate::region::Region;
+use crate::store::{Allocator, Journal, Superblock, Tx, BLOCK};
+
+/// Blocks kept back from data allocations for block-map chain blocks.
+const META_RESERVE: u64 = 32;
+
+/// The region, its layout, journal, allocator and bad blocks.
+pub(crate) struct Volume {
+    region: Region,
+    sb: Superblock,
+    journal: Journal,
+    alloc: Mutex<Allocator>,
+    bad: RwLock<BTreeSet<u64>>,
+    read_only: bool,
+    /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
+    layouts: OnceLock<Arc<dyn LayoutBreaker>>,
+    /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
+    quarantine: Quarantine,
+}
+
+/// Logs an I/O error of the region and turns it into `EIO`.
+pub(super) fn eio<E: std::fmt::Display>(e: E) -> Errno {
+    log::error!("daxfs: I/O error: {e}");
+    Errno::EIO
+}
+
+impl Volume {
+    /// The volume of an opened region: `alloc` as the image loader rebuilt it, `bad` the
+    /// bad-block table.
+    pub(super) fn new(
+        region: Region,
+        sb: Superblock,
+        mut alloc: Allocator,
+        bad: BTreeSet<u64>,
+        read_only: bool,
+    ) -> Volume {
+        alloc.set_reserve(META_RESERVE);
+        Volume {
+            journal: Journal::new(&sb),
+            region,
+            sb,
+            alloc: Mutex::new(alloc),
+            bad: RwLock::new(bad),
+            read_only,
+            layouts: OnceLock::new(),
+            quarantine: Quarantine::default(),
+        }
+    }
+
+    /// The mapped region.
+    pub(super) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The superblock (the layout; never changes while open).
+    pub(super) fn sb(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Whether the filesystem was opened read-only.
+    pub(super) fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// `EROFS` on a read-only filesystem.
+    pub(super) fn writable(&self) -> FsResult<()> {
+        if self.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The allocator, locked. Context: a leaf; take the bad-block set first if both are needed.
+    pub(super) fn allocator(&self) -> MutexGuard<'_, Allocator> {
+        self.alloc.lock()
+    }
+
+    /// One block near `goal` (`ENOSPC` when none is left for data).
+    pub(super) fn alloc_block(&self, goal: Option<u64>) -> FsResult<u64> {
+        self.alloc.lock().alloc_near(goal).ok_or(Errno::ENOSPC)
+    }
+
+    /// Returns blocks that were never referenced by a committed transaction (a failed step).
+    pub(super) fn free_unused(&self, blocks: impl IntoIterator<Item = u64>) {
+        let mut a = self.alloc.lock();
+        for b in blocks {
+            a.free(b);
+        }
+    }
+
+    /// Writes `data` to block `b` (zero-padded to the block) and persists it: a fresh block's
+    /// contents are durable before any transaction references it.
+    pub(super) fn write_fresh_block(&self, b: u64, data: &[u8]) -> FsResult<()> {
+        let at = b * BLOCK;
+        if data.len() < BLOCK as usize {
+            self.region
+                .zero(at + data.len() as u64, BLOCK - data.len() as u64)
+                .map_err(eio)?;
+        }
+        self.region.write_at(at, data).map_err(eio)?;
+        self.region.persist(at, BLOCK).map_err(eio)
+    }
+
+    /// Commits `tx`, then returns its freed blocks to the allocator (bad blocks stay out, and
+    /// quarantined ones until their fence lifts).
+    ///
+    /// Context: takes the journal mutex, then the quarantine, the bad-block set and the allocator.
+    pub(super) fn commit(&self, tx: Tx) -> FsResult<()> {
+        self.journal.commit(&self.region, &tx).map_err(eio)?;
+        if !tx.free_after.is_empty() {
+            let held = self.quarantine.on_commit(&tx.free_after);
+            self.free_durable(held.as_deref().unwrap_or(&tx.free_after));
+        }
+        Ok(())
+    }
+
+    /// Returns blocks whose freeing is durable to the allocator, except bad ones.
+    fn free_durable(&self, blocks: &[u64]) {
+        let bad = self.bad.read();
+        let mut a = self.alloc.lock();
+        for &b in blocks {
+            if !bad.contains(&b) {
+                a.free(b);
+            }
+        }
+    }
+
+    /// Installs the lease manager (once; later calls are ignored). Return: whether it was
+    /// installed.
+    pub(super) fn set_layout_breaker(&self, b: Arc<dyn LayoutBreaker>) -> bool {
+        self.layouts.set(b).is_ok()
+    }
+
+    /// Breaks the direct mappings of pages `[first, end)` of `ino` (see
+    /// [`LayoutBreaker::break_layouts`]); one atomic load when nobody holds a lease.
+    ///
+    /// Context: may sleep (bounded) waiting for holders; called with the inode lock held.
+    pub(super) fn break_layouts(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+        why: LayoutChange,
+    ) -> Option<FenceId> {
+        let b = self.layouts.get()?;
+        if first >= end || !b.active(ino) {
+            return None;
+        }
+        b.break_layouts(ino, first, end, why)
+    }
+
+    /// The file grew from `old` to `new` bytes: pages that were past its end are valid now, so
+    /// direct mappings that map them as past the end must map them again.
+    pub(super) fn break_extended(&self, ino: Ino, old: u64, new: u64) {
+        let (first, end) = (old.div_ceil(BLOCK), new.div_ceil(BLOCK));
+        self.break_layouts(ino, first, end, LayoutChange::Extend { size: new });
+    }
+
+    /// Adds blocks freed by a change to `tx`, held in quarantine under `fence` when a holder did
+    /// not acknowledge the change's revocation.
+    pub(super) fn free_after_layout_break(
+        &self,
+        tx: &mut Tx,
+        fence: Option<FenceId>,
+        freed: Vec<(u64, u64)>,
+    ) {
+        for (b, n) in freed {
+            if let Some(f) = fence {
+                self.quarantine.hold(f, b..b + n);
+            }
+            tx.free_after.extend(b..b + n);
+        }
+    }
+
+    /// Lifts a fence: its quarantined blocks whose freeing is durable return to the allocator
+    /// (the others when their transaction commits).
+    pub(super) fn lift_fence(&self, fence: FenceId) {
+        let free = self.quarantine.lift(fence);
+        if !free.is_empty() {
+            self.free_durable(&free);
+        }
+    }
+
+    /// Number of blocks held in quarantine.
+    pub(super) fn quarantined_blocks(&self) -> usize {
+        self.quarantine.len()
+    }
+
+    /// Commits `tx` without freeing anything (the bad-block table's own updates).
+    pub(super) fn commit_metadata(&self, tx: &Tx) -> FsResult<()> {
+        self.journal.commit(&self.region, tx).map_err(eio)
+    }
+
+    /// The bad-block set, for reading.
+    pub(super) fn bad(&self) -> RwLockReadGuard<'_, BTreeSet<u64>> {
+        self.bad.read()
+    }
+
+    /// The bad-block set, for changing (memory failure and `poison clear`).
+    pub(super) fn bad_mut(&self) -> RwLockWriteGuard<'_, BTreeSet<u64>> {
+        self.bad.write()
+    }
+
+    /// Region statistics, given the inode counts the inode table keeps.
+    pub(super) fn stat(&self, inodes_used: u64) -> RegionStat {
+        // The lock order (bad-block set before allocator) also for this count.
+        let bad_blocks = self.bad.read().len() as u64;
+        let a = self.alloc.lock();
+        RegionStat {
+            size: self.sb.size,
+            block_size: BLOCK,
+            used_blocks: self.sb.total_blocks - a.free_blocks(),
+            free_blocks: a.free_blocks(),
+            free_2m_runs: a.free_2m_runs(),
+            inodes_used,
+            inodes_total: self.sb.inodes_total,
+            bad_blocks,
+        }
+    }
+
+    /// `statfs`, given the free inode count.
+    pub(super) fn statfs(&self, ffree: u64) -> StatFs {
+        let a = self.alloc.lock();
+        StatFs {
+            blocks: a.data_blocks(),
+            bfree: a.free_blocks(),
+            bavail: a.available_blocks(),
+            files: self.sb.inodes_total,
+            ffree,
+            bsize: BLOCK as u32,
+            namelen: NAME_MAX as u32,
+            frsize: BLOCK as u32,
+        }
+    }
+}
