@@ -46,6 +46,7 @@ mod rename;
 mod shutdown;
 mod space;
 mod time;
+mod tmpfile;
 mod types;
 mod volume;
 mod xattrs;

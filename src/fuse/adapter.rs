@@ -651,6 +651,29 @@ impl Filesystem for DaxFuse {
         }
     }
 
+    /// `O_TMPFILE` (FUSE_TMPFILE, the vendored fuser's addition): answered as a CREATE.
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.stats.count(Op::Tmpfile);
+        match self.fs.tmpfile(parent.0, mode, flags, &ctx(req)) {
+            Ok((a, fh)) => reply.created(
+                &TTL,
+                &fattr(&a),
+                Generation(a.generation),
+                FileHandle(fh),
+                self.fopen_flags(a.flags),
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
     fn ioctl(
         &self,
         req: &Request,
