@@ -20,7 +20,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Root or the mount's owner: may inject and clear poison (DESIGN.md, memory failure rule 6).
+    /// Root or the mount's owner: may inject and clear poison (docs/DESIGN.md, "Memory failure", rule 6).
     pub fn may_change_poison(&self) -> bool {
         self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
     }
