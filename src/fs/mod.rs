@@ -45,6 +45,7 @@ mod names;
 mod namespace;
 mod privs;
 mod rename;
+mod shutdown;
 mod space;
 mod time;
 mod types;
@@ -52,6 +53,7 @@ mod volume;
 mod xattrs;
 
 pub use daxfs::DaxFs;
+pub use shutdown::ShutdownMode;
 
 pub use types::*;
 
