@@ -16,7 +16,9 @@ fn root() -> Ctx {
 fn an_unnamed_file_has_no_entry_until_linked() {
     let r = embedded::region(64 << 20);
     let fs = r.open();
-    let (a, fh) = fs.tmpfile(ROOT_INO, 0o600, libc::O_RDWR, &root()).unwrap();
+    let (a, fh) = fs
+        .tmpfile(ROOT_INO, 0o600, 0, libc::O_RDWR, &root())
+        .unwrap();
     assert_eq!(a.nlink, 0);
     assert_eq!(a.kind, FileKind::Regular);
     assert_eq!(fs.write(a.ino, 0, b"hello", &root()).unwrap(), 5);
@@ -49,7 +51,9 @@ fn an_unlinked_named_file_is_not_linkable_but_a_tmpfile_is_once() {
             .map(|_| ()),
         Err(Errno::ENOENT)
     );
-    let (t, _fh) = fs.tmpfile(ROOT_INO, 0o600, libc::O_RDWR, &root()).unwrap();
+    let (t, _fh) = fs
+        .tmpfile(ROOT_INO, 0o600, 0, libc::O_RDWR, &root())
+        .unwrap();
     fs.link(t.ino, ROOT_INO, OsStr::new("t"), &root()).unwrap();
     fs.unlink(ROOT_INO, OsStr::new("t"), &root()).unwrap();
     assert_eq!(
@@ -66,7 +70,9 @@ fn the_last_release_frees_it_and_a_crash_leaves_an_orphan_the_next_open_reclaims
     let r = embedded::region(64 << 20);
     let fs = r.open();
     let before = fs.statfs().unwrap().bfree;
-    let (a, fh) = fs.tmpfile(ROOT_INO, 0o600, libc::O_RDWR, &root()).unwrap();
+    let (a, fh) = fs
+        .tmpfile(ROOT_INO, 0o600, 0, libc::O_RDWR, &root())
+        .unwrap();
     fs.write(a.ino, 0, &vec![7u8; 1 << 20], &root()).unwrap();
     fs.release(a.ino, fh).unwrap();
     fs.forget(a.ino, 1);
@@ -76,7 +82,9 @@ fn the_last_release_frees_it_and_a_crash_leaves_an_orphan_the_next_open_reclaims
         "freed at the last release"
     );
 
-    let (b, _fh) = fs.tmpfile(ROOT_INO, 0o600, libc::O_RDWR, &root()).unwrap();
+    let (b, _fh) = fs
+        .tmpfile(ROOT_INO, 0o600, 0, libc::O_RDWR, &root())
+        .unwrap();
     fs.write(b.ino, 0, &vec![8u8; 1 << 20], &root()).unwrap();
     fs.fsync(b.ino, false).unwrap();
     // A crash: the filesystem is dropped without close (shut down first: close persists nothing).

@@ -670,12 +670,12 @@ impl Filesystem for DaxFuse {
         req: &Request,
         parent: INodeNo,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         self.stats.count(Op::Tmpfile);
-        match self.fs.tmpfile(parent.0, mode, flags, &ctx(req)) {
+        match self.fs.tmpfile(parent.0, mode, umask, flags, &ctx(req)) {
             Ok((a, fh)) => reply.created(
                 &TTL,
                 &fattr(&a),
