@@ -7,7 +7,8 @@
 //! Conventions:
 //! - Inode numbers are `u64`; the root is [`ROOT_INO`] (1, as FUSE wants).
 //! - Errors are `Errno` values, exactly what a FUSE reply or a syscall would return.
-//! - Modes passed to create/mknod/mkdir are final (the kernel has applied the umask).
+//! - Modes passed to create/mknod/mkdir are final (the kernel has applied the umask); the
+//!   `*_with_umask` variants take the umask, applied unless the parent has a default ACL.
 //! - Permission checks are the kernel's (`default_permissions`); this layer enforces ownership
 //!   rules that only the filesystem can (suid/sgid clearing, sticky semantics are the kernel's).
 //!   The caller's [`Ctx`] decides the owner of new inodes and the set-id rules; namespace changes
@@ -20,10 +21,11 @@
 //! (`volume.rs`), the inode table (`itable.rs`), the namespace (`namespace.rs`, `rename.rs`) and
 //! the data path (`io.rs`); the operations on one inode are functions in `attrs.rs`, `xattrs.rs`,
 //! `space.rs`, `dirents.rs` and `commit.rs`; `lifecycle.rs` (mkfs, open, close), `fsck.rs`,
-//! `inspect.rs`, `probe.rs` (what a region holds, for mkfs), `badblocks.rs` and `file_layout.rs` (direct mappings; the lease types are in
-//! [`layout`]) hold the rest. Each file's top comment says what it owns and
-//! which locks it takes.
+//! `inspect.rs`, `probe.rs` (what a region holds, for mkfs), `badblocks.rs` and `file_layout.rs`
+//! (direct mappings; the lease types are in [`layout`]) hold the rest. Each file's top comment
+//! says what it owns and which locks it takes.
 
+pub mod acl;
 pub mod atime;
 mod attrs;
 mod badblocks;
@@ -44,14 +46,17 @@ mod namespace;
 mod privs;
 mod probe;
 mod rename;
+mod shutdown;
 mod space;
 mod time;
+mod tmpfile;
 mod types;
 mod volume;
 mod xattrs;
 
 pub use daxfs::DaxFs;
 pub use probe::RegionContents;
+pub use shutdown::ShutdownMode;
 
 pub use types::*;
 
