@@ -12,6 +12,7 @@ use daxfs::dax::museum::{replay, Outcome, HANG_AFTER};
 #[derive(Subcommand, Debug)]
 pub enum BugsCmd {
     /// Print the catalogue: fix id, subject, kernel version fixed, symptom, detector test.
+    #[command(after_help = "Example:\n  daxfs bugs list --json")]
     List {
         /// Print JSON (one object per bug).
         #[arg(long)]
@@ -21,6 +22,7 @@ pub enum BugsCmd {
         tsv: bool,
     },
     /// Run a bug's detector with the bug on and with the fix, and print both traces.
+    #[command(after_help = "Example:\n  daxfs bugs replay 61c30c98ef17")]
     Replay {
         /// The fix's commit id (12 hex digits, or a unique prefix of at least 7).
         id: String,

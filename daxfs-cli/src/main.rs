@@ -35,6 +35,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Format REGION as a fresh daxfs (creates a sparse file of --size if REGION is new).
+    ///
+    /// A region that holds a daxfs, other data or another filesystem is refused without --force,
+    /// and so is a --size that differs from an existing file's size. A sparse region file larger
+    /// than the free space under it is formatted with a warning: writes fail with ENOSPC once the
+    /// space is used up.
+    #[command(after_help = "Example:\n  daxfs mkfs /dev/shm/region.img --size 1G")]
     Mkfs {
         /// Region: a regular file, /dev/pmemN (or any block device) or /dev/daxN.M.
         region: PathBuf,
@@ -50,14 +56,24 @@ enum Cmd {
         force: bool,
     },
     /// Mount REGION on MOUNTPOINT; returns once the mount is ready.
+    #[command(
+        after_help = "Example:\n  daxfs mount /dev/shm/region.img /mnt/daxfs -o dax=never,noatime"
+    )]
     Mount(MountArgs),
     /// Unmount a daxfs mount (also clears a dead mount left by a crashed daemon).
+    #[command(after_help = "Example:\n  daxfs umount /mnt/daxfs")]
     Umount {
         /// The mount point.
         mountpoint: PathBuf,
     },
-    /// Check an unmounted region; exit 0 when clean, else list each problem.
+    /// Check a region's metadata (superblock, journal, inodes, block maps, directories, link
+    /// counts, bad-block table); exit 0 when clean, else list each problem.
+    ///
+    /// The region must not be mounted (unmount it first). --repair fixes what can be fixed and
+    /// checks again.
+    #[command(after_help = "Example:\n  daxfs fsck --repair /dev/shm/region.img")]
     Fsck {
+        /// The region (a file, /dev/pmemN or /dev/daxN.M), not mounted.
         region: PathBuf,
         /// Fix what can be fixed.
         #[arg(long)]
@@ -65,11 +81,15 @@ enum Cmd {
     },
     /// Show size, used, free, free 2 MiB runs, inodes and bad blocks of a region or mount; or a
     /// file's DAX mappings with --mappings; or a mount's FUSE request counters with --requests.
+    #[command(after_help = "Examples:\n  daxfs stat /mnt/daxfs\n  \
+                              daxfs stat --mappings /mnt/daxfs/file --json")]
     Stat {
-        /// A region (opened directly; must not be mounted) or a mount point (asks the daemon).
+        /// A region or a mount point. An unmounted region is opened directly; a mounted one (or
+        /// a mount point) is asked through its mount's daemon.
         #[arg(required_unless_present = "mappings")]
         target: Option<PathBuf>,
-        /// Print FILE's DAX entries: file index, order (pmd/pte), region block, flags.
+        /// Print the DAX entries of FILE, a regular file on a daxfs mount: file index, order
+        /// (pmd/pte), region block, flags.
         #[arg(long, value_name = "FILE", conflicts_with = "target")]
         mappings: Option<PathBuf>,
         /// Print the requests the daemon of mount point TARGET received since mount, per FUSE
@@ -81,20 +101,26 @@ enum Cmd {
         json: bool,
     },
     /// Inject, list and clear memory failures (poison).
+    #[command(after_help = "Example:\n  daxfs poison inject /mnt/daxfs/file --offset 2M")]
     Poison {
         #[command(subcommand)]
         cmd: PoisonCmd,
     },
     /// The catalogue of historical fs/dax.c entry-locking bugs: list them, replay one.
+    #[command(after_help = "Example:\n  daxfs bugs list")]
     Bugs {
         #[command(subcommand)]
         cmd: bugs::BugsCmd,
     },
     /// Run a command with true DAX mmap of daxfs files (the preload library).
-    #[command(long_about = exec::LONG_ABOUT)]
+    #[command(
+        long_about = exec::LONG_ABOUT,
+        after_help = "Example:\n  daxfs exec -- ./pmem-app /mnt/daxfs/pool"
+    )]
     Exec(exec::ExecArgs),
     /// Install the mount(8) helper symlink DIR/mount.fuse.daxfs -> this binary, so that
     /// `mount -t fuse.daxfs REGION MOUNTPOINT` works.
+    #[command(after_help = "Example:\n  daxfs install-helper --dir /usr/local/sbin")]
     InstallHelper {
         /// Directory mount(8) searches for helpers.
         #[arg(long, default_value = "/sbin")]
@@ -108,10 +134,18 @@ struct MountArgs {
     region: PathBuf,
     /// Existing directory to mount on.
     mountpoint: PathBuf,
-    /// Mount options, comma separated: dax=always|never|inode, ro, rw, allow_other,
-    /// noallow_other, suid, nosuid, dev, nodev (default for root: dev,suid; for others:
-    /// nodev,nosuid), noexec, noatime, sync, dirsync.
-    #[arg(short = 'o', value_name = "OPTS")]
+    /// Mount options, comma separated (repeatable):
+    ///   dax=always|never|inode (default always), dax_bugs=ID:ID|none;
+    ///   ro, rw; remount (change the flags of a mounted MOUNTPOINT);
+    ///   allow_other (default), noallow_other;
+    ///   suid, nosuid, dev, nodev (default for root: dev,suid; for others: nodev,nosuid),
+    ///   exec, noexec, sync, dirsync;
+    ///   relatime (default), strictatime, nostrictatime, noatime, atime, nodiratime, diratime;
+    ///   io_uring, noio_uring (default): serve through FUSE-over-io_uring;
+    ///   io_uring_sched=idle (default)|normal: priority of the ring threads;
+    ///   threads=N, log=FILE (as --threads, --log, for the mount helper).
+    /// mount(8)'s generic options (defaults, auto, _netdev, x-*, ...) are accepted.
+    #[arg(short = 'o', value_name = "OPTS", verbatim_doc_comment)]
     options: Vec<String>,
     /// Session threads, each with its own /dev/fuse descriptor (default: number of cores).
     #[arg(long)]
@@ -151,20 +185,28 @@ struct PoisonRange {
 #[derive(Subcommand, Debug)]
 enum PoisonCmd {
     /// Make a range fail as a media error would: reads get EIO, mmap access SIGBUS.
+    #[command(after_help = "Example:\n  daxfs poison inject /mnt/daxfs/file --offset 2M --len 8k")]
     Inject {
         #[command(flatten)]
         target: PoisonTarget,
         #[command(flatten)]
         range: PoisonRange,
     },
-    /// List bad ranges as /sys/block/pmemX/badblocks does: `<sector> <count>` (512-byte sectors).
+    /// List the bad ranges of a mount.
+    ///
+    /// One line per range as /sys/block/pmemX/badblocks prints them: `<sector> <count>` (512-byte
+    /// sectors of the region); nothing when there are none. --json adds the owning file and the
+    /// offset in it where known.
+    #[command(after_help = "Example:\n  daxfs poison list /mnt/daxfs --json")]
     List {
+        /// A daxfs mount point.
         mountpoint: PathBuf,
         /// Print JSON, with the owning file and file offset where known.
         #[arg(long)]
         json: bool,
     },
     /// Clear poison in a range (the data there is lost; it reads as zeros).
+    #[command(after_help = "Example:\n  daxfs poison clear --region /mnt/daxfs --offset 8M")]
     Clear {
         #[command(flatten)]
         target: PoisonTarget,
@@ -443,6 +485,12 @@ fn order_name(order: u8) -> String {
 }
 
 fn stat_mappings(file: &Path, json: bool) -> CmdResult {
+    if file.is_dir() {
+        return Err(format!(
+            "{} is a directory: --mappings shows the DAX entries of a regular file",
+            file.display()
+        ));
+    }
     let maps = ctl::mappings(file)?;
     if json {
         let v: Vec<_> = maps
