@@ -24,6 +24,7 @@
 //! [`layout`]) hold the rest. Each file's top comment says what it owns and
 //! which locks it takes.
 
+mod api;
 pub mod atime;
 mod attrs;
 mod badblocks;
@@ -49,6 +50,7 @@ mod types;
 mod volume;
 mod xattrs;
 
+pub use api::{FileSystem, KillPriv, Opened, Written};
 pub use daxfs::DaxFs;
 
 pub use types::*;
