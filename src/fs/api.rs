@@ -19,8 +19,6 @@ use std::ffi::OsStr;
 use nix::errno::Errno;
 
 use super::daxfs::DaxFs;
-#[cfg(test)]
-use super::types::XflagsChange;
 use super::types::{Attr, Ctx, DirEntry, FileKind, Ino, SetAttr, StatFs};
 use super::FsResult;
 
@@ -432,7 +430,10 @@ impl FileSystem for DaxFs {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::ffi::OsStr;
+
+    use super::{FileSystem, KillPriv};
+    use crate::fs::{Ctx, DaxFs, Errno, XflagsChange};
     use crate::fs::{DaxMode, MkfsOptions, OpenOptions, ROOT_INO};
     use crate::ioctl::FS_XFLAG_DAX;
 
