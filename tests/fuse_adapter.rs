@@ -152,11 +152,16 @@ impl FileSystem for Fake {
         Ok(n.attr.clone())
     }
 
-    fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, _ctx: &Ctx) -> FsResult<Attr> {
-        self.log(format!(
-            "mkdir {parent} {} {mode:o}",
-            name.to_string_lossy()
-        ));
+    fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _ctx: &Ctx,
+    ) -> FsResult<Attr> {
+        let name = name.to_string_lossy();
+        self.log(format!("mkdir {parent} {name} {mode:o} umask {umask:o}"));
         Err(Errno::ENOSPC)
     }
 
@@ -459,14 +464,14 @@ fn errnos_chosen_by_the_filesystem_pass_through() {
     // opendir's answer is the filesystem's (the adapter once decided ENOTDIR itself).
     assert_eq!(errno_of(std::fs::read_dir(m.p("sub"))), libc::ENOLINK);
     let calls = m.fake.calls();
-    // The kernel applied the umask to create_dir's 0o777 (no FUSE_DONT_MASK).
+    // The kernel leaves the umask to the filesystem (FUSE_DONT_MASK): mode and umask reach it.
     // SAFETY: umask only swaps the process's mask; it is put back at once.
     let umask = unsafe {
         let m = libc::umask(0o022);
         libc::umask(m);
         m
     };
-    let mkdir = format!("mkdir 1 full {:o}", 0o777 & !umask);
+    let mkdir = format!("mkdir 1 full 777 umask {umask:o}");
     assert!(calls.contains(&mkdir), "{calls:?}");
     assert!(calls.contains(&"unlink 1 file".to_string()), "{calls:?}");
     assert!(

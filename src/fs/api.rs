@@ -79,12 +79,22 @@ pub trait FileSystem: Send + Sync {
     fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
         Err(Errno::ENOSYS)
     }
-    /// Creates a node; `mode` carries the `S_IFMT` bits and the final permissions.
-    fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32, ctx: &Ctx) -> FsResult<Attr> {
+    /// Creates a node; `mode` carries the `S_IFMT` bits and the permissions, `umask` the
+    /// caller's umask (the kernel leaves it to the filesystem: `FUSE_DONT_MASK`).
+    #[allow(clippy::too_many_arguments)]
+    fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
         Err(Errno::ENOSYS)
     }
-    /// Creates a directory.
-    fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, ctx: &Ctx) -> FsResult<Attr> {
+    /// Creates a directory (`umask` as for [`Self::mknod`]).
+    fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, ctx: &Ctx) -> FsResult<Attr> {
         Err(Errno::ENOSYS)
     }
     /// Removes the non-directory `name`.
@@ -120,12 +130,25 @@ pub trait FileSystem: Send + Sync {
     fn open(&self, ino: Ino, flags: i32, ctx: &Ctx) -> FsResult<Opened> {
         Err(Errno::ENOSYS)
     }
-    /// Creates and opens a regular file.
+    /// Creates and opens a regular file (`umask` as for [`Self::mknod`]).
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
         parent: Ino,
         name: &OsStr,
         mode: u32,
+        umask: u32,
+        flags: i32,
+        ctx: &Ctx,
+    ) -> FsResult<(Attr, Opened)> {
+        Err(Errno::ENOSYS)
+    }
+    /// Creates and opens an unnamed regular file in `parent` (`O_TMPFILE`).
+    fn tmpfile(
+        &self,
+        parent: Ino,
+        mode: u32,
+        umask: u32,
         flags: i32,
         ctx: &Ctx,
     ) -> FsResult<(Attr, Opened)> {
@@ -253,11 +276,19 @@ impl FileSystem for DaxFs {
     fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
         DaxFs::readlink(self, ino)
     }
-    fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u32, ctx: &Ctx) -> FsResult<Attr> {
-        DaxFs::mknod(self, parent, name, mode, rdev, ctx)
+    fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
+        self.mknod_with_umask(parent, name, mode, umask, rdev, ctx)
     }
-    fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, ctx: &Ctx) -> FsResult<Attr> {
-        DaxFs::mkdir(self, parent, name, mode, ctx)
+    fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, umask: u32, ctx: &Ctx) -> FsResult<Attr> {
+        self.mkdir_with_umask(parent, name, mode, umask, ctx)
     }
     fn unlink(&self, parent: Ino, name: &OsStr, ctx: &Ctx) -> FsResult<()> {
         DaxFs::unlink(self, parent, name, ctx)
@@ -299,10 +330,23 @@ impl FileSystem for DaxFs {
         parent: Ino,
         name: &OsStr,
         mode: u32,
+        umask: u32,
         flags: i32,
         ctx: &Ctx,
     ) -> FsResult<(Attr, Opened)> {
-        let (a, fh) = DaxFs::create(self, parent, name, mode, flags, ctx)?;
+        let (a, fh) = self.create_with_umask(parent, name, mode, umask, flags, ctx)?;
+        let direct = self.direct_access(a.flags);
+        Ok((a, Opened { fh, direct }))
+    }
+    fn tmpfile(
+        &self,
+        parent: Ino,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        ctx: &Ctx,
+    ) -> FsResult<(Attr, Opened)> {
+        let (a, fh) = DaxFs::tmpfile(self, parent, mode, umask, flags, ctx)?;
         let direct = self.direct_access(a.flags);
         Ok((a, Opened { fh, direct }))
     }
@@ -476,7 +520,7 @@ mod tests {
                 Ok(a) => a.ino,
                 Err(_) => {
                     let (a, o) =
-                        FileSystem::create(&fs, ROOT_INO, name, 0o644, 0, &user()).unwrap();
+                        FileSystem::create(&fs, ROOT_INO, name, 0o644, 0, 0, &user()).unwrap();
                     assert_eq!(o.direct, plain, "{mode:?}: create");
                     FileSystem::release(&fs, a.ino, o.fh).unwrap();
                     a.ino
@@ -500,7 +544,8 @@ mod tests {
     fn policy_lives_below_the_adapter() {
         let dir = tempfile::tempdir().unwrap();
         let fs = open(dir.path(), DaxMode::Always);
-        let (a, o) = FileSystem::create(&fs, ROOT_INO, OsStr::new("f"), 0o644, 0, &user()).unwrap();
+        let (a, o) =
+            FileSystem::create(&fs, ROOT_INO, OsStr::new("f"), 0o644, 0, 0, &user()).unwrap();
         assert_eq!(FileSystem::opendir(&fs, a.ino), Err(Errno::ENOTDIR));
         assert_eq!(FileSystem::opendir(&fs, ROOT_INO), Ok(0));
         assert_eq!(
@@ -540,7 +585,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fs = open(dir.path(), DaxMode::Always);
         let (a, o) =
-            FileSystem::create(&fs, ROOT_INO, OsStr::new("s"), 0o4755, 0, &user()).unwrap();
+            FileSystem::create(&fs, ROOT_INO, OsStr::new("s"), 0o4755, 0, 0, &user()).unwrap();
         let root = Ctx::root();
         let suid = |fs: &DaxFs| FileSystem::getattr(fs, a.ino).unwrap().perm & 0o4000;
         let w = FileSystem::write(&fs, a.ino, 0, b"x", KillPriv::Unflagged, &root).unwrap();

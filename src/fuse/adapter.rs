@@ -149,7 +149,11 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
             | InitFlags::FUSE_HAS_IOCTL_DIR
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_MAX_PAGES;
+            | InitFlags::FUSE_MAX_PAGES
+            // POSIX ACLs: the kernel checks them (default_permissions is always on) and leaves
+            // the umask to the filesystem, which applies it only without a default ACL.
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK;
         if self.fs.may_open_direct() {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
@@ -242,12 +246,13 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mknod);
-        reply_entry(reply, self.fs.mknod(parent.0, name, mode, rdev, &ctx(req)));
+        let r = self.fs.mknod(parent.0, name, mode, umask, rdev, &ctx(req));
+        reply_entry(reply, r);
     }
 
     fn mkdir(
@@ -256,11 +261,12 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mkdir);
-        reply_entry(reply, self.fs.mkdir(parent.0, name, mode, &ctx(req)));
+        let r = self.fs.mkdir(parent.0, name, mode, umask, &ctx(req));
+        reply_entry(reply, r);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -538,12 +544,38 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         self.stats.count(Op::Create);
-        match self.fs.create(parent.0, name, mode, flags, &ctx(req)) {
+        let r = self
+            .fs
+            .create(parent.0, name, mode, umask, flags, &ctx(req));
+        match r {
+            Ok((a, o)) => reply.created(
+                &TTL,
+                &fattr(&a),
+                Generation(a.generation),
+                FileHandle(o.fh),
+                fopen_flags(o.direct),
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    /// `O_TMPFILE` (FUSE_TMPFILE, the vendored fuser's addition): answered as a CREATE.
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.stats.count(Op::Tmpfile);
+        match self.fs.tmpfile(parent.0, mode, umask, flags, &ctx(req)) {
             Ok((a, o)) => reply.created(
                 &TTL,
                 &fattr(&a),
