@@ -21,9 +21,9 @@
 //! (`volume.rs`), the inode table (`itable.rs`), the namespace (`namespace.rs`, `rename.rs`) and
 //! the data path (`io.rs`); the operations on one inode are functions in `attrs.rs`, `xattrs.rs`,
 //! `space.rs`, `dirents.rs` and `commit.rs`; `lifecycle.rs` (mkfs, open, close), `fsck.rs`,
-//! `inspect.rs`, `badblocks.rs` and `file_layout.rs` (direct mappings; the lease types are in
-//! [`layout`]) hold the rest. Each file's top comment says what it owns and
-//! which locks it takes.
+//! `inspect.rs`, `probe.rs` (what a region holds, for mkfs), `badblocks.rs` and `file_layout.rs`
+//! (direct mappings; the lease types are in [`layout`]) hold the rest. Each file's top comment
+//! says what it owns and which locks it takes.
 
 pub mod acl;
 pub mod atime;
@@ -44,6 +44,7 @@ mod lifecycle;
 mod names;
 mod namespace;
 mod privs;
+mod probe;
 mod rename;
 mod shutdown;
 mod space;
@@ -54,6 +55,7 @@ mod volume;
 mod xattrs;
 
 pub use daxfs::DaxFs;
+pub use probe::RegionContents;
 pub use shutdown::ShutdownMode;
 
 pub use types::*;
