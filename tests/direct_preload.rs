@@ -194,3 +194,59 @@ fn revocation_reaches_a_process_and_its_forked_child_io_uring() {
     assert!(enable_uring(), "FUSE-over-io_uring is not available");
     revoke_fork_on("io_uring");
 }
+
+#[test]
+fn exec_help_errors_and_environment() {
+    // The man-page-style help names the security rule and the limits.
+    let help = daxfs_ok(["exec", "--help"]);
+    for s in [
+        "SECURITY",
+        "LIMITS",
+        "syscall(SYS_mmap)",
+        "DAXFS_PRELOAD",
+        "EXIT STATUS",
+    ] {
+        assert!(help.contains(s), "daxfs exec --help lacks {s}:\n{help}");
+    }
+    // A missing library is a clear error, nothing is run.
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "true"])
+        .env("DAXFS_PRELOAD", "/nonexistent/libdaxfs_preload.so")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("DAXFS_PRELOAD"),
+        "{err}"
+    );
+    // LD_PRELOAD is extended, not replaced; a command that cannot run exits 127.
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "sh", "-c", "echo $LD_PRELOAD"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .env("LD_PRELOAD", "")
+        .output()
+        .unwrap();
+    let out = ok_output("exec sh", &o);
+    assert!(out.trim().ends_with("libdaxfs_preload.so"), "{out}");
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "/nonexistent/program"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    // --mount on something that is not a daxfs mount.
+    let d = scratch();
+    let o = Command::new(daxfs_bin())
+        .arg("exec")
+        .arg("--mount")
+        .arg(d.path())
+        .args(["--", "true"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not a daxfs mount"),
+        "{err}"
+    );
+}
