@@ -250,3 +250,31 @@ fn exec_help_errors_and_environment() {
         "{err}"
     );
 }
+
+/// `MAP_PRIVATE` copy on write, partial `munmap`, `MAP_FIXED` over a direct mapping,
+/// `mprotect` adding write over a hole, `mremap` growth and move, `MADV_REMOVE`
+/// (`tests/direct_c/map_ops.c`).
+#[test]
+fn private_partial_unmap_mprotect_mremap_madvise() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("dax=always");
+    let f = create_rw(&m.p("f"));
+    f.write_all_at(&vec![0xaa; 2 * MB2], 0).unwrap();
+    f.set_len(3 * MB2 as u64).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let prog = program(r.dir.path(), "map_ops", include_str!("direct_c/map_ops.c"));
+    let region = std::fs::canonicalize(&r.path).unwrap();
+    let o = under_exec(&prog, &[m.p("f").as_os_str(), region.as_os_str()]);
+    let out = ok_output("map-ops under daxfs exec", &o);
+    assert!(out.contains("map-ops: ok"), "{out}");
+    // Without the library the region is never mapped: step 1 fails (the check can fail).
+    let o = Command::new(&prog)
+        .args([m.p("f").as_os_str(), region.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    m.unmount();
+    r.assert_fsck_clean("after the mapping operations");
+}
