@@ -14,6 +14,10 @@
 //! [`memory_failure`] → [`direct`] → [`fuse`]. [`direct`] holds the layout leases of processes
 //! that map files straight from the region (`daxfs exec`).
 
+// Every public item of the library says what it is (`scripts/test` runs clippy with
+// `-D warnings`, so a missing doc fails it); `unsafe` rules are in Cargo.toml's [lints].
+#![warn(missing_docs)]
+
 pub mod backing;
 pub mod dax;
 pub mod direct;

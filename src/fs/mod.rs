@@ -26,6 +26,7 @@
 //! says what it owns and which locks it takes.
 
 pub mod acl;
+mod api;
 pub mod atime;
 mod attrs;
 mod badblocks;
@@ -54,6 +55,7 @@ mod types;
 mod volume;
 mod xattrs;
 
+pub use api::{FileSystem, KillPriv, Opened, Written};
 pub use daxfs::DaxFs;
 pub use probe::RegionContents;
 pub use shutdown::ShutdownMode;

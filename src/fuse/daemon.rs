@@ -38,7 +38,9 @@ const RING_DEPTH: usize = 8;
 pub struct MountSpec {
     /// The region path as the user gave it (it becomes the mount source verbatim).
     pub region: PathBuf,
+    /// Where to mount.
     pub mountpoint: PathBuf,
+    /// The `-o` options.
     pub config: MountConfig,
     /// Session threads (each with its own `/dev/fuse` fd).
     pub threads: usize,
@@ -116,7 +118,7 @@ fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     // Signals go to a thread of ours; every thread started from here inherits the mask.
     let sigs = block_signals()?;
     let notifier = KernelNotifier::new();
-    let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    let mut adapter = DaxFuse::new(fs.clone(), notifier.clone());
     // Layout leases for processes that map files directly (`daxfs exec`).
     adapter.set_direct(crate::direct::DirectService::start(&fs));
     let stats = adapter.stats_handle();
