@@ -161,7 +161,7 @@ impl Namespace {
         if pdir.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        let (ino, gen) = inodes.take_free()?;
+        let (ino, gen) = inodes.take_free(vol)?;
         let t = now_ns();
         let rec = new_record(parent, &pst.rec, &node, ctx, gen + 1, t);
         let inode = inodes.make(ino, IState::new(rec));
