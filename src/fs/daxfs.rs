@@ -55,6 +55,7 @@ fn _assert_send_sync() {
 impl DaxFs {
     /// Looks `name` up in `parent`; takes one kernel reference on the inode found.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        self.vol.alive()?;
         self.ns.lookup(&self.inodes, parent, name)
     }
 
@@ -65,6 +66,7 @@ impl DaxFs {
 
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         self.ns.readlink(&self.vol, &self.inodes, ino)
     }
 
@@ -202,6 +204,7 @@ impl DaxFs {
 
     /// Entries after cookie `offset` (0 = from the start, including `.` and `..`).
     pub fn readdir(&self, ino: Ino, offset: u64) -> FsResult<Vec<DirEntry>> {
+        self.vol.alive()?;
         self.ns
             .readdir(&self.vol, &self.inodes, self.data.atime(), ino, offset)
     }
@@ -211,6 +214,7 @@ impl DaxFs {
 impl DaxFs {
     /// Opens an inode; `flags` are the `open(2)` flags. Returns a file handle.
     pub fn open_file(&self, ino: Ino, flags: i32, ctx: &Ctx) -> FsResult<u64> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         self.data.open(&self.vol, &inode, flags, ctx)
     }
@@ -226,6 +230,7 @@ impl DaxFs {
         size: u32,
         f: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         self.data.read_with(&self.vol, &inode, offset, size, f)
     }
@@ -266,6 +271,7 @@ impl DaxFs {
     /// `close(2)` of one descriptor of the handle: makes written data and metadata durable.
     pub fn flush(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let _ = fh;
+        self.vol.alive()?;
         if self.vol.read_only() {
             return Ok(());
         }
@@ -278,7 +284,7 @@ impl DaxFs {
     pub fn release(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let inode = self.inodes.get(ino)?;
         let last = self.data.drop_handle(&inode, fh);
-        if self.vol.read_only() {
+        if self.vol.read_only() || self.vol.is_down() {
             return Ok(());
         }
         if last {
@@ -365,6 +371,7 @@ impl DaxFs {
 
     /// `whence`: `SEEK_DATA` or `SEEK_HOLE` (others are the kernel's).
     pub fn lseek(&self, ino: Ino, offset: u64, whence: i32) -> FsResult<u64> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         let st = inode.state.read();
         space::lseek(&inode, &st, offset, whence)
@@ -375,6 +382,7 @@ impl DaxFs {
 impl DaxFs {
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         let st = inode.state.read();
         Ok(attr_of(&inode, &st))
@@ -416,11 +424,13 @@ impl DaxFs {
 
     /// The value of xattr `name` (`ENODATA` when absent).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         xattrs::getxattr(&*self.inodes.get(ino)?, name)
     }
 
     /// Names, each NUL-terminated, concatenated.
     pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         Ok(xattrs::listxattr(&*self.inodes.get(ino)?))
     }
 

@@ -43,6 +43,7 @@ mod names;
 mod namespace;
 mod privs;
 mod rename;
+mod shutdown;
 mod space;
 mod time;
 mod types;
@@ -50,6 +51,7 @@ mod volume;
 mod xattrs;
 
 pub use daxfs::DaxFs;
+pub use shutdown::ShutdownMode;
 
 pub use types::*;
 

@@ -134,7 +134,7 @@ impl Namespace {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                 Some(v.saturating_sub(nlookup))
             });
-        if inode.state.read().rec.nlink == 0 && !vol.read_only() {
+        if inode.state.read().rec.nlink == 0 && !vol.read_only() && !vol.is_down() {
             self.maybe_evict(vol, inodes, &inode);
         }
     }

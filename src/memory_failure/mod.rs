@@ -1,5 +1,5 @@
 //! Memory failure: poison injected through the control ioctl, handled as the kernel's fsdax
-//! `memory_failure()` path does (DESIGN.md, "Memory failure").
+//! `memory_failure()` path does (docs/DESIGN.md, "Memory failure").
 //!
 //! For each failed 4 KiB region block:
 //! 1. **Reverse map** ([`rmap`]) the block to (inode, file page); a block no file maps (free, or
@@ -65,7 +65,7 @@ pub trait Invalidator: Send + Sync {
     /// of them, then runs `done` exactly once, on any thread, now or later.
     ///
     /// Context: called without any daxfs lock held, possibly on a thread that serves FUSE
-    /// requests, so it must not wait for the kernel itself (DESIGN.md "Memory failure", rule 7):
+    /// requests, so it must not wait for the kernel itself (docs/DESIGN.md, "Memory failure", rule 7):
     /// the kernel's invalidation may wait for a request queued behind the calling thread.
     fn invalidate(&self, ranges: Vec<FileRange>, done: Done);
 }
