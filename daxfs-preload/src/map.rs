@@ -176,6 +176,7 @@ fn mount_for(info: &DirectInfo) -> Option<usize> {
         }
     });
     if let (Some(i), Some(sock)) = (mi, start) {
+        crate::init_debug();
         crate::signal::install();
         lease::register_atfork();
         if lease::start_thread(i, sock) {
@@ -527,7 +528,10 @@ pub fn resolve(addr: usize) -> Fault {
         };
         match install_range(m.id, lo, hi, Some(p)) {
             Err(0) => continue,
-            Err(_) => return Fault::Failed,
+            Err(e) => {
+                crate::debug(b"fault: GET_FMAP failed, errno ", e as u64);
+                return Fault::Failed;
+            }
             Ok((Some(PageKind::PastEof), _)) => return Fault::PastEof,
             Ok((Some(PageKind::Poisoned), _)) => {
                 return Fault::Poisoned(TABLES.with(|t| t.poison_lsb(mi, ino, p)))

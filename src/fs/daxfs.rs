@@ -70,12 +70,27 @@ impl DaxFs {
         self.ns.readlink(&self.vol, &self.inodes, ino)
     }
 
-    /// Creates a regular file, fifo, socket or device node; `mode` carries the `S_IFMT` bits.
+    /// Creates a regular file, fifo, socket or device node; `mode` carries the `S_IFMT` bits and
+    /// is final (no umask: [`DaxFs::mknod_with_umask`]).
     pub fn mknod(
         &self,
         parent: Ino,
         name: &OsStr,
         mode: u32,
+        rdev: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
+        self.mknod_with_umask(parent, name, mode, 0, rdev, ctx)
+    }
+
+    /// [`DaxFs::mknod`] with the caller's `umask`, which applies unless `parent` has a default
+    /// ACL (then the ACL decides: `acl::inherit`).
+    pub fn mknod_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         rdev: u32,
         ctx: &Ctx,
     ) -> FsResult<Attr> {
@@ -91,17 +106,31 @@ impl DaxFs {
         let node = NewNode {
             kind,
             perm: mode,
+            umask,
             rdev: if device { rdev } else { 0 },
             target: None,
         };
         self.create_attr(parent, name, node, ctx)
     }
 
-    /// Creates a directory.
+    /// Creates a directory (`mode` final: [`DaxFs::mkdir_with_umask`]).
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, ctx: &Ctx) -> FsResult<Attr> {
+        self.mkdir_with_umask(parent, name, mode, 0, ctx)
+    }
+
+    /// [`DaxFs::mkdir`] with the caller's `umask` (as [`DaxFs::mknod_with_umask`]).
+    pub fn mkdir_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
         let node = NewNode {
             kind: FileKind::Directory,
             perm: mode,
+            umask,
             rdev: 0,
             target: None,
         };
@@ -120,6 +149,7 @@ impl DaxFs {
         let node = NewNode {
             kind: FileKind::Symlink,
             perm: 0o777,
+            umask: 0,
             rdev: 0,
             target: Some(tb),
         };
@@ -134,7 +164,8 @@ impl DaxFs {
         Ok(attr_of(&inode, &st))
     }
 
-    /// Creates and opens a regular file; returns its attributes and a handle.
+    /// Creates and opens a regular file; returns its attributes and a handle (`mode` final:
+    /// [`DaxFs::create_with_umask`]).
     pub fn create(
         &self,
         parent: Ino,
@@ -143,10 +174,24 @@ impl DaxFs {
         flags: i32,
         ctx: &Ctx,
     ) -> FsResult<(Attr, u64)> {
+        self.create_with_umask(parent, name, mode, 0, flags, ctx)
+    }
+
+    /// [`DaxFs::create`] with the caller's `umask` (as [`DaxFs::mknod_with_umask`]).
+    pub fn create_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        ctx: &Ctx,
+    ) -> FsResult<(Attr, u64)> {
         let _ = flags;
         let node = NewNode {
             kind: FileKind::Regular,
             perm: mode,
+            umask,
             rdev: 0,
             target: None,
         };
