@@ -426,3 +426,57 @@ fn io_uring_dax_never() {
         dax: "never",
     });
 }
+
+/// The D-state check can fail: with the daemon stopped, a read waits for its `READ` reply while
+/// holding the page-cache folio locked, and a second read of the same page waits for that lock
+/// in D state without ever running; the watch must report it once it has waited 5 s, and the
+/// recovery (aborting the connection) must free both readers.
+#[test]
+fn the_watch_reports_a_task_blocked_in_d_state() {
+    require_fuse!();
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let r = Region::new("64M");
+    let cfg = Config {
+        name: "/dev/fuse --threads 1 dax=never",
+        threads: Some(1),
+        uring: false,
+        dax: "never",
+    };
+    let m = mount(&r, &cfg);
+    std::fs::write(m.p("f"), pattern(9, 1 << 20)).unwrap();
+    // Remount: nothing of the file is cached, so the reads below go to the daemon.
+    m.unmount();
+    let m = mount(&r, &cfg);
+    let mut w = Watch::new(&m.mnt, poison_util::connection_of(&m.mnt), m.pid as i32);
+    let f = std::fs::File::open(m.p("f")).unwrap();
+    let stop = |sig| {
+        // SAFETY: signalling the mount's daemon, which this test started.
+        unsafe { libc::kill(m.pid as i32, sig) };
+    };
+    stop(libc::SIGSTOP);
+    let read = |f: &std::fs::File| {
+        let mut b = vec![0u8; PAGE as usize];
+        let _ = f.read_at(&mut b, 0);
+    };
+    let first = poison_util::spawn(|| read(&f));
+    std::thread::sleep(Duration::from_millis(300));
+    let second = poison_util::spawn(|| read(&f));
+    let t = Instant::now();
+    let report = loop {
+        if let Some(report) = w.tick(&[first, second]) {
+            break report;
+        }
+        assert!(
+            t.elapsed() < DEADLINE,
+            "no task reported after {DEADLINE:?}; longest D state {:?}",
+            w.worst
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    w.recover(&[first, second]);
+    stop(libc::SIGCONT);
+    drop(m);
+    assert!(report.contains("in D state for"), "{report}");
+    assert!(w.worst.0 > watch::D_LIMIT, "{:?}", w.worst);
+    eprintln!("reported: {report}");
+}

@@ -360,13 +360,13 @@ pub unsafe fn direct_mmap(
     };
     let Some(id) = id else {
         // Tables full: the kernel's mapping instead, at the same place.
-        // SAFETY: our placeholder.
         let kind = if shared {
             libc::MAP_SHARED
         } else {
             libc::MAP_PRIVATE
         };
         let fl = (flags & !(MAP_SYNC | MAP_FIXED_NOREPLACE | 0xf)) | kind | libc::MAP_FIXED;
+        // SAFETY: our placeholder.
         let r = unsafe { sys::mmap(base, len, prot, fl, fd, off) };
         return Some(r);
     };

@@ -144,6 +144,7 @@ impl InodeTable {
             sb.inode_off(inos.start),
             (inos.end - inos.start) * INODE_SIZE,
         );
+        vol.region().reserve(off, len).map_err(eio)?;
         vol.region().zero(off, len).map_err(eio)?;
         vol.region().persist(off, len).map_err(eio)?;
         let recs = free.chunks.set_tx(c).ok_or(Errno::ENOSPC)?;
