@@ -7,7 +7,7 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode};
+use crate::fs::{iflags, Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode};
 use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
@@ -28,7 +28,7 @@ impl Caller {
 }
 
 /// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
-pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
+pub const SETTABLE_XFLAGS: u32 = iflags::SETTABLE;
 
 /// One ioctl as the kernel sent it.
 #[derive(Clone, Copy, Debug)]
@@ -83,15 +83,22 @@ pub fn handle(
         DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
             poison(fs, inval, caller, ino, cmd, input, reply)
         }
-        FS_IOC_FSSETXATTR => {
-            let r = set_xattr(fs, caller, ino, input);
-            let dax_changed = matches!(r, Ok(true));
+        FS_IOC_FSSETXATTR | FS_IOC_SETFLAGS => {
+            let r = if cmd == FS_IOC_SETFLAGS {
+                set_fl(fs, caller, ino, input)
+            } else {
+                set_xattr(fs, caller, ino, input)
+            };
+            let changed = r.as_ref().ok().copied().flatten();
             reply(r.map(|_| Vec::new()));
-            if dax_changed {
+            // Posted after the reply: the kernel holds the inode lock until it has it.
+            match changed {
                 // The data path changes at the next open: drop cached pages so a later
-                // page-cache open cannot see bytes older than direct writes. Posted after the
-                // reply: the kernel holds the inode lock until it has it.
-                notifier.post(vec![Notification::data(ino, 0, 0)], None);
+                // page-cache open cannot see bytes older than direct writes.
+                Some(true) => notifier.post(vec![Notification::data(ino, 0, 0)], None),
+                // The ctime moved.
+                Some(false) => notifier.post(vec![Notification::attrs(ino)], None),
+                None => {}
             }
         }
         _ => reply(answer(fs, ino, cmd, input)),
@@ -145,14 +152,17 @@ fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
             };
             Ok(x.as_bytes().to_vec())
         }
+        FS_IOC_GETFLAGS => {
+            let a = fs.getattr(ino)?;
+            Ok(iflags::to_fl(a.flags).to_ne_bytes().to_vec())
+        }
         _ => Err(Errno::ENOTTY),
     }
 }
 
-/// `FS_IOC_FSSETXATTR`. Return: whether `FS_XFLAG_DAX` changed.
-fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
+/// `FS_IOC_FSSETXATTR`. Return: `None` when nothing changed, else whether `FS_XFLAG_DAX` did.
+fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<Option<bool>> {
     let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
-    let a = fs.getattr(ino)?;
     if want.fsx_xflags & !SETTABLE_XFLAGS != 0
         || want.fsx_extsize != 0
         || want.fsx_projid != 0
@@ -160,11 +170,26 @@ fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<boo
     {
         return Err(Errno::EOPNOTSUPP);
     }
-    if want.fsx_xflags == a.flags {
-        return Ok(false);
+    change_flags(fs, caller, ino, want.fsx_xflags)
+}
+
+/// `FS_IOC_SETFLAGS` (an `int` of `FS_*_FL`, as `fuse_fileattr_set` sends it); as [`set_xattr`].
+fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<Option<bool>> {
+    let word: [u8; 4] = input
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Errno::EINVAL)?;
+    let want = iflags::from_fl(u32::from_ne_bytes(word))?;
+    change_flags(fs, caller, ino, want)
+}
+
+fn change_flags(fs: &DaxFs, caller: Caller, ino: Ino, want: u32) -> FsResult<Option<bool>> {
+    let a = fs.getattr(ino)?;
+    if want == a.flags {
+        return Ok(None);
     }
-    fs.set_flags(ino, want.fsx_xflags, &caller.ctx)?;
-    Ok((want.fsx_xflags ^ a.flags) & FS_XFLAG_DAX != 0)
+    fs.set_flags(ino, want, &caller.ctx)?;
+    Ok(Some((want ^ a.flags) & FS_XFLAG_DAX != 0))
 }
 
 /// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: validated here, handled by
