@@ -140,7 +140,11 @@ pub fn may_fallocate(flags: u32, mode: i32) -> FsResult<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        check_change, from_fl, may_add_entry, may_change_inode, may_fallocate, may_open,
+        may_remove_entry, may_setattr, may_write, to_fl, Errno, FL_PAIRS, XFLAG_APPEND, XFLAG_DAX,
+        XFLAG_IMMUTABLE, XFLAG_NOATIME, XFLAG_NODUMP, XFLAG_SYNC,
+    };
 
     #[test]
     fn fl_words_round_trip() {

@@ -7,7 +7,7 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{iflags, Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode};
+use crate::fs::{iflags, Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode, XflagsChange};
 use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
@@ -26,9 +26,6 @@ impl Caller {
         self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
     }
 }
-
-/// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
-pub const SETTABLE_XFLAGS: u32 = iflags::SETTABLE;
 
 /// One ioctl as the kernel sent it.
 #[derive(Clone, Copy, Debug)]
@@ -89,14 +86,14 @@ pub fn handle(
             } else {
                 set_xattr(fs, caller, ino, input)
             };
-            let changed = r.as_ref().ok().copied().flatten();
+            let changed = r.as_ref().ok().copied();
             reply(r.map(|_| Vec::new()));
             // Posted after the reply: the kernel holds the inode lock until it has it.
             match changed {
                 // The data path changes at the next open: drop cached pages so a later
                 // page-cache open cannot see bytes older than direct writes.
                 Some(true) => notifier.post(vec![Notification::data(ino, 0, 0)], None),
-                // The ctime moved.
+                // The ctime may have moved.
                 Some(false) => notifier.post(vec![Notification::attrs(ino)], None),
                 None => {}
             }
@@ -160,36 +157,30 @@ fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
     }
 }
 
-/// `FS_IOC_FSSETXATTR`. Return: `None` when nothing changed, else whether `FS_XFLAG_DAX` did.
-fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<Option<bool>> {
+/// `FS_IOC_FSSETXATTR`: decoded here, decided by the fs layer. Return: whether `FS_XFLAG_DAX`
+/// changed.
+fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
     let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
-    if want.fsx_xflags & !SETTABLE_XFLAGS != 0
-        || want.fsx_extsize != 0
-        || want.fsx_projid != 0
-        || want.fsx_cowextsize != 0
-    {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    change_flags(fs, caller, ino, want.fsx_xflags)
+    let change = XflagsChange {
+        xflags: want.fsx_xflags,
+        extsize: want.fsx_extsize,
+        projid: want.fsx_projid,
+        cowextsize: want.fsx_cowextsize,
+    };
+    fs.set_xflags(ino, &change, &caller.ctx)
 }
 
 /// `FS_IOC_SETFLAGS` (an `int` of `FS_*_FL`, as `fuse_fileattr_set` sends it); as [`set_xattr`].
-fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<Option<bool>> {
+fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
     let word: [u8; 4] = input
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .ok_or(Errno::EINVAL)?;
-    let want = iflags::from_fl(u32::from_ne_bytes(word))?;
-    change_flags(fs, caller, ino, want)
-}
-
-fn change_flags(fs: &DaxFs, caller: Caller, ino: Ino, want: u32) -> FsResult<Option<bool>> {
-    let a = fs.getattr(ino)?;
-    if want == a.flags {
-        return Ok(None);
-    }
-    fs.set_flags(ino, want, &caller.ctx)?;
-    Ok(Some((want ^ a.flags) & FS_XFLAG_DAX != 0))
+    let change = XflagsChange {
+        xflags: iflags::from_fl(u32::from_ne_bytes(word))?,
+        ..XflagsChange::default()
+    };
+    fs.set_xflags(ino, &change, &caller.ctx)
 }
 
 /// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: validated here, handled by
