@@ -19,11 +19,17 @@ use nix::errno::Errno;
 use super::FsResult;
 use crate::ioctl::FS_XFLAG_DAX;
 
+/// `FS_XFLAG_IMMUTABLE`: no change at all.
 pub const XFLAG_IMMUTABLE: u32 = 0x0000_0008;
+/// `FS_XFLAG_APPEND`: data only appended, entries only added.
 pub const XFLAG_APPEND: u32 = 0x0000_0010;
+/// `FS_XFLAG_SYNC`: synchronous writes (daxfs commits every change before it returns anyway).
 pub const XFLAG_SYNC: u32 = 0x0000_0020;
+/// `FS_XFLAG_NOATIME`: reads leave atime alone.
 pub const XFLAG_NOATIME: u32 = 0x0000_0040;
+/// `FS_XFLAG_NODUMP`: kept for backup tools.
 pub const XFLAG_NODUMP: u32 = 0x0000_0080;
+/// `FS_XFLAG_DAX`: direct access under `dax=inode`.
 pub const XFLAG_DAX: u32 = FS_XFLAG_DAX;
 
 /// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
