@@ -43,6 +43,7 @@ mod names;
 mod namespace;
 mod privs;
 mod rename;
+mod runs;
 mod space;
 mod time;
 mod types;
