@@ -345,6 +345,7 @@ versioned!(
 );
 
 pub mod direct;
+pub mod xfs;
 
 /// Decodes a request's input bytes and checks its header.
 ///

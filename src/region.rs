@@ -81,6 +81,18 @@ pub struct Region {
     path: PathBuf,
 }
 
+impl Drop for Region {
+    /// Releases the region's `flock` explicitly before the descriptor closes. The lock belongs to
+    /// the open file description, which a child forked by another thread (a test spawning a
+    /// process, the daemon starting a helper) shares until it execs; closing our descriptor alone
+    /// would leave the region locked for that window, and the next open of the region (a mount
+    /// right after mkfs) would find it busy. `LOCK_UN` releases it for every copy at once.
+    fn drop(&mut self) {
+        // SAFETY: flock on the valid file descriptor this Region owns; no memory is passed.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Region")
@@ -443,6 +455,38 @@ mod tests {
             Region::open(&p, None),
             Err(RegionError::Busy { .. })
         ));
+    }
+
+    #[test]
+    fn a_closed_region_is_free_while_a_forked_child_still_holds_its_descriptor() {
+        // A child forked while the region is open shares the locked open file description until
+        // it execs or exits; here it sleeps until we tell it to go, so the window is certain.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.img");
+        let r = Region::open(&p, Some(16 << 20)).unwrap();
+        let (rd, wr) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only calls async-signal-safe functions (read, _exit) before exiting.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: read into a valid one-byte buffer from the pipe's read end, then _exit.
+            unsafe {
+                libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        drop(r);
+        let reopened = Region::open(&p, None);
+        nix::unistd::write(&wr, b"x").unwrap();
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; status is a valid out pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            reopened.is_ok(),
+            "the region stayed locked by the forked child's copy of the descriptor: {:?}",
+            reopened.err()
+        );
     }
 
     #[test]

@@ -823,13 +823,8 @@ fn bad_blocks_api_and_reverse_map() {
     assert_eq!(fs.block_owner(b1), BlockOwner::Free);
     fs.fsync(a.ino, false).unwrap();
     assert_eq!(
-        daxfs::memory_failure::inject_region(
-            &fs,
-            0,
-            4096,
-            &daxfs::memory_failure::NoInvalidate
-        )
-        .map(|_| ()),
+        daxfs::memory_failure::inject_region(&fs, 0, 4096, &daxfs::memory_failure::NoInvalidate)
+            .map(|_| ()),
         Err(Errno::EINVAL)
     );
     fs.close().unwrap();

@@ -7,6 +7,7 @@
 
 mod bugs;
 mod ctl;
+mod exec;
 mod helper;
 mod logger;
 mod mount;
@@ -84,6 +85,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: bugs::BugsCmd,
     },
+    /// Run a command with true DAX mmap of daxfs files (the preload library).
+    #[command(long_about = exec::LONG_ABOUT)]
+    Exec(exec::ExecArgs),
     /// Install the mount(8) helper symlink DIR/mount.fuse.daxfs -> this binary, so that
     /// `mount -t fuse.daxfs REGION MOUNTPOINT` works.
     InstallHelper {
@@ -267,6 +271,7 @@ fn run(cli: Cli) -> CmdResult {
         },
         Cmd::Poison { cmd } => poison(cmd),
         Cmd::InstallHelper { dir } => install_helper(&dir),
+        Cmd::Exec(a) => exec::run(a),
     }
 }
 

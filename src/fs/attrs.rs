@@ -4,7 +4,8 @@
 //! Rules it keeps: `setattr` and flag changes commit before they return; a size change goes
 //! through the space module's truncate; set-id bits are dropped by the rule of [`privs`] (a
 //! modification by a caller without `CAP_FSETID`) or of `chown_common` (a chown of a
-//! non-directory). Context: every change runs with the inode lock held exclusive.
+//! non-directory); a chmod updates the access ACL in the same commit. Context: every change runs
+//! with the inode lock held exclusive.
 
 use std::sync::atomic::Ordering;
 
@@ -17,6 +18,7 @@ use super::space::truncate_locked;
 use super::time::{from_time, now_ns, to_time};
 use super::types::{Attr, Ctx, FileKind, SetAttr, TimeSet};
 use super::volume::Volume;
+use super::xattrs;
 use super::FsResult;
 use crate::store::{self, Tx, BLOCK, MAX_FILE_SIZE};
 
@@ -81,6 +83,7 @@ pub(super) fn setattr(vol: &Volume, inode: &Inode, set: &SetAttr, ctx: &Ctx) -> 
     }
     if let Some(m) = set.mode {
         set_mode(&mut st, m, ctx);
+        xattrs::chmod_acl_into(vol, &mut tx, &mut st)?;
     }
     set_times(inode, &mut st, set, t);
     commit_inode(vol, tx, inode, &mut st)?;
@@ -106,10 +109,11 @@ fn set_owner(st: &mut IState, uid: Option<u32>, gid: Option<u32>) {
 }
 
 /// chmod: the permission bits; S_ISGID is dropped for a caller (not root) outside the file's
-/// group.
+/// group (its fsgid and supplementary groups: `privs::in_group`). An access ACL follows
+/// (`xattrs::chmod_acl_into`).
 fn set_mode(st: &mut IState, mode: u32, ctx: &Ctx) {
     let mut m = mode & 0o7777;
-    if ctx.uid != 0 && ctx.gid != st.rec.gid {
+    if m & libc::S_ISGID != 0 && ctx.uid != 0 && !privs::in_group(ctx, st.rec.gid) {
         m &= !libc::S_ISGID;
     }
     st.rec.mode = (st.rec.mode & libc::S_IFMT) | m;

@@ -55,6 +55,7 @@ fn _assert_send_sync() {
 impl DaxFs {
     /// Looks `name` up in `parent`; takes one kernel reference on the inode found.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        self.vol.alive()?;
         self.ns.lookup(&self.inodes, parent, name)
     }
 
@@ -65,15 +66,31 @@ impl DaxFs {
 
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         self.ns.readlink(&self.vol, &self.inodes, ino)
     }
 
-    /// Creates a regular file, fifo, socket or device node; `mode` carries the `S_IFMT` bits.
+    /// Creates a regular file, fifo, socket or device node; `mode` carries the `S_IFMT` bits and
+    /// is final (no umask: [`DaxFs::mknod_with_umask`]).
     pub fn mknod(
         &self,
         parent: Ino,
         name: &OsStr,
         mode: u32,
+        rdev: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
+        self.mknod_with_umask(parent, name, mode, 0, rdev, ctx)
+    }
+
+    /// [`DaxFs::mknod`] with the caller's `umask`, which applies unless `parent` has a default
+    /// ACL (then the ACL decides: `acl::inherit`).
+    pub fn mknod_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         rdev: u32,
         ctx: &Ctx,
     ) -> FsResult<Attr> {
@@ -89,17 +106,31 @@ impl DaxFs {
         let node = NewNode {
             kind,
             perm: mode,
+            umask,
             rdev: if device { rdev } else { 0 },
             target: None,
         };
         self.create_attr(parent, name, node, ctx)
     }
 
-    /// Creates a directory.
+    /// Creates a directory (`mode` final: [`DaxFs::mkdir_with_umask`]).
     pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, ctx: &Ctx) -> FsResult<Attr> {
+        self.mkdir_with_umask(parent, name, mode, 0, ctx)
+    }
+
+    /// [`DaxFs::mkdir`] with the caller's `umask` (as [`DaxFs::mknod_with_umask`]).
+    pub fn mkdir_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        ctx: &Ctx,
+    ) -> FsResult<Attr> {
         let node = NewNode {
             kind: FileKind::Directory,
             perm: mode,
+            umask,
             rdev: 0,
             target: None,
         };
@@ -118,6 +149,7 @@ impl DaxFs {
         let node = NewNode {
             kind: FileKind::Symlink,
             perm: 0o777,
+            umask: 0,
             rdev: 0,
             target: Some(tb),
         };
@@ -132,7 +164,8 @@ impl DaxFs {
         Ok(attr_of(&inode, &st))
     }
 
-    /// Creates and opens a regular file; returns its attributes and a handle.
+    /// Creates and opens a regular file; returns its attributes and a handle (`mode` final:
+    /// [`DaxFs::create_with_umask`]).
     pub fn create(
         &self,
         parent: Ino,
@@ -141,10 +174,24 @@ impl DaxFs {
         flags: i32,
         ctx: &Ctx,
     ) -> FsResult<(Attr, u64)> {
+        self.create_with_umask(parent, name, mode, 0, flags, ctx)
+    }
+
+    /// [`DaxFs::create`] with the caller's `umask` (as [`DaxFs::mknod_with_umask`]).
+    pub fn create_with_umask(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        ctx: &Ctx,
+    ) -> FsResult<(Attr, u64)> {
         let _ = flags;
         let node = NewNode {
             kind: FileKind::Regular,
             perm: mode,
+            umask,
             rdev: 0,
             target: None,
         };
@@ -202,6 +249,7 @@ impl DaxFs {
 
     /// Entries after cookie `offset` (0 = from the start, including `.` and `..`).
     pub fn readdir(&self, ino: Ino, offset: u64) -> FsResult<Vec<DirEntry>> {
+        self.vol.alive()?;
         self.ns
             .readdir(&self.vol, &self.inodes, self.data.atime(), ino, offset)
     }
@@ -211,6 +259,7 @@ impl DaxFs {
 impl DaxFs {
     /// Opens an inode; `flags` are the `open(2)` flags. Returns a file handle.
     pub fn open_file(&self, ino: Ino, flags: i32, ctx: &Ctx) -> FsResult<u64> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         self.data.open(&self.vol, &inode, flags, ctx)
     }
@@ -226,6 +275,7 @@ impl DaxFs {
         size: u32,
         f: impl FnOnce(&[u8]) -> R,
     ) -> FsResult<R> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         self.data.read_with(&self.vol, &inode, offset, size, f)
     }
@@ -266,6 +316,7 @@ impl DaxFs {
     /// `close(2)` of one descriptor of the handle: makes written data and metadata durable.
     pub fn flush(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let _ = fh;
+        self.vol.alive()?;
         if self.vol.read_only() {
             return Ok(());
         }
@@ -278,7 +329,7 @@ impl DaxFs {
     pub fn release(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let inode = self.inodes.get(ino)?;
         let last = self.data.drop_handle(&inode, fh);
-        if self.vol.read_only() {
+        if self.vol.read_only() || self.vol.is_down() {
             return Ok(());
         }
         if last {
@@ -365,6 +416,7 @@ impl DaxFs {
 
     /// `whence`: `SEEK_DATA` or `SEEK_HOLE` (others are the kernel's).
     pub fn lseek(&self, ino: Ino, offset: u64, whence: i32) -> FsResult<u64> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         let st = inode.state.read();
         space::lseek(&inode, &st, offset, whence)
@@ -375,6 +427,7 @@ impl DaxFs {
 impl DaxFs {
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.vol.alive()?;
         let inode = self.inodes.get(ino)?;
         let st = inode.state.read();
         Ok(attr_of(&inode, &st))
@@ -416,11 +469,13 @@ impl DaxFs {
 
     /// The value of xattr `name` (`ENODATA` when absent).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         xattrs::getxattr(&*self.inodes.get(ino)?, name)
     }
 
     /// Names, each NUL-terminated, concatenated.
     pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.vol.alive()?;
         Ok(xattrs::listxattr(&*self.inodes.get(ino)?))
     }
 

@@ -71,6 +71,7 @@ impl DaxFs {
         req: LayoutRequest,
         lease: impl FnOnce(&FileLayout),
     ) -> FsResult<FileLayout> {
+        self.vol.alive()?;
         if first >= end || max == 0 {
             return Err(Errno::EINVAL);
         }

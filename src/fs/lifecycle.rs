@@ -114,6 +114,10 @@ impl DaxFs {
         if self.shut.swap(true, Ordering::SeqCst) || self.vol.read_only() {
             return Ok(());
         }
+        if self.vol.is_down() {
+            // Shut down (`fs::shutdown`): what was not durable is lost, as in a crash.
+            return Ok(());
+        }
         let mut err = None;
         for inode in self.inodes.live() {
             let orphan = inode.state.read().rec.nlink == 0;

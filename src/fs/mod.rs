@@ -7,7 +7,8 @@
 //! Conventions:
 //! - Inode numbers are `u64`; the root is [`ROOT_INO`] (1, as FUSE wants).
 //! - Errors are `Errno` values, exactly what a FUSE reply or a syscall would return.
-//! - Modes passed to create/mknod/mkdir are final (the kernel has applied the umask).
+//! - Modes passed to create/mknod/mkdir are final (the kernel has applied the umask); the
+//!   `*_with_umask` variants take the umask, applied unless the parent has a default ACL.
 //! - Permission checks are the kernel's (`default_permissions`); this layer enforces ownership
 //!   rules that only the filesystem can (suid/sgid clearing, sticky semantics are the kernel's).
 //!   The caller's [`Ctx`] decides the owner of new inodes and the set-id rules; namespace changes
@@ -24,6 +25,7 @@
 //! [`layout`]) hold the rest. Each file's top comment says what it owns and
 //! which locks it takes.
 
+pub mod acl;
 pub mod atime;
 mod attrs;
 mod badblocks;
@@ -44,6 +46,7 @@ mod namespace;
 mod privs;
 mod rename;
 mod runs;
+mod shutdown;
 mod space;
 mod time;
 mod types;
@@ -51,6 +54,7 @@ mod volume;
 mod xattrs;
 
 pub use daxfs::DaxFs;
+pub use shutdown::ShutdownMode;
 
 pub use types::*;
 

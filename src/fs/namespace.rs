@@ -7,6 +7,8 @@
 //! - Lock order: namespace mutex → inode locks, several at once only here, in increasing inode
 //!   number ([`Locked`] sorts them) → leaves (allocator, journal, bad-block set). Lookups and
 //!   readdir take only the directory's inode lock, shared, and no namespace mutex.
+//! - A new inode takes its mode and ACLs from its parent's default ACL, or the umask without one
+//!   (`acl::inherit`), committed with its entry.
 //! - `lookup`, `create`, `mknod`, `mkdir`, `symlink` and `link` take one kernel reference on the
 //!   inode they return; `forget` drops them; an unlinked inode is evicted (its blocks and record
 //!   freed) when its last reference and last open handle are gone.
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use parking_lot::{Mutex, MutexGuard, RwLockWriteGuard};
 
+use super::acl;
 use super::atime::AtimePolicy;
 use super::attrs::attr_of;
 use super::commit::inode_into;
@@ -30,6 +33,7 @@ use super::names::{check_new_name, is_dot};
 use super::time::now_ns;
 use super::types::{Attr, Ctx, DirEntry, FileKind, Ino, NAME_MAX, ROOT_INO};
 use super::volume::{eio, Volume};
+use super::xattrs;
 use super::FsResult;
 use crate::store::{self, InodeRec, Tx, BLOCK};
 
@@ -74,8 +78,11 @@ impl<'a> Locked<'a> {
 pub(super) struct NewNode<'a> {
     /// Its type.
     pub kind: FileKind,
-    /// Permission bits (the kernel has applied the umask).
+    /// Permission bits as asked.
     pub perm: u32,
+    /// The caller's umask, applied unless the parent has a default ACL (`acl::inherit`); 0 when
+    /// the kernel applied it already.
+    pub umask: u32,
     /// Device number (device nodes only).
     pub rdev: u32,
     /// A symlink's target.
@@ -134,7 +141,7 @@ impl Namespace {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                 Some(v.saturating_sub(nlookup))
             });
-        if inode.state.read().rec.nlink == 0 && !vol.read_only() {
+        if inode.state.read().rec.nlink == 0 && !vol.read_only() && !vol.is_down() {
             self.maybe_evict(vol, inodes, &inode);
         }
     }
@@ -163,6 +170,16 @@ impl Namespace {
         }
         let (ino, gen) = inodes.take_free()?;
         let t = now_ns();
+        let default = pst.xattrs.iter().find(|(k, _)| k == acl::DEFAULT);
+        let inherited = acl::inherit(
+            default.map(|(_, v)| v.as_slice()),
+            node.kind.mode_bits() | (node.perm & 0o7777),
+            node.umask,
+        );
+        let node = NewNode {
+            perm: inherited.mode & 0o7777,
+            ..node
+        };
         let rec = new_record(parent, &pst.rec, &node, ctx, gen + 1, t);
         let inode = inodes.make(ino, IState::new(rec));
         let res = (|| -> FsResult<()> {
@@ -174,9 +191,16 @@ impl Namespace {
                 write_symlink(vol, &inode, &mut st, target)?;
             }
             let mut tx = Tx::new();
-            if let Err(e) = add_dirent(vol, &mut tx, &p, &mut pst, name, (ino, node.kind)) {
+            let mut added = Ok(());
+            if !inherited.xattrs.is_empty() {
+                added = xattrs::area_into(vol, &mut tx, &mut st, inherited.xattrs);
+            }
+            if let Err(e) =
+                added.and_then(|_| add_dirent(vol, &mut tx, &p, &mut pst, name, (ino, node.kind)))
+            {
                 let freed = inode.map.unmap_range(0, u64::MAX);
                 vol.free_unused(freed.into_iter().flat_map(|(b, n)| b..b + n));
+                xattrs::discard_area(vol, &mut st);
                 return Err(e);
             }
             if node.kind == FileKind::Directory {

@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
+use super::shutdown::GoingDown;
 use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
 use super::FsResult;
 use crate::region::Region;
@@ -56,6 +57,8 @@ pub(crate) struct Volume {
     layouts: OnceLock<Arc<dyn LayoutBreaker>>,
     /// Blocks freed while a lease holder had not acknowledged the change (`fs::layout`).
     quarantine: Quarantine,
+    /// Shut down (`fs::shutdown`): nothing more is committed.
+    down: GoingDown,
 }
 
 /// Logs an I/O error of the region and turns it into `EIO`.
@@ -86,6 +89,7 @@ impl Volume {
             read_only,
             layouts: OnceLock::new(),
             quarantine: Quarantine::default(),
+            down: GoingDown::default(),
         }
     }
 
@@ -104,8 +108,24 @@ impl Volume {
         self.read_only
     }
 
-    /// `EROFS` on a read-only filesystem.
+    /// `EIO` once shut down (`fs::shutdown`): the check at the entry of every operation.
+    pub(super) fn alive(&self) -> FsResult<()> {
+        self.down.check()
+    }
+
+    /// Whether the volume was shut down.
+    pub(super) fn is_down(&self) -> bool {
+        self.down.is_down()
+    }
+
+    /// Shuts the volume down. Return: whether this call did.
+    pub(super) fn go_down(&self) -> bool {
+        self.down.set()
+    }
+
+    /// `EIO` once shut down, `EROFS` on a read-only filesystem.
     pub(super) fn writable(&self) -> FsResult<()> {
+        self.alive()?;
         if self.read_only {
             Err(Errno::EROFS)
         } else {
@@ -147,9 +167,12 @@ impl Volume {
     /// Commits `tx`, then returns its freed blocks to the allocator (bad blocks stay out, and
     /// quarantined ones until their fence lifts).
     ///
-    /// Context: takes the journal mutex, then the quarantine, the bad-block set and the allocator.
+    /// Context: takes the shutdown gate (shared) and the journal mutex, then the quarantine, the
+    /// bad-block set and the allocator.
     pub(super) fn commit(&self, tx: Tx) -> FsResult<()> {
-        self.journal.commit(&self.region, &tx).map_err(eio)?;
+        // After a shutdown nothing reaches the journal (`fs::shutdown`, the hard gate).
+        self.down
+            .commit(|| self.journal.commit(&self.region, &tx).map_err(eio))?;
         if !tx.free_after.is_empty() {
             let held = self.quarantine.on_commit(&tx.free_after);
             self.free_durable(held.as_deref().unwrap_or(&tx.free_after));
@@ -328,11 +351,14 @@ impl Volume {
         let mut tx = Tx::new();
         tx.write(self.sb.badblk_off(), &table);
         tx.free_after = st.0.clone();
-        let written = chain
-            .iter()
-            .zip(&blocks)
-            .try_for_each(|(&b, data)| self.write_fresh_block(b, data))
-            .and_then(|()| self.journal.commit(&self.region, &tx).map_err(eio));
+        // After a shutdown nothing reaches the region (`fs::shutdown`, the hard gate).
+        let written = self.down.commit(|| {
+            chain
+                .iter()
+                .zip(&blocks)
+                .try_for_each(|(&b, data)| self.write_fresh_block(b, data))?;
+            self.journal.commit(&self.region, &tx).map_err(eio)
+        });
         let mut a = self.alloc.lock();
         if let Err(e) = written {
             for &b in &chain {

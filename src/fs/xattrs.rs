@@ -1,18 +1,24 @@
-//! Extended attributes of one inode: name checks by namespace (`user.`, `trusted.`, `security.`;
-//! others `EOPNOTSUPP`) and get/set/list/remove.
+//! Extended attributes of one inode: name checks by namespace (`user.`, `trusted.`, `security.`,
+//! the two POSIX ACLs of `system.`; others `EOPNOTSUPP`) and get/set/list/remove.
 //!
 //! Rules it keeps: the xattr area is rewritten copy-on-write (new blocks written and persisted,
 //! the record committed, the old area freed after); changes commit before they return;
-//! `trusted.*` needs root; `user.*` only on regular files and directories. Context: changes run
-//! with the inode lock held exclusive, reads shared.
+//! `trusted.*` needs root; `user.*` only on regular files and directories. ACLs ([`acl`]): only
+//! the owner or root sets them (`EPERM`), none on symlinks (`EOPNOTSUPP`), a default ACL only on
+//! a directory (`EACCES`); setting the access ACL sets the mode's permission bits in the same
+//! commit (and drops S_ISGID for a caller outside the file's group, as `posix_acl_update_mode`),
+//! and one the mode alone expresses is not stored; removing an absent ACL succeeds. Context:
+//! changes run with the inode lock held exclusive, reads shared.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 
+use super::acl::{self, Acl};
 use super::commit::commit_inode;
 use super::inode::{IState, Inode};
+use super::privs;
 use super::time::now_ns;
 use super::types::{Ctx, FileKind};
 use super::volume::{eio, Volume};
@@ -30,6 +36,14 @@ pub(super) fn set_xattrs_locked(
     x: Xattrs,
 ) -> FsResult<()> {
     let mut tx = Tx::new();
+    area_into(vol, &mut tx, st, x)?;
+    st.rec.ctime = now_ns();
+    commit_inode(vol, tx, inode, st)
+}
+
+/// Writes `x` as the inode's new xattr area (fresh blocks, persisted; none when empty) and
+/// puts the old area in `tx.free_after`; the record that names it commits with `tx`.
+pub(super) fn area_into(vol: &Volume, tx: &mut Tx, st: &mut IState, x: Xattrs) -> FsResult<()> {
     let old = st.rec.xattr_block;
     let old_n = store::xattr_area_blocks(&st.xattrs);
     if x.is_empty() {
@@ -45,16 +59,38 @@ pub(super) fn set_xattrs_locked(
     if old != 0 {
         tx.free_after.extend(old..old + old_n);
     }
-    st.rec.ctime = now_ns();
     st.xattrs = x;
-    commit_inode(vol, tx, inode, st)
+    Ok(())
 }
 
-/// Whether `ctx` may set or remove `name` on an inode of `kind`.
-fn check_name(name: &OsStr, kind: FileKind, ctx: &Ctx) -> FsResult<()> {
+/// Frees the area of an inode that never committed (a failed create).
+pub(super) fn discard_area(vol: &Volume, st: &mut IState) {
+    let b = st.rec.xattr_block;
+    if b != 0 {
+        let n = store::xattr_area_blocks(&st.xattrs);
+        vol.free_unused(b..b + n);
+        st.rec.xattr_block = 0;
+    }
+}
+
+/// Whether `ctx` may set or remove `name` on an inode in state `st`.
+fn check_name(name: &OsStr, st: &IState, ctx: &Ctx) -> FsResult<()> {
     let b = name.as_bytes();
+    let kind = st.kind();
     if b.len() > XATTR_NAME_MAX {
         return Err(Errno::ERANGE);
+    }
+    if acl::is_acl_name(b) {
+        if kind == FileKind::Symlink {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if ctx.uid != 0 && ctx.uid != st.rec.uid {
+            return Err(Errno::EPERM);
+        }
+        if b == acl::DEFAULT && kind != FileKind::Directory {
+            return Err(Errno::EACCES);
+        }
+        return Ok(());
     }
     let suffix_ok = |p: &[u8]| b.len() > p.len();
     if b.starts_with(b"user.") {
@@ -91,7 +127,7 @@ pub(super) fn setxattr(
     ctx: &Ctx,
 ) -> FsResult<()> {
     let mut st = inode.state.write();
-    check_name(name, st.kind(), ctx)?;
+    check_name(name, &st, ctx)?;
     if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -100,13 +136,61 @@ pub(super) fn setxattr(
         return Err(Errno::E2BIG);
     }
     let mut x = st.xattrs.clone();
-    match x.iter_mut().find(|(k, _)| k == n) {
-        Some(_) if flags & libc::XATTR_CREATE != 0 => return Err(Errno::EEXIST),
-        Some((_, v)) => *v = value.to_vec(),
-        None if flags & libc::XATTR_REPLACE != 0 => return Err(Errno::ENODATA),
-        None => x.push((n.to_vec(), value.to_vec())),
+    let old_mode = st.rec.mode;
+    let mut value = Some(value);
+    if acl::is_acl_name(n) {
+        let mut a = Acl::parse(value.unwrap_or_default())?;
+        if n == acl::ACCESS {
+            set_access_mode(&mut st, &mut a, ctx);
+            if a.is_equiv_to_mode() {
+                value = None;
+            }
+        }
     }
-    set_xattrs_locked(vol, inode, &mut st, x)
+    let at = x.iter().position(|(k, _)| k == n);
+    match (at, value) {
+        (Some(_), _) if flags & libc::XATTR_CREATE != 0 => return Err(Errno::EEXIST),
+        (None, _) if flags & libc::XATTR_REPLACE != 0 => return Err(Errno::ENODATA),
+        (Some(i), Some(v)) => x[i].1 = v.to_vec(),
+        (None, Some(v)) => x.push((n.to_vec(), v.to_vec())),
+        (Some(i), None) => {
+            x.remove(i);
+        }
+        (None, None) => {}
+    }
+    let r = set_xattrs_locked(vol, inode, &mut st, x);
+    if r.is_err() {
+        st.rec.mode = old_mode;
+    }
+    r
+}
+
+/// The mode an access ACL implies: its permission bits, S_ISGID dropped for a caller (not
+/// root) outside the file's group.
+fn set_access_mode(st: &mut IState, a: &mut Acl, ctx: &Ctx) {
+    let mut mode = (st.rec.mode & !0o777) | a.mode_bits();
+    if ctx.uid != 0 && !privs::in_group(ctx, st.rec.gid) {
+        mode &= !libc::S_ISGID;
+    }
+    if mode != st.rec.mode {
+        st.rec.mode = mode;
+        st.dirty = true;
+    }
+}
+
+/// `chmod` of an inode with an access ACL: its owner, group-class and other entries follow
+/// `mode` (`posix_acl_chmod`); the new area goes into `tx`. Nothing when there is none.
+pub(super) fn chmod_acl_into(vol: &Volume, tx: &mut Tx, st: &mut IState) -> FsResult<()> {
+    let Some(i) = st.xattrs.iter().position(|(k, _)| k == acl::ACCESS) else {
+        return Ok(());
+    };
+    let Ok(mut a) = Acl::parse(&st.xattrs[i].1) else {
+        return Ok(());
+    };
+    a.chmod(st.rec.mode);
+    let mut x = st.xattrs.clone();
+    x[i].1 = a.encode();
+    area_into(vol, tx, st, x)
 }
 
 /// `getxattr`: the value (`ENODATA` when absent).
@@ -136,11 +220,14 @@ pub(super) fn listxattr(inode: &Inode) -> Vec<u8> {
 /// `removexattr` (`ENODATA` when absent).
 pub(super) fn removexattr(vol: &Volume, inode: &Inode, name: &OsStr, ctx: &Ctx) -> FsResult<()> {
     let mut st = inode.state.write();
-    check_name(name, st.kind(), ctx)?;
+    check_name(name, &st, ctx)?;
     let mut x = st.xattrs.clone();
     let before = x.len();
     x.retain(|(k, _)| k != name.as_bytes());
     if x.len() == before {
+        if acl::is_acl_name(name.as_bytes()) {
+            return Ok(());
+        }
         return Err(Errno::ENODATA);
     }
     set_xattrs_locked(vol, inode, &mut st, x)

@@ -213,7 +213,11 @@ impl Filesystem for DaxFuse {
             | InitFlags::FUSE_HAS_IOCTL_DIR
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_MAX_PAGES;
+            | InitFlags::FUSE_MAX_PAGES
+            // POSIX ACLs: the kernel checks them (default_permissions is always on) and leaves
+            // the umask to us, who apply it only without a default ACL (`fs::acl`).
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_DONT_MASK;
         if self.dax != DaxMode::Never {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
@@ -306,12 +310,15 @@ impl Filesystem for DaxFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mknod);
-        reply_entry(reply, self.fs.mknod(parent.0, name, mode, rdev, &ctx(req)));
+        let r = self
+            .fs
+            .mknod_with_umask(parent.0, name, mode, umask, rdev, &ctx(req));
+        reply_entry(reply, r);
     }
 
     fn mkdir(
@@ -320,11 +327,14 @@ impl Filesystem for DaxFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mkdir);
-        reply_entry(reply, self.fs.mkdir(parent.0, name, mode, &ctx(req)));
+        let r = self
+            .fs
+            .mkdir_with_umask(parent.0, name, mode, umask, &ctx(req));
+        reply_entry(reply, r);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -634,12 +644,15 @@ impl Filesystem for DaxFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         self.stats.count(Op::Create);
-        match self.fs.create(parent.0, name, mode, flags, &ctx(req)) {
+        let r = self
+            .fs
+            .create_with_umask(parent.0, name, mode, umask, flags, &ctx(req));
+        match r {
             Ok((a, fh)) => reply.created(
                 &TTL,
                 &fattr(&a),

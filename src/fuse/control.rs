@@ -7,7 +7,8 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino};
+use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode};
+use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
 
@@ -20,7 +21,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Root or the mount's owner: may inject and clear poison (DESIGN.md, memory failure rule 6).
+    /// Root or the mount's owner: may inject and clear poison (docs/DESIGN.md, "Memory failure", rule 6).
     pub fn may_change_poison(&self) -> bool {
         self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
     }
@@ -62,7 +63,23 @@ pub fn handle(
         cmd,
         input,
     } = req;
+    if fs.is_shut_down() && cmd != XFS_IOC_GOINGDOWN {
+        return reply(Err(Errno::EIO));
+    }
     match cmd {
+        XFS_IOC_GOINGDOWN => match going_down(fs, caller, input) {
+            // The kernel's caches go too (pages, attributes, user mappings of every inode), so
+            // that nothing is served from them: then the answer.
+            Ok(()) => {
+                let notes = fs
+                    .live_inodes()
+                    .into_iter()
+                    .map(|i| Notification::data(i, 0, 0))
+                    .collect();
+                notifier.post(notes, Some(Box::new(move || reply(Ok(Vec::new())))));
+            }
+            Err(e) => reply(Err(e)),
+        },
         DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
             poison(fs, inval, caller, ino, cmd, input, reply)
         }
@@ -79,6 +96,17 @@ pub fn handle(
         }
         _ => reply(answer(fs, ino, cmd, input)),
     }
+}
+
+/// `XFS_IOC_GOINGDOWN`: the flags arrive only from a caller that sends them (never through
+/// FUSE, which sends no input for an `_IOR` request: then the strictest mode).
+fn going_down(fs: &DaxFs, caller: Caller, input: &[u8]) -> FsResult<()> {
+    let flags = goingdown_flags(input);
+    log::info!(
+        "daxfs: XFS_IOC_GOINGDOWN with {} input bytes: flags {flags}",
+        input.len()
+    );
+    fs.shut_down(ShutdownMode::from_xfs_flags(flags)?, &caller.ctx)
 }
 
 /// The requests answered at once.

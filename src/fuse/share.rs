@@ -7,7 +7,7 @@
 //! new mount point a bind mount of the running one: one filesystem, two mount points, as the
 //! kernel does. Rules kept:
 //! - only the mount(8) helper does this; `daxfs mount` keeps refusing an already mounted region
-//!   (issue 2), with the message naming its mount point;
+//!   with the message naming its mount point;
 //! - only a mount whose daemon is alive is shared (a dead mount gets the usual error);
 //! - the filesystem-level options are the running daemon's, as a shared superblock's are: a
 //!   different `dax=` is refused, naming both; per-mount flags (ro, nosuid, nodev, noexec) named

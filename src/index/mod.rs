@@ -3,7 +3,7 @@
 //! Maps `u64` indices to `u64` values. An entry of order `k` stored at index `i` covers the aligned
 //! range `[i & !(2^k - 1), +2^k)`; a lookup of any index in that range returns it.
 //!
-//! **Contract (fixed; implementations must keep it).** See `../shared/DESIGN.md`, "The multi-order
+//! **Contract (fixed; implementations must keep it).** See docs/DESIGN.md, "The multi-order
 //! index".
 //!
 //! - Readers (`load`, `find_conflict`, `get_mark`, `find_marked`, `range`) never block on writers.

@@ -1,5 +1,5 @@
 //! Memory failure: poison injected through the control ioctl, handled as the kernel's fsdax
-//! `memory_failure()` path does (DESIGN.md, "Memory failure").
+//! `memory_failure()` path does (docs/DESIGN.md, "Memory failure").
 //!
 //! An inject names a file range or a region range; it is validated whole first (`EINVAL` before
 //! anything changes) and then applied as ranges, never a page at a time:
@@ -77,7 +77,7 @@ pub trait Invalidator: Send + Sync {
     /// of them, then runs `done` exactly once, on any thread, now or later.
     ///
     /// Context: called without any daxfs lock held, possibly on a thread that serves FUSE
-    /// requests, so it must not wait for the kernel itself (DESIGN.md "Memory failure", rule 7):
+    /// requests, so it must not wait for the kernel itself (docs/DESIGN.md, "Memory failure", rule 7):
     /// the kernel's invalidation may wait for a request queued behind the calling thread.
     fn invalidate(&self, ranges: Vec<FileRange>, done: Done);
 }

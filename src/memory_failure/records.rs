@@ -45,13 +45,22 @@ pub fn list(fs: &DaxFs) -> Vec<BadRange> {
         let mut at = first;
         for (b, len, ino, page) in fs.mf_rmap().within(first, first + n) {
             unowned(&mut out, at, b);
+            at = b + len;
+            if let Some(l) = out.last_mut() {
+                let follows = l.ino == Some(ino)
+                    && l.region_offset + l.len == b * BLOCK
+                    && l.file_offset.map(|f| f + l.len) == Some(page * BLOCK);
+                if follows {
+                    l.len += len * BLOCK;
+                    continue;
+                }
+            }
             out.push(BadRange {
                 region_offset: b * BLOCK,
                 len: len * BLOCK,
                 ino: Some(ino),
                 file_offset: Some(page * BLOCK),
             });
-            at = b + len;
         }
         unowned(&mut out, at, first + n);
     }

@@ -153,7 +153,7 @@ pub fn opts(transport: &str, dax: &str) -> String {
 }
 
 /// The preload library beside the `daxfs` binary, built once per test run with `cargo build -p
-/// daxfs-preload` (the profile of the test binary).
+/// daxfs-preload --profile test` (`--release` for `cargo test --release`), as the binary is.
 pub fn preload_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
@@ -165,6 +165,8 @@ pub fn preload_lib() -> &'static Path {
             build.args(["build", "-q", "-p", "daxfs-preload"]);
             if dir.file_name() == Some(OsStr::new("release")) {
                 build.arg("--release");
+            } else {
+                build.args(["--profile", "test"]);
             }
             let st = build
                 .arg("--manifest-path")

@@ -26,7 +26,7 @@ use super::mapping::{DaxMapping, DaxParts};
 use super::page::DaxPages;
 use super::trace::{set_thread_label, DaxTracer, TraceLog};
 use super::wait::WaitTable;
-use super::DaxOptions;
+use super::{DaxError, DaxOptions};
 use crate::sync::Arc;
 
 pub use scenarios::SCENARIOS;
@@ -39,7 +39,38 @@ pub struct Scenario {
     /// The detector's name (a test function of the same name runs it).
     pub detector: &'static str,
     /// Runs the scenario; `Err` says what went wrong.
-    pub run: fn(&Stage) -> Result<(), String>,
+    pub run: fn(&Stage) -> Result<(), Failure>,
+}
+
+/// What a detector scenario found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The DAX protocol refused an operation the scenario made.
+    #[error("DAX protocol error: {0}")]
+    Protocol(#[from] DaxError),
+    /// The scenario's property does not hold; says what was seen instead.
+    #[error("{0}")]
+    Violated(String),
+    /// A joined thread made no progress for [`HANG_AFTER`] (directed runs only).
+    #[error("{thread} hangs: no progress for {after:?} (a lost wake-up or a deadlock)")]
+    Hang {
+        /// The thread's name.
+        thread: String,
+        /// How long it made no progress.
+        after: Duration,
+    },
+    /// A joined thread panicked.
+    #[error("{thread} panicked")]
+    Panicked {
+        /// The thread's name.
+        thread: String,
+    },
+}
+
+impl From<&str> for Failure {
+    fn from(what: &str) -> Failure {
+        Failure::Violated(what.to_string())
+    }
 }
 
 /// The scenario of detector `name`.
@@ -163,9 +194,9 @@ impl Stage {
         }
     }
 
-    /// Waits for a thread's result. Directed: `Err("... hangs")` when it makes no progress for
+    /// Waits for a thread's result. Directed: [`Failure::Hang`] when it makes no progress for
     /// [`HANG_AFTER`] (the thread is left behind).
-    pub fn join<T>(&self, t: Thread<T>) -> Result<T, String> {
+    pub fn join<T>(&self, t: Thread<T>) -> Result<T, Failure> {
         #[cfg(not(loom))]
         {
             let mut lines = self.log.lines().len();
@@ -176,14 +207,15 @@ impl Stage {
                 if now != lines {
                     (lines, since) = (now, std::time::Instant::now());
                 } else if since.elapsed() > HANG_AFTER {
-                    return Err(format!(
-                        "{} hangs: no progress for {HANG_AFTER:?} (a lost wake-up or a deadlock)",
-                        t.name
-                    ));
+                    return Err(Failure::Hang {
+                        thread: t.name,
+                        after: HANG_AFTER,
+                    });
                 }
             }
         }
-        t.handle.join().map_err(|_| format!("{} panicked", t.name))
+        let thread = t.name;
+        t.handle.join().map_err(|_| Failure::Panicked { thread })
     }
 
     /// Directed: waits (up to 10 s) until `cond` holds, so the schedule under study is taken;
@@ -209,7 +241,7 @@ pub struct Outcome {
     /// The trace, one line per event.
     pub trace: Vec<String>,
     /// What went wrong, or `None` when the detector's property held.
-    pub failure: Option<String>,
+    pub failure: Option<Failure>,
 }
 
 /// Runs bug `info`'s detector scenario directly with `bugs` on, up to `attempts` times until it

@@ -2,32 +2,32 @@
 //! restored the earlier bug's symptom). Each returns `Err` naming what went wrong; a hang shows
 //! as a model-checker deadlock or, directed, as a join that makes no progress.
 
-use super::{Scenario, Stage};
+use super::{Failure, Scenario, Stage};
 use crate::dax::entry::{DaxEntry, PMD_ORDER, PTE_ORDER};
 use crate::dax::mapping::{HoleFault, Lookup};
 use crate::dax::{DaxError, DaxMapping};
 use crate::index::Mark;
 
-fn dax(e: DaxError) -> String {
-    format!("DAX protocol error: {e}")
+fn dax(e: DaxError) -> Failure {
+    Failure::Protocol(e)
 }
 
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failure> {
     if ok {
         Ok(())
     } else {
-        Err(what())
+        Err(Failure::Violated(what()))
     }
 }
 
 /// A mapped PTE entry at `index` (not through the fault path: the scenarios must not depend on
 /// the fault path's bugs to set up).
-fn mapped(m: &DaxMapping, index: u64, order: u8, block: u64) -> Result<(), String> {
+fn mapped(m: &DaxMapping, index: u64, order: u8, block: u64) -> Result<(), Failure> {
     m.dax_load_entry(index, order, block).map_err(dax)
 }
 
 /// 965d004af540: three faults on one hole; the zero page must reach all of them.
-fn zero_page_wakes_all_hole_readers(st: &Stage) -> Result<(), String> {
+fn zero_page_wakes_all_hole_readers(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(1);
     st.name_thread("fault A");
     let mut g = m.grab_mapping_entry(5, PTE_ORDER).map_err(dax)?;
@@ -52,7 +52,7 @@ fn zero_page_wakes_all_hole_readers(st: &Stage) -> Result<(), String> {
 }
 
 /// f52afc93cd01: the page lock sleeps, the entry goes away; it must come back, not deadlock.
-fn page_lock_retry_drops_the_index_lock(st: &Stage) -> Result<(), String> {
+fn page_lock_retry_drops_the_index_lock(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(2);
     mapped(&m, 5, PTE_ORDER, 77)?;
     st.name_thread("truncate A");
@@ -69,7 +69,7 @@ fn page_lock_retry_drops_the_index_lock(st: &Stage) -> Result<(), String> {
 }
 
 /// fda490d39fc0: lock and unlock the head page of a PMD entry; it must stay a PMD entry.
-fn page_unlock_keeps_the_pmd_order(st: &Stage) -> Result<(), String> {
+fn page_unlock_keeps_the_pmd_order(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(3);
     mapped(&m, 512, PMD_ORDER, 1024)?;
     let p = m.lock_entry_for_page(512).map_err(dax)?.ok_or("no entry")?;
@@ -85,7 +85,7 @@ fn page_unlock_keeps_the_pmd_order(st: &Stage) -> Result<(), String> {
 }
 
 /// 27359fd6e5f3: lock a tail page of a PMD entry; the unlock must restore the entry locked.
-fn page_unlock_restores_the_locked_entry(st: &Stage) -> Result<(), String> {
+fn page_unlock_restores_the_locked_entry(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(4);
     mapped(&m, 512, PMD_ORDER, 1024)?;
     let p = m.lock_entry_for_page(700).map_err(dax)?.ok_or("no entry")?;
@@ -101,7 +101,7 @@ fn page_unlock_restores_the_locked_entry(st: &Stage) -> Result<(), String> {
 }
 
 /// 25bbe21bf427: the page lock and a fault sleep on one entry, which moves; both must wake.
-fn page_lock_passes_the_wakeup_on(st: &Stage) -> Result<(), String> {
+fn page_lock_passes_the_wakeup_on(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(5);
     mapped(&m, 5, PTE_ORDER, 77)?;
     st.name_thread("fault A");
@@ -123,7 +123,7 @@ fn page_lock_passes_the_wakeup_on(st: &Stage) -> Result<(), String> {
 }
 
 /// c93db7bb6ef3: the page lock sleeps, the page is truncated; it must find nothing (seed b).
-fn page_lock_rechecks_after_sleeping(st: &Stage) -> Result<(), String> {
+fn page_lock_rechecks_after_sleeping(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(6);
     st.name_thread("truncate A");
     let mut g = m.grab_mapping_entry(5, PTE_ORDER).map_err(dax)?;
@@ -145,7 +145,7 @@ fn page_lock_rechecks_after_sleeping(st: &Stage) -> Result<(), String> {
 }
 
 /// 55e56f06ed71: the page lock sleeps; the inode is truncated, evicted and freed.
-fn woken_page_lock_never_touches_a_freed_mapping(st: &Stage) -> Result<(), String> {
+fn woken_page_lock_never_touches_a_freed_mapping(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(7);
     st.name_thread("evict A");
     let mut g = m.grab_mapping_entry(5, PTE_ORDER).map_err(dax)?;
@@ -159,14 +159,16 @@ fn woken_page_lock_never_touches_a_freed_mapping(st: &Stage) -> Result<(), Strin
     st.note("evicts and frees the inode");
     m.destroy();
     match st.join(mf)? {
-        Err(e @ DaxError::UseAfterFree { .. }) => Err(format!("memory failure: {e}")),
+        Err(e @ DaxError::UseAfterFree { .. }) => {
+            Err(Failure::Violated(format!("memory failure: {e}")))
+        }
         _ => Ok(()),
     }
 }
 
 /// 0e40de0338d0: a PMD fault over a PTE entry at 1023 (beyond the first node) keeps it
 /// (seed a).
-fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), String> {
+fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(8);
     mapped(&m, 1023, PTE_ORDER, 4000)?;
     let g = m.grab_mapping_entry(512, PMD_ORDER).map_err(dax)?;
@@ -182,7 +184,7 @@ fn pmd_fault_keeps_pte_entries(st: &Stage) -> Result<(), String> {
 }
 
 /// 1571c029a2ff: a PTE fault inside a mapped PMD entry; every page keeps its owner.
-fn pte_fault_keeps_pmd_pages_associated(st: &Stage) -> Result<(), String> {
+fn pte_fault_keeps_pmd_pages_associated(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(9);
     mapped(&m, 0, PMD_ORDER, 512)?;
     let mut g = m.grab_mapping_entry(300, PTE_ORDER).map_err(dax)?;
@@ -206,7 +208,7 @@ fn pte_fault_keeps_pmd_pages_associated(st: &Stage) -> Result<(), String> {
 }
 
 /// 23c84eb78375: a PMD fault at 512 while the PTE entry at 1023 is locked.
-fn pmd_fault_never_waits_for_a_pte_entry(st: &Stage) -> Result<(), String> {
+fn pmd_fault_never_waits_for_a_pte_entry(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(10);
     mapped(&m, 1023, PTE_ORDER, 4000)?;
     st.name_thread("fault A");
@@ -229,7 +231,7 @@ fn pmd_fault_never_waits_for_a_pte_entry(st: &Stage) -> Result<(), String> {
 }
 
 /// 61c30c98ef17: an invalidation that keeps a dirty entry must pass its wake-up on.
-fn put_unlocked_entry_wakes_the_next_waiter(st: &Stage) -> Result<(), String> {
+fn put_unlocked_entry_wakes_the_next_waiter(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(11);
     st.name_thread("fault A");
     let mut g = m.grab_mapping_entry(5, PTE_ORDER).map_err(dax)?;
@@ -252,7 +254,7 @@ fn put_unlocked_entry_wakes_the_next_waiter(st: &Stage) -> Result<(), String> {
 
 /// 6370740e5f8e: a PMD fault at 512 over an unlocked PTE entry at 515 falls back to a PTE
 /// entry of its own; a PMD fault on a hole gets a PMD entry.
-fn pmd_fault_over_a_pte_entry_falls_back(st: &Stage) -> Result<(), String> {
+fn pmd_fault_over_a_pte_entry_falls_back(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(12);
     mapped(&m, 515, PTE_ORDER, 4000)?;
     let found = m.get_unlocked_entry(512, PMD_ORDER).map_err(dax)?;
@@ -277,7 +279,7 @@ fn pmd_fault_over_a_pte_entry_falls_back(st: &Stage) -> Result<(), String> {
 }
 
 /// 237388320def: two invalidations sleep on an entry that is erased; both must wake.
-fn erase_wakes_every_invalidation(st: &Stage) -> Result<(), String> {
+fn erase_wakes_every_invalidation(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(13);
     mapped(&m, 5, PTE_ORDER, 77)?;
     st.name_thread("truncate A");
@@ -298,7 +300,7 @@ fn erase_wakes_every_invalidation(st: &Stage) -> Result<(), String> {
 }
 
 /// f4f451a16dd1: break-layouts waits for a page pinned twice; unpinning both must wake it.
-fn unpinning_wakes_break_layouts(st: &Stage) -> Result<(), String> {
+fn unpinning_wakes_break_layouts(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(14);
     mapped(&m, 5, PTE_ORDER, 77)?;
     m.dax_mmap();
@@ -318,7 +320,7 @@ fn unpinning_wakes_break_layouts(st: &Stage) -> Result<(), String> {
 }
 
 /// 6be3e21d25ca, dd59137bfe70: the busy scan meets a locked, pinned entry; it must report it.
-fn busy_scan_checks_a_locked_entry(st: &Stage) -> Result<(), String> {
+fn busy_scan_checks_a_locked_entry(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(15);
     mapped(&m, 5, PTE_ORDER, 77)?;
     mapped(&m, 9, PTE_ORDER, 81)?;
@@ -337,7 +339,7 @@ fn busy_scan_checks_a_locked_entry(st: &Stage) -> Result<(), String> {
 }
 
 /// cee91fa13a8e: a pinned page of a file nobody maps is still busy.
-fn busy_scan_checks_an_unmapped_file(st: &Stage) -> Result<(), String> {
+fn busy_scan_checks_an_unmapped_file(st: &Stage) -> Result<(), Failure> {
     let m = st.mapping(16);
     mapped(&m, 5, PTE_ORDER, 77)?;
     st.pages().pin(77, 1);
