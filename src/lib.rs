@@ -14,6 +14,7 @@
 //! [`memory_failure`] → [`direct`] → [`fuse`]. [`direct`] holds the layout leases of processes
 //! that map files straight from the region (`daxfs exec`).
 
+pub mod backing;
 pub mod dax;
 pub mod direct;
 mod error;

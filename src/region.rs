@@ -19,6 +19,9 @@
 //!   kind a `kill -9` of the daemon loses nothing that was stored.
 //! - The region is locked with `flock(LOCK_EX | LOCK_NB)` for as long as a [`Region`] lives, so a
 //!   region that is already mounted (or being checked) is refused with [`RegionError::Busy`].
+//! - A region file gets storage before it is first stored to ([`Region::reserve`], see
+//!   [`crate::backing`]): a full filesystem under it is an error, never a `SIGBUS`.
+//! - An open that creates or grows a file and then fails leaves the file as it found it.
 //!
 //! Concurrency: the mapping is plain shared memory. The layers above decide who may touch which
 //! bytes when (metadata under the store's locks, file data under DAX entry locks); this module only
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::backing::Backing;
 use crate::geometry::PAGE_SIZE;
 
 /// What kind of object backs the region.
@@ -59,10 +63,38 @@ pub enum RegionError {
     Busy { path: PathBuf },
     #[error("{path} does not exist; give --size to create a region file of that size")]
     NeedSize { path: PathBuf },
-    #[error("{path}: size {size} is too small (a region needs at least {min} bytes)")]
+    #[error(
+        "{path} does not exist: give a region made by `daxfs mkfs` (a file, /dev/pmemN or /dev/daxN.M)"
+    )]
+    Missing { path: PathBuf },
+    #[error("{path}: size {} is too small (a region needs at least {})", human(*.size), human(*.min))]
     TooSmall { path: PathBuf, size: u64, min: u64 },
-    #[error("{path}: not a regular file, block device or DAX character device")]
-    BadKind { path: PathBuf },
+    #[error(
+        "{path} is not a daxfs region: a {what}, not a regular file, block device or DAX device"
+    )]
+    BadKind { path: PathBuf, what: &'static str },
+    #[error(
+        "{path} is not a daxfs region: a character device that is not a DAX device (/dev/daxN.M)"
+    )]
+    NotDax { path: PathBuf },
+    #[error("{path}: cannot map {}: {}", human(*.size), map_failure(.source))]
+    Map {
+        path: PathBuf,
+        size: u64,
+        source: io::Error,
+    },
+    #[error("{path}: cannot make a region file of {}: {}", human(*.size), create_failure(.source))]
+    Create {
+        path: PathBuf,
+        size: u64,
+        source: io::Error,
+    },
+    #[error("{path}: the filesystem under the region has no space left for it ({source})")]
+    NoSpace {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("region access [{off:#x}, +{len:#x}) is outside the region of {size:#x} bytes")]
     OutOfRange { off: u64, len: u64, size: u64 },
 }
@@ -78,6 +110,8 @@ pub struct Region {
     kind: RegionKind,
     /// The backing file lives on tmpfs/ramfs: `msync` would be a no-op.
     volatile_backing: bool,
+    /// For a region file: the chunks already given storage.
+    backing: Option<Backing>,
     path: PathBuf,
 }
 
@@ -114,12 +148,28 @@ impl Region {
     /// Opens (and with `create_size`, creates or grows a regular file to) a region and maps it.
     ///
     /// `create_size` is only honoured for regular files; for devices the size is the device's.
-    /// The region is `flock`ed exclusively; a second open fails with [`RegionError::Busy`].
+    /// The region is `flock`ed exclusively; a second open fails with [`RegionError::Busy`]. When
+    /// it fails after creating or growing the file, the file is removed or shrunk back.
     pub fn open(path: &Path, create_size: Option<u64>) -> Result<Region, RegionError> {
-        let exists = path.exists();
-        if !exists && create_size.is_none() {
-            return Err(RegionError::NeedSize {
+        let existed = path.exists();
+        if !existed && create_size.is_none() {
+            return Err(RegionError::Missing {
                 path: path.to_owned(),
+            });
+        }
+        if let Some(size) = create_size.filter(|&s| s & !(PAGE_SIZE - 1) < MIN_REGION_SIZE) {
+            if !existed {
+                return Err(RegionError::TooSmall {
+                    path: path.to_owned(),
+                    size,
+                    min: MIN_REGION_SIZE,
+                });
+            }
+        }
+        if path.is_dir() {
+            return Err(RegionError::BadKind {
+                path: path.to_owned(),
+                what: "directory",
             });
         }
         let file = OpenOptions::new()
@@ -131,13 +181,27 @@ impl Region {
             .open(path)
             .map_err(io_err(path))?;
         Self::lock(&file, path)?;
+        let old_len = file.metadata().map_err(io_err(path))?.len();
+        let r = Self::map(file, path, create_size);
+        if r.is_err() {
+            undo_create(path, existed, old_len);
+        }
+        r
+    }
+
+    /// The rest of [`Region::open`] on the opened, locked file: size, kind, mapping.
+    fn map(file: File, path: &Path, create_size: Option<u64>) -> Result<Region, RegionError> {
         let meta = file.metadata().map_err(io_err(path))?;
         let ft = meta.file_type();
         let (kind, len) = if ft.is_file() {
             let mut len = meta.len();
             if let Some(want) = create_size {
                 if want > len {
-                    file.set_len(want).map_err(io_err(path))?;
+                    file.set_len(want).map_err(|e| RegionError::Create {
+                        path: path.to_owned(),
+                        size: want,
+                        source: e,
+                    })?;
                     len = want;
                 }
             }
@@ -148,13 +212,17 @@ impl Region {
                 block_device_size(&file).map_err(io_err(path))?,
             )
         } else if ft.is_char_device() {
-            (
-                RegionKind::DaxDevice,
-                dax_device_size(meta.rdev()).map_err(io_err(path))?,
-            )
+            let size = dax_device_size(meta.rdev()).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => RegionError::NotDax {
+                    path: path.to_owned(),
+                },
+                _ => io_err(path)(e),
+            })?;
+            (RegionKind::DaxDevice, size)
         } else {
             return Err(RegionError::BadKind {
                 path: path.to_owned(),
+                what: if ft.is_fifo() { "fifo" } else { "socket" },
             });
         };
         // Round down to whole pages: a trailing partial page is never used.
@@ -169,7 +237,11 @@ impl Region {
         let map = MmapOptions::new()
             .len(len as usize)
             .map_raw(&file)
-            .map_err(io_err(path))?;
+            .map_err(|e| RegionError::Map {
+                path: path.to_owned(),
+                size: len,
+                source: e,
+            })?;
         let volatile_backing = kind == RegionKind::File && on_memory_fs(&file);
         Ok(Region {
             map,
@@ -177,6 +249,7 @@ impl Region {
             len,
             kind,
             volatile_backing,
+            backing: (kind == RegionKind::File).then(|| Backing::new(len)),
             path: path.to_owned(),
         })
     }
@@ -231,6 +304,24 @@ impl Region {
     /// The open file of the region (for `fstat`, `fallocate` on the backing file, and so on).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Gives `[off, off + len)` storage before it is first stored to (a region file only; a
+    /// device has its storage). Return: [`RegionError::NoSpace`] when the filesystem under the
+    /// region cannot hold it.
+    pub fn reserve(&self, off: u64, len: u64) -> Result<(), RegionError> {
+        self.check(off, len)?;
+        let Some(b) = &self.backing else {
+            return Ok(());
+        };
+        b.reserve(&self.file, off, len)
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => RegionError::NoSpace {
+                    path: self.path.clone(),
+                    source,
+                },
+                _ => io_err(&self.path)(source),
+            })
     }
 
     fn check(&self, off: u64, len: u64) -> Result<(), RegionError> {
@@ -338,6 +429,59 @@ impl Region {
     /// Makes the whole region durable.
     pub fn persist_all(&self) -> Result<(), RegionError> {
         self.persist(0, self.len)
+    }
+}
+
+/// Leaves the file at `path` as an open that failed found it: removed when it created it, shrunk
+/// back when it grew it.
+pub(crate) fn undo_create(path: &Path, existed: bool, old_len: u64) {
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    } else if let Ok(f) = OpenOptions::new().write(true).open(path) {
+        if f.metadata().is_ok_and(|m| m.is_file() && m.len() > old_len) {
+            let _ = f.set_len(old_len);
+        }
+    }
+}
+
+/// A byte count in words: `4096 bytes`, `16 MiB`, `999 TiB` (whole units when exact).
+fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut s = format!("{n} bytes");
+    for (i, u) in UNITS.iter().enumerate() {
+        let unit = 1u64 << (10 * (i + 1));
+        if n >= unit {
+            s = if n % unit == 0 {
+                format!("{} {u}", n / unit)
+            } else {
+                format!("{:.1} {u}", n as f64 / unit as f64)
+            };
+        }
+    }
+    s
+}
+
+/// Why a region of that size cannot be mapped, in words.
+fn map_failure(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            "larger than this machine lets a process map (address space or memory \
+            overcommit limit); give a smaller --size"
+                .into()
+        }
+        Some(libc::ENODEV) => "the filesystem under it does not support shared mappings".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Why a region file of that size cannot be made, in words.
+fn create_failure(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EFBIG) | Some(libc::EINVAL) => {
+            "larger than the filesystem under it allows for one file; give a smaller --size".into()
+        }
+        Some(libc::ENOSPC) => "no space left on the filesystem under it".into(),
+        _ => e.to_string(),
     }
 }
 
@@ -494,11 +638,56 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
             Region::open(&dir.path().join("none"), None),
-            Err(RegionError::NeedSize { .. })
+            Err(RegionError::Missing { .. })
         ));
         assert!(matches!(
             Region::open(&dir.path().join("small"), Some(1 << 20)),
             Err(RegionError::TooSmall { .. })
         ));
+        assert!(
+            !dir.path().join("small").exists(),
+            "a refused size made a file"
+        );
+    }
+
+    #[test]
+    fn a_failed_open_leaves_no_file_it_made() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let p = dir.path().join("huge");
+        // 999 TiB: more than a process can map (47-bit address space).
+        let e = Region::open(&p, Some(999 << 40)).unwrap_err();
+        assert!(
+            matches!(e, RegionError::Map { .. } | RegionError::Create { .. }),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("os error"), "{e}");
+        assert!(!p.exists(), "the failed open left {}", p.display());
+        // A grown file is shrunk back.
+        std::fs::write(&p, vec![1u8; 4096]).unwrap();
+        assert!(Region::open(&p, Some(999 << 40)).is_err());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 4096);
+    }
+
+    #[test]
+    fn what_is_not_a_region_is_named() {
+        let e = Region::open(Path::new("/dev/null"), None).unwrap_err();
+        assert!(matches!(e, RegionError::NotDax { .. }), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = Region::open(dir.path(), None).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let e = Region::open(&dir.path().join("none"), None).unwrap_err();
+        assert!(!e.to_string().contains("--size"), "{e}");
+    }
+
+    #[test]
+    fn reserve_gives_a_region_file_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.img");
+        let r = Region::open(&p, Some(32 << 20)).unwrap();
+        let before = std::fs::metadata(&p).unwrap().blocks() * 512;
+        r.reserve(8 << 20, 4096).unwrap();
+        let after = std::fs::metadata(&p).unwrap().blocks() * 512;
+        assert!(after >= before + (2 << 20) - 4096, "{before} -> {after}");
+        assert!(r.reserve(32 << 20, 1).is_err());
     }
 }

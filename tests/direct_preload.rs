@@ -118,3 +118,79 @@ fn map_sync_stores_reach_the_region_without_requests_io_uring() {
     assert!(enable_uring(), "FUSE-over-io_uring is not available");
     map_sync_on("io_uring");
 }
+
+/// ndctl's `test/dax-poison.c` fsdax scenario, rewritten (`tests/direct_c/dax_poison.c`).
+fn dax_poison_on(transport: &str) {
+    let r = Region::new("64M");
+    let m = r.mount(&opts(transport, "always"));
+    let f = create_rw(&m.p("f"));
+    f.write_all_at(&pattern(7, 2 * MB2), 0).unwrap();
+    f.sync_all().unwrap();
+    let prog = program(
+        r.dir.path(),
+        "dax_poison",
+        include_str!("direct_c/dax_poison.c"),
+    );
+    let o = under_exec(&prog, &[m.p("f").as_os_str(), daxfs_bin().as_os_str()]);
+    let out = ok_output("dax-poison under daxfs exec", &o);
+    assert!(out.contains("dax-poison: ok"), "{out}");
+    drop(f);
+    m.unmount();
+}
+
+#[test]
+fn dax_poison_raises_the_hardware_signal() {
+    require_fuse!();
+    dax_poison_on("");
+}
+
+#[test]
+fn dax_poison_raises_the_hardware_signal_io_uring() {
+    require_fuse!();
+    assert!(enable_uring(), "FUSE-over-io_uring is not available");
+    dax_poison_on("io_uring");
+}
+
+/// Revocation while a process and its forked child map the range
+/// (`tests/direct_c/revoke_fork.c`): punch (the freed blocks reused by another file filling the
+/// region to ENOSPC are never seen through the old mappings), a store by the child seen by the
+/// parent, truncate (SIGBUS BUS_ADRERR past the end) and growth, poison (BUS_MCEERR_AR in both),
+/// poison clear (zeros).
+fn revoke_fork_on(transport: &str) {
+    let r = Region::new("32M");
+    let m = r.mount(&opts(transport, "always"));
+    let f = create_rw(&m.p("f"));
+    f.write_all_at(&vec![0xaa; 2 * MB2], 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let prog = program(
+        r.dir.path(),
+        "revoke_fork",
+        include_str!("direct_c/revoke_fork.c"),
+    );
+    let o = under_exec(
+        &prog,
+        &[
+            m.p("f").as_os_str(),
+            m.p("g").as_os_str(),
+            daxfs_bin().as_os_str(),
+        ],
+    );
+    let out = ok_output("revoke-fork under daxfs exec", &o);
+    assert!(out.contains("revoke-fork: ok"), "{out}");
+    m.unmount();
+    r.assert_fsck_clean(&format!("after the revocations ({transport:?})"));
+}
+
+#[test]
+fn revocation_reaches_a_process_and_its_forked_child() {
+    require_fuse!();
+    revoke_fork_on("");
+}
+
+#[test]
+fn revocation_reaches_a_process_and_its_forked_child_io_uring() {
+    require_fuse!();
+    assert!(enable_uring(), "FUSE-over-io_uring is not available");
+    revoke_fork_on("io_uring");
+}

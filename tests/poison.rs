@@ -5,7 +5,8 @@
 //! allocated; (4) full-page write, punch hole, truncate and `poison clear` clear it, partial write
 //! is EIO; (5) it survives unmount/mount and SIGKILL of the daemon; (6) EPERM for others, EINVAL
 //! for bad arguments; (7) lock-then-walk waits for a sub-page lock and handles the whole PMD;
-//! (8) stress (`DAXFS_STRESS_SECS`, default 60) with a watchdog.
+//! (8) stress (`DAXFS_STRESS_SECS`, default 5: tests/poison_stress.rs is the long mixed one)
+//! with a watchdog.
 
 mod common;
 mod poison_util;
@@ -634,7 +635,7 @@ fn stress_secs() -> u64 {
     std::env::var("DAXFS_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30)
+        .unwrap_or(5)
 }
 
 /// Pages that may be poisoned: marked before an injection starts, never unmarked. A read or

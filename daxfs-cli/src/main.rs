@@ -10,6 +10,7 @@ mod ctl;
 mod exec;
 mod helper;
 mod logger;
+mod mkfs;
 mod mount;
 mod units;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use daxfs::fs::{DaxFs, MkfsOptions, OpenOptions, RegionStat};
+use daxfs::fs::{DaxFs, OpenOptions, RegionStat};
 use daxfs::fuse::mounts::retry_while_releasing;
 
 use units::{human, parse_size};
@@ -43,6 +44,10 @@ enum Cmd {
         /// Number of inodes (default: one per 16 KiB of region, at least 1024).
         #[arg(long)]
         inodes: Option<u64>,
+        /// Format even when REGION holds a daxfs or other data, and resize a region file to a
+        /// --size that differs from its size (everything on it is lost).
+        #[arg(short = 'f', long)]
+        force: bool,
     },
     /// Mount REGION on MOUNTPOINT; returns once the mount is ready.
     Mount(MountArgs),
@@ -237,7 +242,13 @@ fn run(cli: Cli) -> CmdResult {
             region,
             size,
             inodes,
-        } => mkfs(&region, size, inodes),
+            force,
+        } => mkfs::mkfs(&mkfs::Mkfs {
+            region: &region,
+            size,
+            inodes,
+            force,
+        }),
         Cmd::Mount(m) => mount::mount(&m),
         Cmd::Bugs { cmd } => bugs::run(cmd),
         Cmd::Umount { mountpoint } => {
@@ -273,29 +284,6 @@ fn run(cli: Cli) -> CmdResult {
         Cmd::InstallHelper { dir } => install_helper(&dir),
         Cmd::Exec(a) => exec::run(a),
     }
-}
-
-fn mkfs(region: &Path, size: Option<u64>, inodes: Option<u64>) -> CmdResult {
-    if !region.exists() && size.is_none() {
-        return Err(format!(
-            "{} does not exist: give --size SIZE (e.g. --size 1G) to create it",
-            region.display()
-        ));
-    }
-    if let Some(0) = size {
-        return Err("--size must be larger than 0".into());
-    }
-    let st = DaxFs::mkfs(region, &MkfsOptions { size, inodes }).map_err(|e| e.to_string())?;
-    println!(
-        "{}: daxfs of {} ({} blocks of {} bytes, {} inodes, {} free 2 MiB runs)",
-        region.display(),
-        human(st.size),
-        st.size / st.block_size.max(1),
-        st.block_size,
-        st.inodes_total,
-        st.free_2m_runs
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn fsck(region: &Path, repair: bool) -> CmdResult {

@@ -30,6 +30,10 @@ pub fn mount(m: &MountArgs) -> CmdResult {
             m.region.display()
         ));
     }
+    if m.ready_fd.is_none() {
+        // Said once, by the command the user typed (not again by the daemon it starts).
+        crate::mkfs::warn_if_short(&m.region);
+    }
     if m.foreground {
         logger::init();
         let ready = m.ready_fd.map(|fd| {

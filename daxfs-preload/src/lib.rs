@@ -53,3 +53,44 @@ pub mod map;
 pub mod signal;
 pub mod sys;
 pub mod table;
+
+static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads `DAXFS_PRELOAD_DEBUG` (set: the library says on stderr why a fault failed).
+fn init_debug() {
+    DEBUG.store(
+        std::env::var_os("DAXFS_PRELOAD_DEBUG").is_some(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// Writes `daxfs-preload: MSG N` to stderr when debugging (allocation-free: a signal handler
+/// may call it).
+fn debug(msg: &[u8], n: u64) {
+    if !DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let mut b = [0u8; 160];
+    let mut k = 0;
+    for &c in b"daxfs-preload: ".iter().chain(msg.iter().take(100)) {
+        b[k] = c;
+        k += 1;
+    }
+    let mut d = [0u8; 20];
+    let (mut v, mut nd) = (n, 0);
+    loop {
+        d[nd] = b'0' + (v % 10) as u8;
+        nd += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in (0..nd).rev() {
+        b[k] = d[i];
+        k += 1;
+    }
+    b[k] = b'\n';
+    // SAFETY: writes our own buffer.
+    unsafe { libc::write(2, b.as_ptr().cast(), k + 1) };
+}

@@ -176,6 +176,7 @@ fn mount_for(info: &DirectInfo) -> Option<usize> {
         }
     });
     if let (Some(i), Some(sock)) = (mi, start) {
+        crate::init_debug();
         crate::signal::install();
         lease::register_atfork();
         if lease::start_thread(i, sock) {
@@ -359,13 +360,13 @@ pub unsafe fn direct_mmap(
     };
     let Some(id) = id else {
         // Tables full: the kernel's mapping instead, at the same place.
-        // SAFETY: our placeholder.
         let kind = if shared {
             libc::MAP_SHARED
         } else {
             libc::MAP_PRIVATE
         };
         let fl = (flags & !(MAP_SYNC | MAP_FIXED_NOREPLACE | 0xf)) | kind | libc::MAP_FIXED;
+        // SAFETY: our placeholder.
         let r = unsafe { sys::mmap(base, len, prot, fl, fd, off) };
         return Some(r);
     };
@@ -527,7 +528,10 @@ pub fn resolve(addr: usize) -> Fault {
         };
         match install_range(m.id, lo, hi, Some(p)) {
             Err(0) => continue,
-            Err(_) => return Fault::Failed,
+            Err(e) => {
+                crate::debug(b"fault: GET_FMAP failed, errno ", e as u64);
+                return Fault::Failed;
+            }
             Ok((Some(PageKind::PastEof), _)) => return Fault::PastEof,
             Ok((Some(PageKind::Poisoned), _)) => {
                 return Fault::Poisoned(TABLES.with(|t| t.poison_lsb(mi, ino, p)))

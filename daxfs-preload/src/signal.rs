@@ -189,6 +189,8 @@ extern "C" fn on_sigbus(sig: c_int, info: *mut siginfo_t, uc: *mut c_void) {
         Fault::Poisoned(lsb) => {
             // SAFETY: a copy of the kernel's siginfo with the hardware's code and lsb.
             let mut si: siginfo_t = unsafe { *info };
+            // SAFETY: SI_CODE and SI_LSB are offsets inside `siginfo_t` (the kernel's layout)
+            // and `si` is a local copy; unaligned writes need no alignment.
             unsafe {
                 let b = &mut si as *mut siginfo_t as *mut u8;
                 (b.add(SI_CODE) as *mut c_int).write_unaligned(BUS_MCEERR_AR);

@@ -228,7 +228,8 @@ pub fn inherit(parent_default: Option<&[u8]>, mode: u32, umask: u32) -> Inherite
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{inherit, Acl, Entry, ACCESS, DEFAULT, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
+    use nix::errno::Errno;
 
     fn e(tag: u16, perm: u16, id: u32) -> Entry {
         Entry { tag, perm, id }

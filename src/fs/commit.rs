@@ -118,12 +118,17 @@ fn write_chain(vol: &Volume, ino: u64, ext: &[Extent]) -> FsResult<Vec<u64>> {
     {
         let mut a = vol.allocator();
         for _ in 0..n {
-            match a.alloc_meta(blocks.last().map(|b| b + 1)) {
-                Some(b) => blocks.push(b),
+            let got = a.alloc_meta(blocks.last().map(|b| b + 1));
+            let backed = got.map(|b| (b, vol.reserve(b, 1)));
+            match backed {
+                Some((b, Ok(()))) => blocks.push(b),
+                Some((b, Err(e))) => {
+                    a.free(b);
+                    blocks.into_iter().for_each(|b| a.free(b));
+                    return Err(e);
+                }
                 None => {
-                    for b in blocks {
-                        a.free(b);
-                    }
+                    blocks.into_iter().for_each(|b| a.free(b));
                     return Err(Errno::ENOSPC);
                 }
             }

@@ -30,7 +30,10 @@ use super::namespace::{check_removable, Namespace, NewNode};
 use super::rename::{self, Place};
 use super::space;
 use super::time::now_ns;
-use super::types::{Attr, Ctx, DaxMode, DirEntry, FileKind, Ino, RegionStat, SetAttr, StatFs};
+use super::types::{
+    Attr, Ctx, DaxMode, DirEntry, FileKind, Ino, RegionStat, SetAttr, StatFs, XflagsChange,
+    SETTABLE_XFLAGS,
+};
 use super::volume::Volume;
 use super::xattrs;
 use super::FsResult;
@@ -446,6 +449,27 @@ impl DaxFs {
         self.vol.writable()?;
         let inode = self.inodes.get(ino)?;
         attrs::set_flags(&self.vol, &inode, flags, ctx)
+    }
+
+    /// `FS_IOC_FSSETXATTR`: sets the per-inode flags; a bit outside [`SETTABLE_XFLAGS`] or any
+    /// extent size, project id or CoW extent size is `EOPNOTSUPP`. Return: whether
+    /// `FS_XFLAG_DAX` changed (the data path changes at the next open).
+    ///
+    /// [`SETTABLE_XFLAGS`]: super::types::SETTABLE_XFLAGS
+    pub fn set_xflags(&self, ino: Ino, want: &XflagsChange, ctx: &Ctx) -> FsResult<bool> {
+        let a = self.getattr(ino)?;
+        if want.xflags & !SETTABLE_XFLAGS != 0
+            || want.extsize != 0
+            || want.projid != 0
+            || want.cowextsize != 0
+        {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if want.xflags == a.flags {
+            return Ok(false);
+        }
+        self.set_flags(ino, want.xflags, ctx)?;
+        Ok((want.xflags ^ a.flags) & crate::ioctl::FS_XFLAG_DAX != 0)
     }
 
     /// Filesystem statistics.

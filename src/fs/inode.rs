@@ -95,6 +95,9 @@ pub struct IState {
     pub prealloc: (u64, u64),
     /// Freed (record cleared); no longer usable.
     pub evicted: bool,
+    /// An unnamed `O_TMPFILE` inode that `link` may still name (`fs::tmpfile`); DRAM only: after
+    /// a crash it is an orphan, reclaimed at mount.
+    pub linkable: bool,
 }
 
 impl IState {
@@ -112,6 +115,7 @@ impl IState {
             uninit: (0, 0),
             prealloc: (0, 0),
             evicted: false,
+            linkable: false,
         }
     }
     pub fn kind(&self) -> FileKind {

@@ -23,7 +23,7 @@ use super::time::now_ns;
 use super::types::{FileKind, MkfsOptions, OpenOptions, RegionStat};
 use super::volume::{BadTableState, Volume};
 use crate::dax::DaxOptions;
-use crate::region::Region;
+use crate::region::{Region, RegionError};
 use crate::store::{
     self, badtable::encode_bad_table, read_superblock, Allocator, BadRanges, CorruptReason, Extent,
     Image, InodeRec, Journal, JournalError, LoadedInode, Superblock, SuperblockError, BLOCK,
@@ -32,34 +32,23 @@ use crate::store::{
 
 impl DaxFs {
     /// Formats `path` as a fresh daxfs region (creating a sparse file of `opts.size` if needed).
+    /// When it fails, a file it created is removed and a file it grew is shrunk back.
     pub fn mkfs(path: &Path, opts: &MkfsOptions) -> Result<RegionStat, crate::Error> {
-        let region = Region::open(path, opts.size)?;
-        let len = region.len();
-        let max_inodes = (len / 4 / store::INODE_SIZE).max(2);
-        let inodes = opts
-            .inodes
-            .unwrap_or((len / (16 << 10)).max(1024))
-            .clamp(2, max_inodes);
-        let sb = Superblock::for_region(len, inodes, now_ns() as u64);
-        if sb.data_start + 64 > sb.total_blocks {
-            return Err(crate::Error::TooSmall {
+        let existed = path.exists();
+        if !existed && opts.size.is_none() {
+            return Err(RegionError::NeedSize {
                 path: path.to_path_buf(),
-                len,
-                inodes,
-            });
+            }
+            .into());
         }
-        write_empty_image(&region, &sb)?;
-        let a = Allocator::new(sb.data_start, sb.total_blocks);
-        Ok(RegionStat {
-            size: sb.size,
-            block_size: BLOCK,
-            used_blocks: sb.total_blocks - a.free_blocks(),
-            free_blocks: a.free_blocks(),
-            free_2m_runs: a.free_2m_runs(),
-            inodes_used: 1,
-            inodes_total: inodes,
-            bad_blocks: 0,
-        })
+        let old_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let region = Region::open(path, opts.size)?;
+        let r = format(&region, path, opts);
+        if r.is_err() {
+            drop(region);
+            crate::region::undo_create(path, existed, old_len);
+        }
+        r
     }
 
     /// Opens a formatted region: validates the superblock and metadata (refusing a bad region with
@@ -147,10 +136,42 @@ impl Drop for DaxFs {
     }
 }
 
+/// mkfs on the opened region: the layout for its size, the empty image.
+fn format(region: &Region, path: &Path, opts: &MkfsOptions) -> Result<RegionStat, crate::Error> {
+    let len = region.len();
+    let max_inodes = (len / 4 / store::INODE_SIZE).max(2);
+    let inodes = opts
+        .inodes
+        .unwrap_or((len / (16 << 10)).max(1024))
+        .clamp(2, max_inodes);
+    let sb = Superblock::for_region(len, inodes, now_ns() as u64);
+    if sb.data_start + 64 > sb.total_blocks {
+        return Err(crate::Error::TooSmall {
+            path: path.to_path_buf(),
+            len,
+            inodes,
+        });
+    }
+    write_empty_image(region, &sb)?;
+    let a = Allocator::new(sb.data_start, sb.total_blocks);
+    Ok(RegionStat {
+        size: sb.size,
+        block_size: BLOCK,
+        used_blocks: sb.total_blocks - a.free_blocks(),
+        free_blocks: a.free_blocks(),
+        free_2m_runs: a.free_2m_runs(),
+        inodes_used: 1,
+        inodes_total: inodes,
+        bad_blocks: 0,
+    })
+}
+
 /// mkfs's metadata: zeroed layout blocks, an empty bad-block table, the root directory; the
 /// superblock written last, once the rest is durable.
 fn write_empty_image(region: &Region, sb: &Superblock) -> Result<(), crate::Error> {
     let meta = sb.data_start * BLOCK;
+    // Storage first: a full filesystem under a region file is an error here, not a SIGBUS.
+    region.reserve(0, meta)?;
     region.zero(0, meta)?;
     region.write_at(sb.badblk_off(), &encode_bad_table(&[], &[], 1).0)?;
     let t = now_ns();

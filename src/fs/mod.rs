@@ -21,11 +21,12 @@
 //! (`volume.rs`), the inode table (`itable.rs`), the namespace (`namespace.rs`, `rename.rs`) and
 //! the data path (`io.rs`); the operations on one inode are functions in `attrs.rs`, `xattrs.rs`,
 //! `space.rs`, `dirents.rs` and `commit.rs`; `lifecycle.rs` (mkfs, open, close), `fsck.rs`,
-//! `inspect.rs`, `badblocks.rs` and `file_layout.rs` (direct mappings; the lease types are in
-//! [`layout`]) hold the rest. Each file's top comment says what it owns and
-//! which locks it takes.
+//! `inspect.rs`, `probe.rs` (what a region holds, for mkfs), `badblocks.rs` and `file_layout.rs`
+//! (direct mappings; the lease types are in [`layout`]) hold the rest. Each file's top comment
+//! says what it owns and which locks it takes.
 
 pub mod acl;
+mod api;
 pub mod atime;
 mod attrs;
 mod badblocks;
@@ -44,16 +45,20 @@ mod lifecycle;
 mod names;
 mod namespace;
 mod privs;
+mod probe;
 mod rename;
 mod runs;
 mod shutdown;
 mod space;
 mod time;
+mod tmpfile;
 mod types;
 mod volume;
 mod xattrs;
 
+pub use api::{FileSystem, KillPriv, Opened, Written};
 pub use daxfs::DaxFs;
+pub use probe::RegionContents;
 pub use shutdown::ShutdownMode;
 
 pub use types::*;

@@ -303,6 +303,7 @@ impl Namespace {
         inode_into(vol, &mut tx, &np, l.st(newparent))?;
         let tst = l.st(ino);
         tst.rec.nlink += 1;
+        tst.linkable = false;
         tst.rec.ctime = now;
         inode_into(vol, &mut tx, &t, l.st(ino))?;
         vol.commit(tx)?;
@@ -444,7 +445,7 @@ impl Namespace {
 
 /// The record of a new inode `node` in the directory with record `prec`: owner from `ctx`, the
 /// group and S_ISGID of an S_ISGID directory, the inherited flags, times `t`.
-fn new_record(
+pub(super) fn new_record(
     parent: Ino,
     prec: &InodeRec,
     node: &NewNode<'_>,
@@ -504,7 +505,7 @@ fn check_link_target(nst: &IState, newname: &OsStr) -> FsResult<()> {
 
 /// Whether the inode `tst` may get one more link: `ENOENT` when unlinked, `EMLINK` past 65000.
 fn check_link_source(tst: &IState) -> FsResult<()> {
-    if tst.rec.nlink == 0 {
+    if tst.rec.nlink == 0 && !tst.linkable {
         return Err(Errno::ENOENT);
     }
     if tst.rec.nlink >= 65000 {

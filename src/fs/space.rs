@@ -95,7 +95,7 @@ fn allocate_range(
         let a = guard.get_or_insert_with(|| vol.allocator());
         let whole_chunk = p % PMD_PAGES == 0 && (p + PMD_PAGES <= end || prealloc);
         if whole_chunk && inode.map.entries_in(p, p + PMD_PAGES).is_empty() {
-            if let Some(h) = install_huge(a, inode, locks, p)? {
+            if let Some(h) = install_huge(vol, a, inode, locks, p)? {
                 new.push((p, h, PMD_PAGES));
                 p += PMD_PAGES;
                 goal = Some(Some(h + PMD_PAGES));
@@ -103,7 +103,10 @@ fn allocate_range(
             }
         }
         let b = a.alloc_near(g).ok_or(Errno::ENOSPC)?;
-        if let Err(e) = install(inode, locks.as_deref_mut(), p, 0, b) {
+        if let Err(e) = vol
+            .reserve(b, 1)
+            .and_then(|()| install(inode, locks.as_deref_mut(), p, 0, b))
+        {
             a.free(b);
             return Err(e);
         }
@@ -120,6 +123,7 @@ fn allocate_range(
 /// A free 2 MiB run installed as one PMD entry at file page `p`: `Ok(None)` when no free run is
 /// left (the caller falls back to single blocks).
 fn install_huge(
+    vol: &Volume,
     a: &mut Allocator,
     inode: &Inode,
     locks: &mut Option<&mut RangeLock>,
@@ -128,7 +132,10 @@ fn install_huge(
     let Some(h) = a.alloc_huge() else {
         return Ok(None);
     };
-    if let Err(e) = install(inode, locks.as_deref_mut(), p, PMD_ORDER, h) {
+    if let Err(e) = vol
+        .reserve(h, PMD_PAGES)
+        .and_then(|()| install(inode, locks.as_deref_mut(), p, PMD_ORDER, h))
+    {
         (h..h + PMD_PAGES).for_each(|x| a.free(x));
         return Err(e);
     }

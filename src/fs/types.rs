@@ -185,3 +185,19 @@ pub enum BlockOwner {
         ino: Ino,
     },
 }
+
+/// The `FS_XFLAG_*` bits daxfs stores; setting any other is `EOPNOTSUPP`.
+pub const SETTABLE_XFLAGS: u32 = crate::ioctl::FS_XFLAG_DAX;
+
+/// What `FS_IOC_FSSETXATTR` asks for (the fields of `struct fsxattr` a filesystem may keep).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XflagsChange {
+    /// `fsx_xflags`: only [`SETTABLE_XFLAGS`] bits.
+    pub xflags: u32,
+    /// `fsx_extsize`: must be 0 (no extent size hints).
+    pub extsize: u32,
+    /// `fsx_projid`: must be 0 (no project quotas).
+    pub projid: u32,
+    /// `fsx_cowextsize`: must be 0.
+    pub cowextsize: u32,
+}

@@ -6,10 +6,12 @@
 //! Owns: which blocks are free, which are bad, which are quarantined, and the rule that a block a
 //! transaction stops referencing returns to the allocator only after that transaction is durable,
 //! never when it is bad, and not while a direct-mapping holder that did not acknowledge the change
-//! may still map it ([`Quarantine`]). A change of a file's layout breaks the direct mappings of
-//! the range first ([`Volume::break_layouts`]). Locks: the bad-block set, then the bad blocks held
-//! by nothing else (`bad_free`), the table's chain state, and the allocator mutex, nested in that
-//! order only; the journal's and the quarantine's mutexes alone.
+//! may still map it ([`Quarantine`]); and the rule that a freshly allocated block gets storage in a
+//! region file before anything is stored to it ([`Volume::reserve`]: `ENOSPC`, never `SIGBUS`,
+//! when the filesystem under the region is full). A change of a file's layout breaks the direct
+//! mappings of the range first ([`Volume::break_layouts`]). Locks: the bad-block set, then the bad
+//! blocks held by nothing else (`bad_free`), the table's chain state, and the allocator mutex,
+//! nested in that order only; the journal's and the quarantine's mutexes alone.
 //! All are leaves: none is held while waiting for an inode lock or a DAX entry lock, nor while
 //! breaking a layout (which may sleep, bounded).
 
@@ -22,7 +24,7 @@ use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
 use super::shutdown::GoingDown;
 use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
 use super::FsResult;
-use crate::region::Region;
+use crate::region::{Region, RegionError};
 use crate::store::badtable::{bad_chain_blocks, encode_bad_table};
 use crate::store::{Allocator, BadRanges, Journal, Superblock, Tx, BLOCK};
 
@@ -138,9 +140,31 @@ impl Volume {
         self.alloc.lock()
     }
 
-    /// One block near `goal` (`ENOSPC` when none is left for data).
+    /// One block near `goal` (`ENOSPC` when none is left for data, or the filesystem under a
+    /// region file has no storage for it).
     pub(super) fn alloc_block(&self, goal: Option<u64>) -> FsResult<u64> {
-        self.alloc.lock().alloc_near(goal).ok_or(Errno::ENOSPC)
+        let mut a = self.alloc.lock();
+        let b = a.alloc_near(goal).ok_or(Errno::ENOSPC)?;
+        if let Err(e) = self.reserve(b, 1) {
+            a.free(b);
+            return Err(e);
+        }
+        Ok(b)
+    }
+
+    /// Gives blocks `[first, first + n)` storage in a region file before their first use (see
+    /// [`crate::backing`]): every freshly allocated block goes through here before anything is
+    /// stored to it. `ENOSPC` when the filesystem under the region is full, `EIO` on another
+    /// failure; the caller frees the blocks.
+    pub(super) fn reserve(&self, first: u64, n: u64) -> FsResult<()> {
+        match self.region.reserve(first * BLOCK, n * BLOCK) {
+            Ok(()) => Ok(()),
+            Err(RegionError::NoSpace { .. }) => Err(Errno::ENOSPC),
+            Err(e) => {
+                log::error!("daxfs: {e}");
+                Err(Errno::EIO)
+            }
+        }
     }
 
     /// Returns blocks that were never referenced by a committed transaction (a failed step).
@@ -353,10 +377,10 @@ impl Volume {
         tx.free_after = st.0.clone();
         // After a shutdown nothing reaches the region (`fs::shutdown`, the hard gate).
         let written = self.down.commit(|| {
-            chain
-                .iter()
-                .zip(&blocks)
-                .try_for_each(|(&b, data)| self.write_fresh_block(b, data))?;
+            chain.iter().zip(&blocks).try_for_each(|(&b, data)| {
+                self.reserve(b, 1)?;
+                self.write_fresh_block(b, data)
+            })?;
             self.journal.commit(&self.region, &tx).map_err(eio)
         });
         let mut a = self.alloc.lock();

@@ -52,6 +52,10 @@ pub(super) fn area_into(vol: &Volume, tx: &mut Tx, st: &mut IState, x: Xattrs) -
         let area = encode_xattrs(&x).ok_or(Errno::ENOSPC)?;
         let n = area.len() as u64 / BLOCK;
         let b = vol.allocator().alloc_run(n).ok_or(Errno::ENOSPC)?;
+        if let Err(e) = vol.reserve(b, n) {
+            vol.free_unused(b..b + n);
+            return Err(e);
+        }
         vol.region().write_at(b * BLOCK, &area).map_err(eio)?;
         vol.region().persist(b * BLOCK, n * BLOCK).map_err(eio)?;
         st.rec.xattr_block = b;

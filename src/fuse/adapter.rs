@@ -1,17 +1,24 @@
-//! The fuser `Filesystem` implementation over [`DaxFs`]: request in, embedded-API call, reply out.
+//! The fuser `Filesystem` implementation over a [`FileSystem`]: request in, one trait call,
+//! reply out.
 //!
-//! Owns: the translation between FUSE requests/replies and the embedded API, the INIT negotiation
-//! and the open flags that select the data path (`dax=`). Rules kept (virtiofsd style): no
-//! filesystem logic here — every decision about files is the `fs` layer's; errors are passed
-//! through as the errno the fs layer chose; a reply is sent exactly once on every path.
+//! Owns: the translation between FUSE requests/replies and the [`FileSystem`] trait, the INIT
+//! negotiation, the open flags that carry the filesystem's choice of data path, and the
+//! per-opcode counters. Rules kept (virtiofsd style, docs/DESIGN.md, "The FUSE adapter"): no
+//! filesystem logic here — every decision about files and every errno is the filesystem's; the
+//! adapter only reshapes what the protocol needs (a u32 byte count, an xattr size probe, a
+//! readdir buffer that is full); a reply is sent exactly once on every path. The adapter is
+//! generic over the filesystem: daxfs serves [`DaxFs`], the adapter's tests a fake
+//! (`tests/fuse_adapter.rs`).
 //!
 //! Reference counting: the kernel counts one lookup per successful LOOKUP, CREATE, MKNOD, MKDIR,
-//! SYMLINK, LINK and per READDIRPLUS entry other than `.` and `..`; the fs layer takes one
-//! reference in each of those calls and drops them in `forget`. A READDIRPLUS entry that does not
-//! fit the reply buffer is forgotten again at once.
+//! SYMLINK, LINK and per READDIRPLUS entry other than `.` and `..`; the filesystem takes one
+//! reference in each of those calls and drops them in `forget`.
 //!
 //! Every handler counts its opcode first thing ([`super::stats`]); `DAXFS_IOC_REQ_STATS` is
-//! answered here from those counters, every other ioctl goes to [`super::control`].
+//! answered here from those counters, every other ioctl goes to the mount's
+//! [`IoctlHandler`] (`ENOTTY` without one). Conversions are in `adapter/convert.rs`.
+
+mod convert;
 
 use std::ffi::OsStr;
 use std::io;
@@ -21,20 +28,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    CopyFileRangeFlags, Errno as FuseErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    CopyFileRangeFlags, Errno as FuseErrno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::control;
+use super::ioctls::{DaxIoctls, IoctlHandler};
 use super::notify::{KernelNotifier, Notification};
 use super::stats::{Op, RequestStats};
 use crate::direct::DirectService;
-use crate::fs::{Attr, Ctx, DaxFs, DaxMode, Errno, FileKind, SetAttr, TimeSet};
-use crate::ioctl::direct::is_direct_request;
-use crate::ioctl::{DAXFS_IOC_REQ_STATS, FS_XFLAG_DAX};
+use crate::fs::{DaxFs, Errno, FileSystem, KillPriv, SetAttr};
+use crate::ioctl::DAXFS_IOC_REQ_STATS;
+use convert::{ctx, kind, reply_empty, reply_entry, reply_xattr, time_set};
+pub(crate) use convert::{fattr, ferr};
 
 /// Attribute and entry time-to-live: the kernel revalidates after this.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -42,12 +49,9 @@ pub const TTL: Duration = Duration::from_secs(1);
 pub const MAX_WRITE: u32 = 1 << 20;
 
 /// The adapter: one per mount, shared by all session threads.
-pub struct DaxFuse {
-    fs: Arc<DaxFs>,
-    dax: DaxMode,
+pub struct DaxFuse<F: FileSystem = DaxFs> {
+    fs: Arc<F>,
     notifier: KernelNotifier,
-    /// The daemon's uid (the mount owner), for owner-only control requests.
-    owner_uid: u32,
     /// `FUSE_HANDLE_KILLPRIV_V2` was negotiated: the kernel flags the writes that must drop
     /// S_ISUID/S_ISGID (`FUSE_WRITE_KILL_SUIDGID`).
     killpriv_v2: bool,
@@ -55,29 +59,43 @@ pub struct DaxFuse {
     stats: Arc<RequestStats>,
     /// Before INIT: whether to ask for FUSE-over-io_uring; after: whether it was negotiated.
     io_uring: Arc<AtomicBool>,
-    /// The direct-mapping service (`daxfs exec`): its two ioctls, and the memory-failure
-    /// revocation of direct mappings.
-    direct: Option<Arc<DirectService>>,
+    /// Where ioctls other than `DAXFS_IOC_REQ_STATS` go.
+    ioctls: Option<Arc<dyn IoctlHandler>>,
 }
 
-impl DaxFuse {
-    /// Wraps an opened filesystem.
-    pub fn new(fs: Arc<DaxFs>, dax: DaxMode, notifier: KernelNotifier) -> DaxFuse {
-        DaxFuse {
-            fs,
-            dax,
-            notifier,
-            owner_uid: nix::unistd::geteuid().as_raw(),
-            killpriv_v2: false,
-            stats: Arc::new(RequestStats::default()),
-            io_uring: Arc::new(AtomicBool::new(false)),
-            direct: None,
-        }
+impl DaxFuse<DaxFs> {
+    /// Serves an opened daxfs, with its control ioctls.
+    pub fn new(fs: Arc<DaxFs>, notifier: KernelNotifier) -> DaxFuse<DaxFs> {
+        let ioctls = Arc::new(DaxIoctls::new(fs.clone(), notifier.clone(), None));
+        let mut a = DaxFuse::with_fs(fs, notifier);
+        a.ioctls = Some(ioctls);
+        a
     }
 
     /// Serves direct mappings (`daxfs exec`) through `d`.
     pub fn set_direct(&mut self, d: Arc<DirectService>) {
-        self.direct = Some(d);
+        let ioctls = DaxIoctls::new(self.fs.clone(), self.notifier.clone(), Some(d));
+        self.ioctls = Some(Arc::new(ioctls));
+    }
+}
+
+impl<F: FileSystem> DaxFuse<F> {
+    /// Serves any [`FileSystem`], without ioctls (each answered `ENOTTY`) until
+    /// [`Self::set_ioctls`].
+    pub fn with_fs(fs: Arc<F>, notifier: KernelNotifier) -> DaxFuse<F> {
+        DaxFuse {
+            fs,
+            notifier,
+            killpriv_v2: false,
+            stats: Arc::new(RequestStats::default()),
+            io_uring: Arc::new(AtomicBool::new(false)),
+            ioctls: None,
+        }
+    }
+
+    /// Hands every ioctl but `DAXFS_IOC_REQ_STATS` to `h`.
+    pub fn set_ioctls(&mut self, h: Arc<dyn IoctlHandler>) {
+        self.ioctls = Some(h);
     }
 
     /// The per-opcode request counters of this mount.
@@ -97,7 +115,7 @@ impl DaxFuse {
         self.io_uring.clone()
     }
 
-    /// The fs layer changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
+    /// The filesystem changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
     /// or fallocate). After a WRITE or FALLOCATE the kernel invalidates only size and times
     /// (`FUSE_STATX_MODSIZE`), so `stat -c %A` (a statx for the mode alone) would keep showing
     /// the cached bits for up to [`TTL`]: drop the cached attributes, then `reply`, so the
@@ -107,100 +125,18 @@ impl DaxFuse {
         self.notifier
             .post(vec![Notification::attrs(ino)], Some(Box::new(reply)));
     }
+}
 
-    /// The open flags that select the data path for an inode with attribute `flags`.
-    fn fopen_flags(&self, attr_flags: u32) -> FopenFlags {
-        let direct = match self.dax {
-            DaxMode::Always => true,
-            DaxMode::Never => false,
-            DaxMode::Inode => attr_flags & FS_XFLAG_DAX != 0,
-        };
-        if direct {
-            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE
-        }
+/// The open flags that carry the filesystem's choice of data path.
+fn fopen_flags(direct: bool) -> FopenFlags {
+    if direct {
+        FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
+    } else {
+        FopenFlags::FOPEN_KEEP_CACHE
     }
 }
 
-fn ctx(req: &Request) -> Ctx {
-    Ctx {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
-}
-
-/// Converts an fs-layer errno into fuser's.
-pub(crate) fn ferr(e: Errno) -> FuseErrno {
-    FuseErrno::from_i32(e as i32)
-}
-
-fn kind(k: FileKind) -> FileType {
-    match k {
-        FileKind::Regular => FileType::RegularFile,
-        FileKind::Directory => FileType::Directory,
-        FileKind::Symlink => FileType::Symlink,
-        FileKind::Fifo => FileType::NamedPipe,
-        FileKind::Socket => FileType::Socket,
-        FileKind::CharDevice => FileType::CharDevice,
-        FileKind::BlockDevice => FileType::BlockDevice,
-    }
-}
-
-/// Converts fs-layer attributes into fuser's.
-pub(crate) fn fattr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.crtime,
-        kind: kind(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn time_set(t: TimeOrNow) -> TimeSet {
-    match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
-    }
-}
-
-fn reply_entry(reply: ReplyEntry, r: Result<Attr, Errno>) {
-    match r {
-        Ok(a) => reply.entry(&TTL, &fattr(&a), Generation(a.generation)),
-        Err(e) => reply.error(ferr(e)),
-    }
-}
-
-fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(ferr(e)),
-    }
-}
-
-/// Answers an xattr-style request: the size when `size == 0`, `ERANGE` when it does not fit.
-fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
-    match r {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(FuseErrno::ERANGE),
-        Ok(v) => reply.data(&v),
-        Err(e) => reply.error(ferr(e)),
-    }
-}
-
-impl Filesystem for DaxFuse {
+impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         self.stats.count(Op::Init);
         let caps = config.capabilities();
@@ -215,10 +151,10 @@ impl Filesystem for DaxFuse {
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_MAX_PAGES
             // POSIX ACLs: the kernel checks them (default_permissions is always on) and leaves
-            // the umask to us, who apply it only without a default ACL (`fs::acl`).
+            // the umask to the filesystem, which applies it only without a default ACL.
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_DONT_MASK;
-        if self.dax != DaxMode::Never {
+        if self.fs.may_open_direct() {
             // Shared mmap of FOPEN_DIRECT_IO files: faults arrive as READ requests.
             want |= InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         }
@@ -315,9 +251,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mknod);
-        let r = self
-            .fs
-            .mknod_with_umask(parent.0, name, mode, umask, rdev, &ctx(req));
+        let r = self.fs.mknod(parent.0, name, mode, umask, rdev, &ctx(req));
         reply_entry(reply, r);
     }
 
@@ -331,9 +265,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyEntry,
     ) {
         self.stats.count(Op::Mkdir);
-        let r = self
-            .fs
-            .mkdir_with_umask(parent.0, name, mode, umask, &ctx(req));
+        let r = self.fs.mkdir(parent.0, name, mode, umask, &ctx(req));
         reply_entry(reply, r);
     }
 
@@ -401,17 +333,8 @@ impl Filesystem for DaxFuse {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
-        // Only dax=inode needs the inode's flags to choose the data path.
-        let attr_flags = if self.dax == DaxMode::Inode {
-            match self.fs.getattr(ino.0) {
-                Ok(a) => a.flags,
-                Err(e) => return reply.error(ferr(e)),
-            }
-        } else {
-            0
-        };
-        match self.fs.open_file(ino.0, flags.0, &ctx(req)) {
-            Ok(fh) => reply.opened(FileHandle(fh), self.fopen_flags(attr_flags)),
+        match self.fs.open(ino.0, flags.0, &ctx(req)) {
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(o.direct)),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -431,7 +354,7 @@ impl Filesystem for DaxFuse {
         // One copy: the fs layer hands us the bytes in the mapping; fuser writes them to
         // /dev/fuse with writev.
         let mut reply = Some(reply);
-        let r = self.fs.read_with(ino.0, offset, size, |data| {
+        let r = self.fs.read(ino.0, offset, size, &mut |data| {
             if let Some(reply) = reply.take() {
                 reply.data(data);
             }
@@ -454,17 +377,16 @@ impl Filesystem for DaxFuse {
         reply: ReplyWrite,
     ) {
         self.stats.count(Op::Write);
-        let kill_priv = if self.killpriv_v2 {
-            write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+        let kill = if self.killpriv_v2 {
+            KillPriv::Flagged(write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID))
         } else {
-            req.uid() != 0
+            KillPriv::Unflagged
         };
-        match self
-            .fs
-            .write_dropping_privs(ino.0, offset, data, &ctx(req), kill_priv)
-        {
-            Ok((n, true)) => self.reply_after_mode_change(ino.0, move || reply.written(n as u32)),
-            Ok((n, false)) => reply.written(n as u32),
+        match self.fs.write(ino.0, offset, data, kill, &ctx(req)) {
+            Ok(w) if w.mode_changed => {
+                self.reply_after_mode_change(ino.0, move || reply.written(w.bytes as u32))
+            }
+            Ok(w) => reply.written(w.bytes as u32),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -509,12 +431,8 @@ impl Filesystem for DaxFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Opendir);
-        // Directory streams are stateless (cookies); check the inode is a directory.
-        match self.fs.getattr(ino.0) {
-            Ok(a) if a.kind == FileKind::Directory => {
-                reply.opened(FileHandle(0), FopenFlags::empty())
-            }
-            Ok(_) => reply.error(FuseErrno::ENOTDIR),
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -550,38 +468,20 @@ impl Filesystem for DaxFuse {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.stats.count(Op::Readdirplus);
-        let entries = match self.fs.readdir(ino.0, offset) {
-            Ok(v) => v,
-            Err(e) => return reply.error(ferr(e)),
-        };
-        for e in entries {
-            let dots = e.name == "." || e.name == "..";
-            // `.` and `..` are not counted by the kernel: no reference for them.
-            let attr = if dots {
-                self.fs.getattr(e.ino)
-            } else {
-                self.fs.lookup(ino.0, &e.name)
-            };
-            let Ok(a) = attr else {
-                // Removed since readdir listed it: skip the entry.
-                continue;
-            };
-            let full = reply.add(
+        let r = self.fs.readdirplus(ino.0, offset, &mut |e, a| {
+            reply.add(
                 INodeNo(a.ino),
                 e.next_offset,
                 &e.name,
                 &TTL,
-                &fattr(&a),
+                &fattr(a),
                 Generation(a.generation),
-            );
-            if full {
-                if !dots {
-                    self.fs.forget(a.ino, 1);
-                }
-                break;
-            }
+            )
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(ferr(e)),
         }
-        reply.ok();
     }
 
     fn fsyncdir(
@@ -593,7 +493,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyEmpty,
     ) {
         self.stats.count(Op::Fsyncdir);
-        reply_empty(reply, self.fs.fsync(ino.0, datasync));
+        reply_empty(reply, self.fs.fsyncdir(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -651,14 +551,37 @@ impl Filesystem for DaxFuse {
         self.stats.count(Op::Create);
         let r = self
             .fs
-            .create_with_umask(parent.0, name, mode, umask, flags, &ctx(req));
+            .create(parent.0, name, mode, umask, flags, &ctx(req));
         match r {
-            Ok((a, fh)) => reply.created(
+            Ok((a, o)) => reply.created(
                 &TTL,
                 &fattr(&a),
                 Generation(a.generation),
-                FileHandle(fh),
-                self.fopen_flags(a.flags),
+                FileHandle(o.fh),
+                fopen_flags(o.direct),
+            ),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    /// `O_TMPFILE` (FUSE_TMPFILE, the vendored fuser's addition): answered as a CREATE.
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.stats.count(Op::Tmpfile);
+        match self.fs.tmpfile(parent.0, mode, umask, flags, &ctx(req)) {
+            Ok((a, o)) => reply.created(
+                &TTL,
+                &fattr(&a),
+                Generation(a.generation),
+                FileHandle(o.fh),
+                fopen_flags(o.direct),
             ),
             Err(e) => reply.error(ferr(e)),
         }
@@ -691,29 +614,9 @@ impl Filesystem for DaxFuse {
             Ok(_) => reply.error(FuseErrno::EINVAL),
             Err(e) => reply.error(ferr(e)),
         };
-        match &self.direct {
-            Some(d) if is_direct_request(cmd) => {
-                answer(d.handle_ioctl(&self.fs, &ctx(req), ino.0, cmd, in_data))
-            }
-            _ => {
-                let caller = control::Caller {
-                    ctx: ctx(req),
-                    owner_uid: self.owner_uid,
-                };
-                // Memory failure revokes direct mappings before the kernel's (`crate::direct`).
-                let inval = self.direct.as_ref().map(|d| d.invalidator(&self.notifier));
-                let inval: &dyn crate::memory_failure::Invalidator = match &inval {
-                    Some(i) => i,
-                    None => &self.notifier,
-                };
-                let req = control::Ioctl {
-                    caller,
-                    ino: ino.0,
-                    cmd,
-                    input: in_data,
-                };
-                control::handle(&self.fs, &self.notifier, inval, req, Box::new(answer));
-            }
+        match &self.ioctls {
+            Some(h) => h.ioctl(ctx(req), ino.0, cmd, in_data, Box::new(answer)),
+            None => answer(Err(Errno::ENOTTY)),
         }
     }
 
@@ -728,9 +631,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyEmpty,
     ) {
         self.stats.count(Op::Fallocate);
-        let r = self
-            .fs
-            .fallocate_dropping_privs(ino.0, offset, length, mode, &ctx(req));
+        let r = self.fs.fallocate(ino.0, offset, length, mode, &ctx(req));
         if r == Ok(true) {
             return self.reply_after_mode_change(ino.0, move || reply.ok());
         }
@@ -747,10 +648,7 @@ impl Filesystem for DaxFuse {
         reply: ReplyLseek,
     ) {
         self.stats.count(Op::Lseek);
-        if offset < 0 {
-            return reply.error(FuseErrno::ENXIO);
-        }
-        match self.fs.lseek(ino.0, offset as u64, whence) {
+        match self.fs.lseek(ino.0, offset, whence) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(ferr(e)),
         }
@@ -770,14 +668,13 @@ impl Filesystem for DaxFuse {
         reply: ReplyWrite,
     ) {
         self.stats.count(Op::CopyFileRange);
-        if !flags.is_empty() {
-            return reply.error(FuseErrno::EINVAL);
-        }
         // The reply carries a u32 count: copy at most 4 GiB - 4 KiB per request.
         let len = len.min(u64::from(u32::MAX) & !4095);
+        let c = ctx(req);
+        let flags = flags.bits() as u32;
         match self
             .fs
-            .copy_file_range(ino_in.0, offset_in, ino_out.0, offset_out, len, &ctx(req))
+            .copy_file_range(ino_in.0, offset_in, ino_out.0, offset_out, len, flags, &c)
         {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(ferr(e)),
@@ -788,63 +685,51 @@ impl Filesystem for DaxFuse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::{MkfsOptions, OpenOptions};
-
-    fn open_fs(dir: &Path) -> Arc<DaxFs> {
-        let region = dir.join("region");
-        DaxFs::mkfs(
-            &region,
-            &MkfsOptions {
-                size: Some(32 << 20),
-                inodes: None,
-            },
-        )
-        .unwrap();
-        Arc::new(DaxFs::open(&region, &OpenOptions::default()).unwrap())
-    }
+    use crate::fs::{Ctx, MkfsOptions, OpenOptions};
 
     #[test]
-    fn dax_mode_selects_the_data_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = open_fs(dir.path());
-        let n = KernelNotifier::new();
-        let always = DaxFuse::new(fs.clone(), DaxMode::Always, n.clone());
-        assert!(always.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
-        let never = DaxFuse::new(fs.clone(), DaxMode::Never, n.clone());
-        assert!(!never
-            .fopen_flags(FS_XFLAG_DAX)
-            .contains(FopenFlags::FOPEN_DIRECT_IO));
-        assert!(never.fopen_flags(0).contains(FopenFlags::FOPEN_KEEP_CACHE));
-        let inode = DaxFuse::new(fs, DaxMode::Inode, n);
-        assert!(inode
-            .fopen_flags(FS_XFLAG_DAX)
-            .contains(FopenFlags::FOPEN_DIRECT_IO));
-        assert!(!inode.fopen_flags(0).contains(FopenFlags::FOPEN_DIRECT_IO));
+    fn open_flags_carry_the_filesystems_choice_of_data_path() {
+        let direct = fopen_flags(true);
+        assert!(direct.contains(FopenFlags::FOPEN_DIRECT_IO));
+        assert!(direct.contains(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES));
+        assert!(!direct.contains(FopenFlags::FOPEN_KEEP_CACHE));
+        let cached = fopen_flags(false);
+        assert!(cached.contains(FopenFlags::FOPEN_KEEP_CACHE));
+        assert!(!cached.contains(FopenFlags::FOPEN_DIRECT_IO));
     }
 
     #[test]
     fn attributes_convert_field_by_field() {
         let dir = tempfile::tempdir().unwrap();
-        let fs = open_fs(dir.path());
+        let region = dir.path().join("region");
+        let mkfs = MkfsOptions {
+            size: Some(32 << 20),
+            inodes: None,
+        };
+        DaxFs::mkfs(&region, &mkfs).unwrap();
+        let fs = DaxFs::open(&region, &OpenOptions::default()).unwrap();
+        let ctx = Ctx {
+            uid: 7,
+            gid: 8,
+            pid: 1,
+        };
+        let name = OsStr::new("dev");
         let a = fs
             .mknod(
                 crate::fs::ROOT_INO,
-                OsStr::new("dev"),
+                name,
                 libc::S_IFCHR | 0o640,
                 0x0103,
-                &Ctx {
-                    uid: 7,
-                    gid: 8,
-                    pid: 1,
-                },
+                &ctx,
             )
             .unwrap();
         let f = fattr(&a);
         assert_eq!(f.ino, INodeNo(a.ino));
-        assert_eq!(f.kind, FileType::CharDevice);
+        assert_eq!(f.kind, fuser::FileType::CharDevice);
         assert_eq!(f.perm, 0o640);
         assert_eq!((f.uid, f.gid, f.rdev), (7, 8, 0x0103));
         assert_eq!((f.size, f.nlink, f.mtime), (a.size, a.nlink, a.mtime));
+        assert_eq!((f.blksize, f.blocks), (4096, a.blocks));
         assert_eq!(ferr(Errno::ENOTEMPTY).code(), libc::ENOTEMPTY);
     }
 }

@@ -7,7 +7,7 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode};
+use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode, XflagsChange};
 use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
@@ -26,9 +26,6 @@ impl Caller {
         self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
     }
 }
-
-/// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
-pub const SETTABLE_XFLAGS: u32 = FS_XFLAG_DAX;
 
 /// One ioctl as the kernel sent it.
 #[derive(Clone, Copy, Debug)]
@@ -149,22 +146,17 @@ fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
     }
 }
 
-/// `FS_IOC_FSSETXATTR`. Return: whether `FS_XFLAG_DAX` changed.
+/// `FS_IOC_FSSETXATTR`: decoded here, decided by the fs layer. Return: whether `FS_XFLAG_DAX`
+/// changed.
 fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
     let want = FsXattr::read_from(input).ok_or(Errno::EINVAL)?;
-    let a = fs.getattr(ino)?;
-    if want.fsx_xflags & !SETTABLE_XFLAGS != 0
-        || want.fsx_extsize != 0
-        || want.fsx_projid != 0
-        || want.fsx_cowextsize != 0
-    {
-        return Err(Errno::EOPNOTSUPP);
-    }
-    if want.fsx_xflags == a.flags {
-        return Ok(false);
-    }
-    fs.set_flags(ino, want.fsx_xflags, &caller.ctx)?;
-    Ok((want.fsx_xflags ^ a.flags) & FS_XFLAG_DAX != 0)
+    let change = XflagsChange {
+        xflags: want.fsx_xflags,
+        extsize: want.fsx_extsize,
+        projid: want.fsx_projid,
+        cowextsize: want.fsx_cowextsize,
+    };
+    fs.set_xflags(ino, &change, &caller.ctx)
 }
 
 /// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: validated here, handled by

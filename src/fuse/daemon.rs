@@ -116,7 +116,7 @@ fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     // Signals go to a thread of ours; every thread started from here inherits the mask.
     let sigs = block_signals()?;
     let notifier = KernelNotifier::new();
-    let mut adapter = DaxFuse::new(fs.clone(), spec.config.dax, notifier.clone());
+    let mut adapter = DaxFuse::new(fs.clone(), notifier.clone());
     // Layout leases for processes that map files directly (`daxfs exec`).
     adapter.set_direct(crate::direct::DirectService::start(&fs));
     let stats = adapter.stats_handle();

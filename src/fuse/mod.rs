@@ -7,7 +7,8 @@
 //! - [`adapter`]: the `fuser::Filesystem` implementation and the INIT negotiation (1 MiB writes,
 //!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`, export support for
 //!   file handles).
-//! - [`control`]: the control ioctls of [`crate::ioctl`] and `FS_IOC_FSGETXATTR`.
+//! - [`ioctls`]: where an ioctl goes: the direct-mapping service or [`control`].
+//! - [`control`]: the control ioctls of [`crate::ioctl`] and `FS_IOC_FS{GET,SET}XATTR`.
 //! - [`stats`]: per-opcode request counters (`DAXFS_IOC_REQ_STATS`).
 //! - [`notify`]: kernel cache invalidation for lower layers (poison unmaps through it).
 //! - [`options`]: the `-o` mount options.
@@ -28,6 +29,7 @@ pub mod adapter;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod ioctls;
 pub mod mounts;
 pub mod notify;
 pub mod options;

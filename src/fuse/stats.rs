@@ -53,11 +53,12 @@ pub enum Op {
     Readdirplus = 44,
     Lseek = 46,
     CopyFileRange = 47,
+    Tmpfile = 51,
 }
 
 impl Op {
     /// Every counted opcode, in opcode order.
-    pub const ALL: [Op; 33] = [
+    pub const ALL: [Op; 34] = [
         Op::Lookup,
         Op::Forget,
         Op::Getattr,
@@ -91,6 +92,7 @@ impl Op {
         Op::Readdirplus,
         Op::Lseek,
         Op::CopyFileRange,
+        Op::Tmpfile,
     ];
 
     /// The kernel's opcode number (the slot in [`DaxfsReqStats::counts`]).
@@ -134,6 +136,7 @@ impl Op {
             Op::Readdirplus => "READDIRPLUS",
             Op::Lseek => "LSEEK",
             Op::CopyFileRange => "COPY_FILE_RANGE",
+            Op::Tmpfile => "TMPFILE",
         }
     }
 

@@ -38,42 +38,33 @@
 //! fixed argument) plus payload (the remaining arguments). fuser reads requests as `/dev/fuse`
 //! returns them, contiguous, so the header and fixed argument are copied to just before the
 //! payload, in room kept for them in the same mapping: no copy of the payload itself.
+//!
+//! Files: this one sets up the rings and serves them; `uring/entry.rs` is one entry (buffers,
+//! phase, reply sink, mailbox); `uring/priority.rs` the queue threads' scheduling priority.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use fuser::{Dispatched, Dispatcher, Filesystem, ReplySink};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use memmap2::MmapMut;
-use parking_lot::Mutex;
 
 use super::stats::RequestStats;
 
+mod entry;
 pub mod priority;
 
-/// `struct fuse_uring_req_header`: `in_out[128]`, `op_in[128]`, `fuse_uring_ent_in_out` (32).
-const REQ_HEADER_SIZE: usize = 288;
-const OP_IN: usize = 128;
-const OP_IN_MAX: usize = 128;
-/// `fuse_uring_ent_in_out`: `flags` u64, `commit_id` u64, `payload_sz` u32, padding, reserved.
-const ENT_IN_OUT: usize = 256;
-const ENT_COMMIT_ID: usize = ENT_IN_OUT + 8;
-const ENT_PAYLOAD_SZ: usize = ENT_IN_OUT + 16;
-const IN_HEADER: usize = 40;
-const OUT_HEADER: usize = 16;
-/// Where the payload starts in an entry's mapping: the request header lives at 0, the
-/// reassembled `fuse_in_header` + fixed argument right before this offset.
-const PAYLOAD_AT: usize = 4096;
+use entry::{
+    Entry, EntrySink, Mailbox, Phase, ENT_COMMIT_ID, ENT_PAYLOAD_SZ, IN_HEADER, OP_IN, OP_IN_MAX,
+    PAYLOAD_AT, REQ_HEADER_SIZE,
+};
 
 /// `enum fuse_uring_cmd`.
 const CMD_REGISTER: u32 = 1;
 const CMD_COMMIT_AND_FETCH: u32 = 2;
 /// `FUSE_URING_IOV_SEGS`: header and payload.
 const IOV_SEGS: u32 = 2;
-
-const _: () = assert!(REQ_HEADER_SIZE + IN_HEADER + OP_IN_MAX <= PAYLOAD_AT);
 
 /// How the rings are set up.
 #[derive(Clone, Copy, Debug)]
@@ -159,244 +150,6 @@ pub fn start<FS: Filesystem + 'static>(
         }
     );
     Ok(threads)
-}
-
-/// One ring entry: its buffers (one anonymous mapping) and whether it holds a request.
-#[derive(Debug)]
-struct Entry {
-    /// Base of `map`; the mapping never moves while `map` lives.
-    base: usize,
-    len: usize,
-    state: Mutex<EntryState>,
-}
-
-#[derive(Debug)]
-struct EntryState {
-    /// Keeps the buffers alive as long as any reply handle can reach them.
-    _map: MmapMut,
-    phase: Phase,
-    /// The kernel's id of the request in hand (echoed by its commit).
-    commit_id: u64,
-}
-
-/// Who holds an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// The kernel (registered, or committed and fetching).
-    Kernel,
-    /// The queue thread is dispatching its request.
-    Serving,
-    /// Replied during dispatch: the queue thread commits it when dispatch returns.
-    Replied,
-    /// Dispatch returned without a reply but a reply handle lives: the replying thread writes the
-    /// reply and hands the entry back through the queue's mailbox.
-    Deferred,
-}
-
-// SAFETY: `base` is the address of the mapping owned by `state`; every access through it happens
-// either under the `state` lock (replies, from any thread) or on the queue thread while the entry
-// is not in the kernel's hands (requests), as the module rules say.
-unsafe impl Sync for Entry {}
-
-impl Entry {
-    fn new(payload: usize) -> io::Result<Entry> {
-        let len = PAYLOAD_AT + payload;
-        let mut map = MmapMut::map_anon(len)?;
-        let base = map.as_mut_ptr() as usize;
-        Ok(Entry {
-            base,
-            len,
-            state: Mutex::new(EntryState {
-                _map: map,
-                phase: Phase::Kernel,
-                commit_id: 0,
-            }),
-        })
-    }
-
-    fn payload_capacity(&self) -> usize {
-        self.len - PAYLOAD_AT
-    }
-
-    fn read_u32(&self, off: usize) -> u32 {
-        let mut b = [0u8; 4];
-        self.read(off, &mut b);
-        u32::from_ne_bytes(b)
-    }
-
-    fn read_u64(&self, off: usize) -> u64 {
-        let mut b = [0u8; 8];
-        self.read(off, &mut b);
-        u64::from_ne_bytes(b)
-    }
-
-    fn read(&self, off: usize, out: &mut [u8]) {
-        assert!(off + out.len() <= self.len);
-        // SAFETY: in bounds of the mapping (checked), which lives as long as `self`; the kernel
-        // does not write the entry while we hold it (module rules).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (self.base + off) as *const u8,
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        }
-    }
-
-    fn write(&self, off: usize, data: &[u8]) {
-        assert!(off + data.len() <= self.len);
-        // SAFETY: as `read`; `data` never aliases the mapping except through `copy_within`, which
-        // the callers use instead for moves inside it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), (self.base + off) as *mut u8, data.len())
-        }
-    }
-
-    /// Move `len` bytes inside the mapping (regions may not overlap).
-    fn copy_within(&self, from: usize, to: usize, len: usize) {
-        assert!(from + len <= self.len && to + len <= self.len);
-        assert!(from + len <= to || to + len <= from);
-        // SAFETY: both ranges are in bounds (checked) and disjoint (checked).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (self.base + from) as *const u8,
-                (self.base + to) as *mut u8,
-                len,
-            )
-        }
-    }
-
-    /// The reassembled request at `start..end` of the mapping.
-    fn slice(&self, start: usize, end: usize) -> &[u8] {
-        assert!(start <= end && end <= self.len);
-        // SAFETY: in bounds; the bytes are ours until the commit (module rules), and the slice
-        // does not outlive the dispatch that reads it.
-        unsafe { std::slice::from_raw_parts((self.base + start) as *const u8, end - start) }
-    }
-
-    /// Write an error reply (header only) for request `unique`.
-    fn write_error(&self, unique: u64, errno: i32) {
-        let mut h = [0u8; OUT_HEADER];
-        h[0..4].copy_from_slice(&(OUT_HEADER as u32).to_ne_bytes());
-        h[4..8].copy_from_slice(&(-errno).to_ne_bytes());
-        h[8..16].copy_from_slice(&unique.to_ne_bytes());
-        self.write(0, &h);
-        self.write(ENT_PAYLOAD_SZ, &0u32.to_ne_bytes());
-    }
-}
-
-/// Where replies from other threads hand their entries back to the queue thread: the entries'
-/// indexes, and an eventfd the queue thread keeps a ring `READ` on.
-#[derive(Debug)]
-struct Mailbox {
-    ready: Mutex<Vec<usize>>,
-    efd: std::os::fd::OwnedFd,
-}
-
-impl Mailbox {
-    fn new() -> io::Result<Mailbox> {
-        // SAFETY: eventfd(2) with constant flags; the result is checked and owned below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let efd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        Ok(Mailbox {
-            ready: Mutex::new(Vec::new()),
-            efd,
-        })
-    }
-
-    /// Entry `idx` holds its reply: wake the queue thread to commit it.
-    ///
-    /// Context: any thread; never blocks (an eventfd write blocks only at a count of 2^64 - 2).
-    fn post(&self, idx: usize) {
-        self.ready.lock().push(idx);
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes from a live buffer to our eventfd.
-        let n = unsafe { libc::write(self.efd.as_raw_fd(), one.as_ptr().cast(), 8) };
-        if n != 8 {
-            log::error!(
-                "io_uring: cannot wake a queue thread: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-
-    /// The entries handed back since the last call.
-    fn take(&self, into: &mut Vec<usize>) {
-        into.append(&mut self.ready.lock());
-    }
-}
-
-/// The reply destination handed to fuser for one ring entry.
-#[derive(Debug)]
-struct EntrySink {
-    entry: Arc<Entry>,
-    idx: usize,
-    mailbox: Arc<Mailbox>,
-}
-
-impl ReplySink for EntrySink {
-    fn send(&self, data: &[IoSlice<'_>]) -> io::Result<()> {
-        let e = &self.entry;
-        let mut st = e.state.lock();
-        let deferred = match st.phase {
-            Phase::Serving => false,
-            Phase::Deferred => true,
-            Phase::Kernel | Phase::Replied => {
-                return Err(io::Error::other(
-                    "reply to a ring entry that was already committed",
-                ))
-            }
-        };
-        let r = write_reply(e, data);
-        if deferred {
-            st.phase = Phase::Kernel;
-            drop(st);
-            self.mailbox.post(self.idx);
-        } else {
-            st.phase = Phase::Replied;
-        }
-        r
-    }
-}
-
-/// Writes one reply into the entry's buffers (an oversized one becomes `EIO`).
-///
-/// Context: the entry's state lock is held and the entry is ours (not the kernel's).
-fn write_reply(e: &Entry, data: &[IoSlice<'_>]) -> io::Result<()> {
-    let total: usize = data.iter().map(|s| s.len()).sum();
-    // Nothing is written yet: bytes 8..16 still hold the request's `unique` (the same offset in
-    // `fuse_in_header` and `fuse_out_header`).
-    let unique = e.read_u64(8);
-    if total < OUT_HEADER {
-        e.write_error(unique, libc::EIO);
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let body = total - OUT_HEADER;
-    if body > e.payload_capacity() {
-        e.write_error(unique, libc::EIO);
-        return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
-    }
-    // Header bytes to in_out, the rest to the payload buffer.
-    let mut pos = 0usize;
-    for s in data {
-        let mut chunk: &[u8] = s;
-        if pos < OUT_HEADER {
-            let n = (OUT_HEADER - pos).min(chunk.len());
-            e.write(pos, &chunk[..n]);
-            pos += n;
-            chunk = &chunk[n..];
-        }
-        if !chunk.is_empty() {
-            e.write(PAYLOAD_AT + pos - OUT_HEADER, chunk);
-            pos += chunk.len();
-        }
-    }
-    e.write(ENT_PAYLOAD_SZ, &(body as u32).to_ne_bytes());
-    Ok(())
 }
 
 /// The 80-byte command area: `struct fuse_uring_cmd_req`.
@@ -712,6 +465,8 @@ fn serve_entry<FS: Filesystem>(
 
 #[cfg(test)]
 mod tests {
+    use std::io::IoSlice;
+
     use super::*;
 
     #[test]

@@ -986,6 +986,26 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// daxfs patch: create and open an unnamed regular file in directory `parent`
+    /// (`open(2)` with `O_TMPFILE`; ABI 7.37). Reply as for [`Filesystem::create`]; the inode
+    /// has no name until `link` gives it one. `ENOSYS` makes the kernel answer `O_TMPFILE`
+    /// with `EOPNOTSUPP` from then on.
+    fn tmpfile(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        warn!(
+            "[Not Implemented] tmpfile(parent: {parent:#x?}, mode: {mode}, umask: {umask:#x?}, \
+            flags: {flags:#x?})"
+        );
+        reply.error(Errno::ENOSYS);
+    }
+
     /// Copy the specified range from the source inode to the destination inode
     fn copy_file_range(
         &self,

@@ -1,0 +1,76 @@
+//! The ioctls of a daxfs mount, past the adapter: each goes to the direct-mapping service
+//! (`DAXFS_IOC_DIRECT_INFO`, `DAXFS_IOC_GET_FMAP`) or to [`super::control`] (stat, mappings,
+//! poison, bad blocks, `FS_IOC_FS{GET,SET}XATTR`).
+//!
+//! Owns: the [`IoctlHandler`] the adapter calls for every ioctl but `DAXFS_IOC_REQ_STATS` (the
+//! adapter's own counters), and its daxfs implementation [`DaxIoctls`], which knows who owns the
+//! mount (the poison permission rule) and which invalidator memory failure uses: the
+//! direct-mapping service's, which revokes direct mappings before the kernel's, or the plain
+//! kernel notifier. Context: runs in a session thread; never waits for the kernel.
+
+use std::sync::Arc;
+
+use super::control::{self, Caller, Ioctl, Reply};
+use super::notify::KernelNotifier;
+use crate::direct::DirectService;
+use crate::fs::{Ctx, DaxFs, Ino};
+use crate::ioctl::direct::is_direct_request;
+use crate::memory_failure::Invalidator;
+
+/// Where the adapter hands an ioctl: `reply` gets the output bytes or the errno, on this thread
+/// or later from another (one that serves no requests).
+pub trait IoctlHandler: Send + Sync {
+    /// Handles ioctl `cmd` on inode `ino` with input `input`, from caller `ctx`.
+    fn ioctl(&self, ctx: Ctx, ino: Ino, cmd: u32, input: &[u8], reply: Reply);
+}
+
+/// The ioctls of a mounted [`DaxFs`].
+pub struct DaxIoctls {
+    fs: Arc<DaxFs>,
+    notifier: KernelNotifier,
+    /// The daemon's uid (the mount owner), for owner-only control requests.
+    owner_uid: u32,
+    direct: Option<Arc<DirectService>>,
+}
+
+impl DaxIoctls {
+    /// The ioctls of `fs`, notifying the kernel through `notifier`, with direct mapping served
+    /// by `direct` when there is one.
+    pub fn new(
+        fs: Arc<DaxFs>,
+        notifier: KernelNotifier,
+        direct: Option<Arc<DirectService>>,
+    ) -> DaxIoctls {
+        DaxIoctls {
+            fs,
+            notifier,
+            owner_uid: nix::unistd::geteuid().as_raw(),
+            direct,
+        }
+    }
+}
+
+impl IoctlHandler for DaxIoctls {
+    fn ioctl(&self, ctx: Ctx, ino: Ino, cmd: u32, input: &[u8], reply: Reply) {
+        if let Some(d) = self.direct.as_ref().filter(|_| is_direct_request(cmd)) {
+            return reply(d.handle_ioctl(&self.fs, &ctx, ino, cmd, input));
+        }
+        let caller = Caller {
+            ctx,
+            owner_uid: self.owner_uid,
+        };
+        // Memory failure revokes direct mappings before the kernel's (`crate::direct`).
+        let inval = self.direct.as_ref().map(|d| d.invalidator(&self.notifier));
+        let inval: &dyn Invalidator = match &inval {
+            Some(i) => i,
+            None => &self.notifier,
+        };
+        let req = Ioctl {
+            caller,
+            ino,
+            cmd,
+            input,
+        };
+        control::handle(&self.fs, &self.notifier, inval, req, reply);
+    }
+}
