@@ -194,3 +194,87 @@ fn revocation_reaches_a_process_and_its_forked_child_io_uring() {
     assert!(enable_uring(), "FUSE-over-io_uring is not available");
     revoke_fork_on("io_uring");
 }
+
+#[test]
+fn exec_help_errors_and_environment() {
+    // The man-page-style help names the security rule and the limits.
+    let help = daxfs_ok(["exec", "--help"]);
+    for s in [
+        "SECURITY",
+        "LIMITS",
+        "syscall(SYS_mmap)",
+        "DAXFS_PRELOAD",
+        "EXIT STATUS",
+    ] {
+        assert!(help.contains(s), "daxfs exec --help lacks {s}:\n{help}");
+    }
+    // A missing library is a clear error, nothing is run.
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "true"])
+        .env("DAXFS_PRELOAD", "/nonexistent/libdaxfs_preload.so")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("DAXFS_PRELOAD"),
+        "{err}"
+    );
+    // LD_PRELOAD is extended, not replaced; a command that cannot run exits 127.
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "sh", "-c", "echo $LD_PRELOAD"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .env("LD_PRELOAD", "")
+        .output()
+        .unwrap();
+    let out = ok_output("exec sh", &o);
+    assert!(out.trim().ends_with("libdaxfs_preload.so"), "{out}");
+    let o = Command::new(daxfs_bin())
+        .args(["exec", "--", "/nonexistent/program"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    // --mount on something that is not a daxfs mount.
+    let d = scratch();
+    let o = Command::new(daxfs_bin())
+        .arg("exec")
+        .arg("--mount")
+        .arg(d.path())
+        .args(["--", "true"])
+        .env("DAXFS_PRELOAD", preload_lib())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not a daxfs mount"),
+        "{err}"
+    );
+}
+
+/// `MAP_PRIVATE` copy on write, partial `munmap`, `MAP_FIXED` over a direct mapping,
+/// `mprotect` adding write over a hole, `mremap` growth and move, `MADV_REMOVE`
+/// (`tests/direct_c/map_ops.c`).
+#[test]
+fn private_partial_unmap_mprotect_mremap_madvise() {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = r.mount("dax=always");
+    let f = create_rw(&m.p("f"));
+    f.write_all_at(&vec![0xaa; 2 * MB2], 0).unwrap();
+    f.set_len(3 * MB2 as u64).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let prog = program(r.dir.path(), "map_ops", include_str!("direct_c/map_ops.c"));
+    let region = std::fs::canonicalize(&r.path).unwrap();
+    let o = under_exec(&prog, &[m.p("f").as_os_str(), region.as_os_str()]);
+    let out = ok_output("map-ops under daxfs exec", &o);
+    assert!(out.contains("map-ops: ok"), "{out}");
+    // Without the library the region is never mapped: step 1 fails (the check can fail).
+    let o = Command::new(&prog)
+        .args([m.p("f").as_os_str(), region.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    m.unmount();
+    r.assert_fsck_clean("after the mapping operations");
+}

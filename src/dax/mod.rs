@@ -102,7 +102,10 @@ impl DaxOptions {
 pub enum DaxError {
     /// The inode was evicted (possibly while we slept on one of its entries).
     #[error("inode {inode} was evicted")]
-    Evicted { inode: u64 },
+    Evicted {
+        /// The inode.
+        inode: u64,
+    },
     /// Only orders 0 (PTE) and 9 (PMD) are DAX entry orders.
     #[error("order {0} is not a DAX entry order (0 = PTE, 9 = PMD)")]
     BadOrder(u8),
@@ -114,7 +117,14 @@ pub enum DaxError {
     NotLocked(u64),
     /// The value's `PMD` bit disagrees with the order of the entry it would replace.
     #[error("entry at index {index} has order {held}, the new value encodes order {value}")]
-    OrderMismatch { index: u64, held: u8, value: u8 },
+    OrderMismatch {
+        /// The entry's index.
+        index: u64,
+        /// The order of the entry in the index.
+        held: u8,
+        /// The order the new value encodes.
+        value: u8,
+    },
     /// The block cannot be mapped by this entry (too large, or a PMD block not 2 MiB-aligned).
     #[error("block {0} cannot be mapped by this entry")]
     BadBlock(u64),
@@ -123,7 +133,12 @@ pub enum DaxError {
     OutOfEntry(u64),
     /// A freed mapping was touched (the lifetime check of [`DaxMapping::destroy`]).
     #[error("use after free: inode {inode} (generation {generation}) was freed")]
-    UseAfterFree { inode: u64, generation: u64 },
+    UseAfterFree {
+        /// The inode.
+        inode: u64,
+        /// Its generation when it was freed.
+        generation: u64,
+    },
     /// The index refused an operation.
     #[error(transparent)]
     Index(#[from] IndexError),

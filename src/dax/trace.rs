@@ -37,25 +37,53 @@ pub fn thread_label() -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
     /// An entry was locked (`dax_lock_entry`).
-    Locked { index: u64, order: u8, what: String },
+    Locked {
+        /// The entry's first index.
+        index: u64,
+        /// Its order.
+        order: u8,
+        /// Who locked it, for what.
+        what: String,
+    },
     /// A locked entry was unlocked, waking `mode` of its key.
-    Unlocked { index: u64, order: u8, what: String },
+    Unlocked {
+        /// The entry's first index.
+        index: u64,
+        /// Its order.
+        order: u8,
+        /// Who unlocked it, and how it woke.
+        what: String,
+    },
     /// The thread registered on `key` and sleeps.
     Sleep {
+        /// The wait-queue key.
         key: WaitKey,
+        /// An exclusive sleeper (woken one at a time).
         exclusive: bool,
+        /// What it waits for.
         why: String,
     },
     /// The thread's sleep on `key` ended.
-    Woken { key: WaitKey },
+    Woken {
+        /// The wait-queue key.
+        key: WaitKey,
+    },
     /// A wake-up of `key` woke the threads labelled `woke`.
     Wake {
+        /// The wait-queue key.
         key: WaitKey,
+        /// Next or all.
         mode: WakeMode,
+        /// The labels of the threads woken.
         woke: Vec<u32>,
     },
     /// A locked entry was erased.
-    Erased { index: u64, order: u8 },
+    Erased {
+        /// The entry's first index.
+        index: u64,
+        /// Its order.
+        order: u8,
+    },
     /// Anything else worth a line (pins, scans, faults).
     Note(String),
 }

@@ -51,7 +51,9 @@ pub trait Sink: Send + Sync {
 /// Who a holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HolderInfo {
+    /// The holder's process.
     pub pid: u32,
+    /// Its uid.
     pub uid: u32,
     /// [`wire::ACCESS_READ`] or [`wire::ACCESS_RW`].
     pub access: u64,

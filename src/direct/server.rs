@@ -29,10 +29,15 @@ use super::wire::{self, Msg};
 /// What the admission check and the mapping check need to know of the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionOwner {
+    /// Device of the region file.
     pub dev: u64,
+    /// Inode of the region file.
     pub ino: u64,
+    /// Owner of the region.
     pub uid: u32,
+    /// Group of the region.
     pub gid: u32,
+    /// Mode bits of the region.
     pub mode: u32,
 }
 

@@ -38,14 +38,18 @@ pub fn is_acl_name(name: &[u8]) -> bool {
 /// One ACL entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// `ACL_USER_OBJ`, `ACL_USER`, `ACL_GROUP_OBJ`, `ACL_GROUP`, `ACL_MASK` or `ACL_OTHER`.
     pub tag: u16,
+    /// Read, write, execute bits (4, 2, 1).
     pub perm: u16,
+    /// The uid or gid of a named entry.
     pub id: u32,
 }
 
 /// A parsed, valid ACL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acl {
+    /// Entries in the order of the xattr.
     pub entries: Vec<Entry>,
 }
 

@@ -48,7 +48,12 @@ thread_local! {
 pub enum Poisoned {
     /// The page was mapped by an entry of `nr_pages` pages starting at file page `first`; that
     /// whole range must be unmapped from user mappings (the entry was locked while we looked).
-    Mapped { first: u64, nr_pages: u64 },
+    Mapped {
+        /// The entry's first file page.
+        first: u64,
+        /// The pages it mapped.
+        nr_pages: u64,
+    },
     /// The page was already poisoned (with this block).
     Already,
     /// The page no longer maps the block (moved, truncated): look the block up again.

@@ -17,22 +17,33 @@ pub use crate::store::FileKind;
 /// Attributes of an inode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attr {
+    /// Inode number.
     pub ino: Ino,
+    /// File type.
     pub kind: FileKind,
     /// Permission bits (`0o7777`).
     pub perm: u16,
+    /// Link count.
     pub nlink: u32,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
+    /// Size in bytes.
     pub size: u64,
     /// Allocated space in 512-byte units.
     pub blocks: u64,
     /// Preferred I/O size (`st_blksize`): one block.
     pub blksize: u32,
+    /// Last access.
     pub atime: SystemTime,
+    /// Last data change.
     pub mtime: SystemTime,
+    /// Last status change.
     pub ctime: SystemTime,
+    /// Creation.
     pub crtime: SystemTime,
+    /// Device number of a device node (else 0).
     pub rdev: u32,
     /// Generation number (changes when an inode number is reused).
     pub generation: u64,
@@ -43,8 +54,11 @@ pub struct Attr {
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ctx {
+    /// The caller's fsuid.
     pub uid: u32,
+    /// The caller's fsgid.
     pub gid: u32,
+    /// The calling thread (for its supplementary groups).
     pub pid: u32,
 }
 
@@ -62,7 +76,9 @@ impl Ctx {
 /// A time to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeSet {
+    /// The current time.
     Now,
+    /// This time.
     At(SystemTime),
 }
 
@@ -71,11 +87,17 @@ pub enum TimeSet {
 pub struct SetAttr {
     /// Permission bits (`0o7777`); the file type bits are ignored.
     pub mode: Option<u32>,
+    /// New owner.
     pub uid: Option<u32>,
+    /// New group.
     pub gid: Option<u32>,
+    /// New size (truncate or extend).
     pub size: Option<u64>,
+    /// New access time.
     pub atime: Option<TimeSet>,
+    /// New modification time.
     pub mtime: Option<TimeSet>,
+    /// New status-change time (only as a side effect the kernel asks for).
     pub ctime: Option<SystemTime>,
     /// The open file the change comes through, if any.
     pub fh: Option<u64>,
@@ -84,8 +106,11 @@ pub struct SetAttr {
 /// One directory entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
+    /// Inode number of the entry.
     pub ino: Ino,
+    /// Its name.
     pub name: OsString,
+    /// Its file type.
     pub kind: FileKind,
     /// Cookie to pass to `readdir` to continue after this entry.
     pub next_offset: u64,
@@ -94,27 +119,42 @@ pub struct DirEntry {
 /// Filesystem statistics (`statfs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatFs {
+    /// Data blocks in all.
     pub blocks: u64,
+    /// Free data blocks.
     pub bfree: u64,
+    /// Free data blocks for unprivileged users.
     pub bavail: u64,
+    /// Inodes in all.
     pub files: u64,
+    /// Free inodes.
     pub ffree: u64,
+    /// Block size.
     pub bsize: u32,
+    /// Longest name.
     pub namelen: u32,
+    /// Fragment size (= block size).
     pub frsize: u32,
 }
 
 /// Region-level statistics (`daxfs stat`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RegionStat {
+    /// Region size in bytes.
     pub size: u64,
+    /// Block size in bytes.
     pub block_size: u64,
+    /// Blocks in use (metadata, data, bad).
     pub used_blocks: u64,
+    /// Free blocks.
     pub free_blocks: u64,
     /// Free, 2 MiB-aligned runs of 512 blocks.
     pub free_2m_runs: u64,
+    /// Inodes in use.
     pub inodes_used: u64,
+    /// Inodes the table holds.
     pub inodes_total: u64,
+    /// Blocks recorded bad.
     pub bad_blocks: u64,
 }
 

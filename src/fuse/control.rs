@@ -15,6 +15,7 @@ use crate::memory_failure as mf;
 /// Who sends a control request.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
+    /// The requesting thread's credentials.
     pub ctx: Ctx,
     /// The uid the daemon runs as (the mount's owner).
     pub owner_uid: u32,
@@ -30,9 +31,11 @@ impl Caller {
 /// One ioctl as the kernel sent it.
 #[derive(Clone, Copy, Debug)]
 pub struct Ioctl<'a> {
+    /// Who sent it.
     pub caller: Caller,
     /// The inode it was issued on.
     pub ino: Ino,
+    /// The request number.
     pub cmd: u32,
     /// Its input bytes.
     pub input: &'a [u8],

@@ -38,7 +38,9 @@ const RING_DEPTH: usize = 8;
 pub struct MountSpec {
     /// The region path as the user gave it (it becomes the mount source verbatim).
     pub region: PathBuf,
+    /// Where to mount.
     pub mountpoint: PathBuf,
+    /// The `-o` options.
     pub config: MountConfig,
     /// Session threads (each with its own `/dev/fuse` fd).
     pub threads: usize,

@@ -1,8 +1,9 @@
 //! The FUSE adapter: daxfs served through `/dev/fuse` with fuser 0.18.
 //!
 //! Like virtiofsd's server over its `FileSystem` trait, this layer only translates: requests are
-//! decoded by fuser, handed to the embedded API ([`crate::fs::DaxFs`]) and the answers encoded
-//! back. It knows nothing of the on-media layout.
+//! decoded by fuser, handed to a [`crate::fs::FileSystem`] (daxfs's is [`crate::fs::DaxFs`]) and
+//! the answers encoded back (docs/DESIGN.md, "The FUSE adapter"). It knows nothing of the
+//! on-media layout and decides nothing about files.
 //!
 //! - [`adapter`]: the `fuser::Filesystem` implementation and the INIT negotiation (1 MiB writes,
 //!   readdirplus, parallel dirops, `HANDLE_KILLPRIV_V2`, `DIRECT_IO_ALLOW_MMAP`, export support for

@@ -24,8 +24,11 @@ use super::options::{parse_options, MountConfig};
 /// One line of the mount table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Where it is mounted.
     pub mountpoint: PathBuf,
+    /// Filesystem type (`fuse` for daxfs).
     pub fstype: String,
+    /// Mount source (the region path for daxfs).
     pub source: String,
     /// Per-mount options (`rw,nosuid,nodev,relatime`).
     pub options: String,
@@ -34,8 +37,11 @@ pub struct MountEntry {
 /// A running daemon, as registered at mount time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonRecord {
+    /// The daemon's process.
     pub pid: u32,
+    /// The region it serves.
     pub region: String,
+    /// Where.
     pub mountpoint: PathBuf,
 }
 

@@ -56,9 +56,21 @@ pub enum Notification {
     /// Drop the cached attributes of `ino` and its cached data (and user mappings) in
     /// `[offset, offset + len)`; `len == 0` means to the end of the file, a negative `offset`
     /// means attributes only.
-    Inode { ino: Ino, offset: i64, len: i64 },
+    Inode {
+        /// The inode.
+        ino: Ino,
+        /// First byte of the data range (negative: attributes only).
+        offset: i64,
+        /// Bytes in the range (0: to the end).
+        len: i64,
+    },
     /// Drop the cached dentry `name` in directory `parent`.
-    Entry { parent: Ino, name: OsString },
+    Entry {
+        /// The directory.
+        parent: Ino,
+        /// The name in it.
+        name: OsString,
+    },
 }
 
 impl Notification {

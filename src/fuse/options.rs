@@ -11,7 +11,9 @@ use crate::fs::DaxMode;
 /// What the options ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountConfig {
+    /// `dax=always|never|inode`: which files are accessed directly.
     pub dax: DaxMode,
+    /// `ro`.
     pub read_only: bool,
     /// `allow_other` (default on: daxfs is a shared filesystem with kernel permission checks).
     pub allow_other: bool,
@@ -19,6 +21,7 @@ pub struct MountConfig {
     pub suid: Option<bool>,
     /// `dev` / `nodev` as named; `None` when neither was: see [`MountConfig::dev_for`].
     pub dev: Option<bool>,
+    /// `noexec` (passed to the kernel).
     pub noexec: bool,
     /// `noatime`: reads never update atime (also passed to the kernel).
     pub noatime: bool,
@@ -26,7 +29,9 @@ pub struct MountConfig {
     pub strictatime: bool,
     /// `nodiratime`: directory reads never update atime.
     pub nodiratime: bool,
+    /// `sync` (passed to the kernel).
     pub sync: bool,
+    /// `dirsync` (passed to the kernel).
     pub dirsync: bool,
     /// `threads=N` (the helper's way to say `--threads`).
     pub threads: Option<usize>,

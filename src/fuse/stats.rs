@@ -20,39 +20,73 @@ use crate::ioctl::{check_header, DaxfsReqStats, Pod, Versioned, REQ_STATS_SLOTS}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Op {
+    /// `FUSE_LOOKUP`.
     Lookup = 1,
+    /// `FUSE_FORGET`.
     Forget = 2,
+    /// `FUSE_GETATTR`.
     Getattr = 3,
+    /// `FUSE_SETATTR`.
     Setattr = 4,
+    /// `FUSE_READLINK`.
     Readlink = 5,
+    /// `FUSE_SYMLINK`.
     Symlink = 6,
+    /// `FUSE_MKNOD`.
     Mknod = 8,
+    /// `FUSE_MKDIR`.
     Mkdir = 9,
+    /// `FUSE_UNLINK`.
     Unlink = 10,
+    /// `FUSE_RMDIR`.
     Rmdir = 11,
+    /// `FUSE_RENAME`.
     Rename = 12,
+    /// `FUSE_LINK`.
     Link = 13,
+    /// `FUSE_OPEN`.
     Open = 14,
+    /// `FUSE_READ`.
     Read = 15,
+    /// `FUSE_WRITE`.
     Write = 16,
+    /// `FUSE_STATFS`.
     Statfs = 17,
+    /// `FUSE_RELEASE`.
     Release = 18,
+    /// `FUSE_FSYNC`.
     Fsync = 20,
+    /// `FUSE_SETXATTR`.
     Setxattr = 21,
+    /// `FUSE_GETXATTR`.
     Getxattr = 22,
+    /// `FUSE_LISTXATTR`.
     Listxattr = 23,
+    /// `FUSE_REMOVEXATTR`.
     Removexattr = 24,
+    /// `FUSE_FLUSH`.
     Flush = 25,
+    /// `FUSE_INIT`.
     Init = 26,
+    /// `FUSE_OPENDIR`.
     Opendir = 27,
+    /// `FUSE_READDIR`.
     Readdir = 28,
+    /// `FUSE_FSYNCDIR`.
     Fsyncdir = 30,
+    /// `FUSE_CREATE`.
     Create = 35,
+    /// `FUSE_IOCTL`.
     Ioctl = 39,
+    /// `FUSE_FALLOCATE`.
     Fallocate = 43,
+    /// `FUSE_READDIRPLUS`.
     Readdirplus = 44,
+    /// `FUSE_LSEEK`.
     Lseek = 46,
+    /// `FUSE_COPY_FILE_RANGE`.
     CopyFileRange = 47,
+    /// `FUSE_TMPFILE`.
     Tmpfile = 51,
 }
 
@@ -194,6 +228,7 @@ impl RequestStats {
         self.counts[RING_SLOT].load(Ordering::Relaxed)
     }
 
+    /// Requests of opcode `op` so far.
     pub fn get(&self, op: Op) -> u64 {
         self.counts[op.opcode()].load(Ordering::Relaxed)
     }

@@ -24,11 +24,11 @@
 //! Replies from another thread (docs/DESIGN.md "Memory failure", rule 7): a request whose reply
 //! must wait for a kernel notification (a poison ioctl) is answered later by the notifier thread
 //! (`super::notify`), while the queue thread goes on serving. The filesystem keeps fuser's reply
-//! handle, which holds a clone of the entry's [`EntrySink`]: so when dispatch returns with the
+//! handle, which holds a clone of the entry's `EntrySink` (`uring/entry.rs`): so when dispatch returns with the
 //! entry unreplied and a second reference to its sink alive, the entry is *deferred*, not failed.
 //! Only the queue thread may submit to its ring (`IORING_SETUP_SINGLE_ISSUER`, and the SQ is not
 //! thread-safe), so a deferred reply is written into the entry's buffers by the replying thread
-//! under the entry's lock and the entry is handed back through the queue's [`Mailbox`]: its index
+//! under the entry's lock and the entry is handed back through the queue's `Mailbox`: its index
 //! on a list, then a write to an eventfd that the queue thread keeps a ring `READ` on; that
 //! completion makes the queue thread submit the `COMMIT_AND_FETCH`. The replying thread never
 //! waits for the queue thread, and the queue thread never waits for the replying one (it learns

@@ -93,19 +93,25 @@ impl Entry {
 /// A per-entry mark (used for writeback, as the kernel's `PAGECACHE_TAG_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mark {
+    /// Changed since the last writeback (`PAGECACHE_TAG_DIRTY`).
     Dirty = 0,
+    /// Selected for the writeback in progress (`PAGECACHE_TAG_TOWRITE`).
     Towrite = 1,
 }
 
 /// Errors from index writers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
+    /// An order above [`MAX_ORDER`].
     #[error("order {0} exceeds MAX_ORDER")]
     OrderTooLarge(u8),
+    /// No entry where the operation needs one.
     #[error("no entry at that index")]
     NotFound,
+    /// A split to an order not below the entry's.
     #[error("split order must be smaller than the entry's order")]
     BadSplitOrder,
+    /// A value above [`MAX_VALUE`].
     #[error("value {0:#x} exceeds MAX_VALUE (2^59 - 1)")]
     ValueTooLarge(u64),
 }

@@ -12,9 +12,19 @@ use crate::fs::{DaxFs, Ino};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
     /// File page `page` of inode `ino` maps the block through a DAX entry.
-    Mapped { ino: Ino, page: u64 },
+    Mapped {
+        /// The inode.
+        ino: Ino,
+        /// The file page.
+        page: u64,
+    },
     /// File page `page` of inode `ino` is poisoned and holds the block.
-    Poisoned { ino: Ino, page: u64 },
+    Poisoned {
+        /// The inode.
+        ino: Ino,
+        /// The file page.
+        page: u64,
+    },
     /// No file holds it (free, or file-system metadata).
     None,
 }

@@ -56,6 +56,7 @@ impl Allocator {
         a
     }
 
+    /// Whether block `b` is free.
     pub fn is_free(&self, b: u64) -> bool {
         b < self.total && self.bits[(b / 64) as usize] & (1u64 << (b % 64)) == 0
     }
@@ -81,6 +82,7 @@ impl Allocator {
         self.free += 1;
     }
 
+    /// Free blocks in the data area.
     pub fn free_blocks(&self) -> u64 {
         self.free
     }
@@ -92,6 +94,7 @@ impl Allocator {
     pub fn set_reserve(&mut self, n: u64) {
         self.reserve = n;
     }
+    /// Blocks in the data area.
     pub fn data_blocks(&self) -> u64 {
         self.total - self.data_start
     }

@@ -26,11 +26,13 @@ use super::layout::{
 /// An in-use inode as found on media.
 #[derive(Clone, Debug, Default)]
 pub struct LoadedInode {
+    /// Its record.
     pub rec: InodeRec,
     /// Extents in file order.
     pub extents: Vec<Extent>,
     /// Chain blocks holding the extents (when not inline).
     pub chain: Vec<u64>,
+    /// Extended attributes, name and value.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Directories: (slot, entry).
     pub dirents: Vec<(u64, Dirent)>,
@@ -54,11 +56,24 @@ pub enum Fix {
     /// Free the inode (its blocks return to the pool at the next open).
     ClearInode(u64),
     /// Empty the directory slot at this region offset.
-    DropDirent { off: u64 },
+    DropDirent {
+        /// The slot's region offset.
+        off: u64,
+    },
     /// Set the link count.
-    SetNlink { ino: u64, nlink: u32 },
+    SetNlink {
+        /// The inode.
+        ino: u64,
+        /// The link count the directories give it.
+        nlink: u32,
+    },
     /// Set a directory's parent.
-    SetParent { ino: u64, parent: u64 },
+    SetParent {
+        /// The directory.
+        ino: u64,
+        /// The directory that holds its entry.
+        parent: u64,
+    },
     /// Drop the inode's xattrs.
     DropXattrs(u64),
     /// Rewrite the bad-block table as empty.

@@ -74,6 +74,7 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// An empty transaction.
     pub fn new() -> Tx {
         Tx::default()
     }
@@ -82,6 +83,7 @@ impl Tx {
     pub fn write(&mut self, off: u64, data: &[u8]) {
         self.recs.push((off, data.to_vec()));
     }
+    /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
         self.recs.is_empty()
     }
@@ -154,6 +156,7 @@ impl JournalError {
 }
 
 impl Journal {
+    /// The journal of the region `sb` describes.
     pub fn new(sb: &Superblock) -> Journal {
         Journal {
             off: sb.journal_off(),

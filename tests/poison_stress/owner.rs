@@ -3,8 +3,8 @@
 //! lock, racing with the poisoner's file injections (which take no lock).
 //!
 //! What may differ from the model, and only where the model says so: a range including a page
-//! that may be poisoned may fail with `EIO` as a whole, stop short at the start of such a page
-//! (through the page cache, `dax=never`), or `SIGBUS` there through mmap; a write that failed
+//! that may be poisoned may fail with `EIO` as a whole, stop short at a page boundary before
+//! such a page (through the page cache, `dax=never`), or `SIGBUS` there through mmap; a write that failed
 //! that way leaves the pages it touched unknown until rewritten whole, punched, truncated away or
 //! found poisoned and cleared. Everything else must read exactly as the model.
 
@@ -18,6 +18,14 @@ use rand::Rng;
 use super::common::pattern;
 use super::mapper::{Mapping, SIGBUS_SEEN};
 use super::model::*;
+
+/// Whether a read or write of a range ending at `stop` may have stopped short at `end`: through
+/// the page cache (`dax=never`) it does so at a page boundary, before a page it could not read or
+/// at the start of the batch of pages whose `WRITE` failed, which holds a page that may be
+/// poisoned (the kernel sends a buffered write in batches that end at a partial page).
+fn short_ok(fm: &FileModel, end: u64, stop: u64) -> bool {
+    end % PAGE == 0 && fm.any_maybe(end / PAGE, stop.div_ceil(PAGE))
+}
 
 /// Reads `[off, off + len)` and compares it with the model (see the module comment). Return:
 /// whether it failed with `EIO` (allowed).
@@ -54,7 +62,7 @@ pub fn verify_range(
                     "file {fi}: read {n} bytes past the size {size} at {off}"
                 ));
             }
-            if n < want && !(end % PAGE == 0 && fm.is_maybe(end / PAGE)) {
+            if n < want && !short_ok(fm, end, off + want as u64) {
                 return Err(format!(
                     "file {fi}: short read: {n} of [{off}, +{len}) with size {size}"
                 ));
@@ -100,7 +108,7 @@ fn op_write(
             let end = off + n as u64;
             lk.apply_write(off, &buf[..n]);
             if (n as u64) < len {
-                if !(end % PAGE == 0 && lk.fm.is_maybe(end / PAGE)) {
+                if !short_ok(lk.fm, end, off + len) {
                     return Err(format!("file {fi}: short write {n} of [{off}, +{len})"));
                 }
                 lk.mark_unknown(end, off + len);

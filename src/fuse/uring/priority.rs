@@ -54,8 +54,11 @@ pub struct Watch {
 /// What the watchdog decided for one queue in one period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Starved: raise the queue thread to normal priority.
     Raise,
+    /// Calm for a while: back to `SCHED_IDLE`.
     Lower,
+    /// Leave it as it is.
     Keep,
 }
 
@@ -114,6 +117,7 @@ impl QueueState {
 }
 
 impl Watch {
+    /// A watchdog of `queues` ring queues, all at `SCHED_IDLE`.
     pub fn new(queues: usize) -> Watch {
         Watch {
             tids: (0..queues).map(|_| AtomicI32::new(NOT_STARTED)).collect(),
