@@ -30,8 +30,6 @@ pub mod index;
 #[allow(missing_docs)]
 pub mod ioctl;
 pub mod memory_failure;
-// The fields and variants of its wire and error types are not yet documented one by one.
-#[allow(missing_docs)]
 pub mod region;
 pub mod store;
 pub mod sync;

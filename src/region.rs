@@ -53,50 +53,102 @@ pub enum RegionKind {
 /// Errors from opening or accessing a region.
 #[derive(Debug, thiserror::Error)]
 pub enum RegionError {
+    /// An I/O error on the region (open, stat, lock).
     #[error("{path}: {source}")]
     Io {
+        /// The region path as given.
         path: PathBuf,
+        /// What the system call said.
         #[source]
         source: io::Error,
     },
+    /// Another process holds the region lock.
     #[error("{path}: region is in use (already mounted, or being checked); unmount it first")]
-    Busy { path: PathBuf },
+    Busy {
+        /// The region path as given.
+        path: PathBuf,
+    },
+    /// The region file does not exist and no size to create it was given.
     #[error("{path} does not exist; give --size to create a region file of that size")]
-    NeedSize { path: PathBuf },
+    NeedSize {
+        /// The region path as given.
+        path: PathBuf,
+    },
+    /// The region does not exist.
     #[error(
         "{path} does not exist: give a region made by `daxfs mkfs` (a file, /dev/pmemN or /dev/daxN.M)"
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// The region path as given.
+        path: PathBuf,
+    },
+    /// The region is smaller than a filesystem needs.
     #[error("{path}: size {} is too small (a region needs at least {})", human(*.size), human(*.min))]
-    TooSmall { path: PathBuf, size: u64, min: u64 },
+    TooSmall {
+        /// The region path as given.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The smallest size accepted.
+        min: u64,
+    },
+    /// The path is neither a regular file nor a block or DAX device.
     #[error(
         "{path} is not a daxfs region: a {what}, not a regular file, block device or DAX device"
     )]
-    BadKind { path: PathBuf, what: &'static str },
+    BadKind {
+        /// The region path as given.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// A character device that is not a device-DAX one.
     #[error(
         "{path} is not a daxfs region: a character device that is not a DAX device (/dev/daxN.M)"
     )]
-    NotDax { path: PathBuf },
+    NotDax {
+        /// The region path as given.
+        path: PathBuf,
+    },
+    /// `mmap` of the region failed.
     #[error("{path}: cannot map {}: {}", human(*.size), map_failure(.source))]
     Map {
+        /// The region path as given.
         path: PathBuf,
+        /// Bytes to map.
         size: u64,
+        /// What `mmap` said.
         source: io::Error,
     },
+    /// A region file could not be created at the size asked.
     #[error("{path}: cannot make a region file of {}: {}", human(*.size), create_failure(.source))]
     Create {
+        /// The region path as given.
         path: PathBuf,
+        /// The size asked.
         size: u64,
+        /// What the system said.
         source: io::Error,
     },
+    /// The filesystem holding a region file has no space for its blocks.
     #[error("{path}: the filesystem under the region has no space left for it ({source})")]
     NoSpace {
+        /// The region path as given.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
+    /// An access outside the mapped region (a caller bug; never undefined behaviour).
     #[error("region access [{off:#x}, +{len:#x}) is outside the region of {size:#x} bytes")]
-    OutOfRange { off: u64, len: u64, size: u64 },
+    OutOfRange {
+        /// First byte asked for.
+        off: u64,
+        /// Bytes asked for.
+        len: u64,
+        /// The region's size.
+        size: u64,
+    },
 }
 
 /// The smallest region we accept: enough for the superblock, journal and a few data blocks.

@@ -147,15 +147,7 @@ unsafe impl Sync for Locked {}
 
 pub static TABLES: Locked = Locked {
     lock: AtomicBool::new(false),
-    cell: UnsafeCell::new(Tables {
-        mounts: [MOUNT0; MAX_MOUNTS],
-        files: [FILE0; MAX_FILES],
-        maps: [MAP0; MAX_MAPS],
-        poison: [POISON0; POISON_RECORDS],
-        poison_next: 0,
-        next_id: 1,
-        revokes: 0,
-    }),
+    cell: UnsafeCell::new(Tables::empty()),
 };
 
 /// Direct mappings in the tables: 0 lets `munmap` & co. skip the lock.
@@ -200,6 +192,19 @@ impl Locked {
 }
 
 impl Tables {
+    /// Empty tables.
+    pub const fn empty() -> Tables {
+        Tables {
+            mounts: [MOUNT0; MAX_MOUNTS],
+            files: [FILE0; MAX_FILES],
+            maps: [MAP0; MAX_MAPS],
+            poison: [POISON0; POISON_RECORDS],
+            poison_next: 0,
+            next_id: 1,
+            revokes: 0,
+        }
+    }
+
     /// The index of the mapping containing `addr`.
     pub fn map_at(&self, addr: usize) -> Option<usize> {
         self.maps
@@ -335,5 +340,99 @@ impl Tables {
                 crate::lease::placeholder(m.start, m.len, prot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(start: usize, pages: usize, pgoff: u64, file: usize) -> Map {
+        Map {
+            start,
+            len: pages * 4096,
+            pgoff,
+            file,
+            prot: libc::PROT_READ,
+            shared: true,
+            ..MAP0
+        }
+    }
+
+    fn used(t: &Tables) -> Vec<(usize, usize, u64)> {
+        let mut v: Vec<_> = t
+            .maps
+            .iter()
+            .filter(|m| m.used)
+            .map(|m| (m.start, m.len / 4096, m.pgoff))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn forget_range_trims_splits_and_reports_the_last_mapping_of_a_file() {
+        let mut t = Box::new(Tables::empty());
+        t.files[0].used = true;
+        t.files[1].used = true;
+        t.add_map(map(0x10_0000, 16, 100, 0)).unwrap();
+        t.add_map(map(0x20_0000, 4, 0, 1)).unwrap();
+        assert_eq!(t.map_at(0x10_0000 + 5 * 4096), Some(0));
+        assert_eq!(t.map_at(0x10_0000 + 16 * 4096), None);
+        // A hole in the middle of the first mapping: head and tail, offsets kept.
+        let gone = t.forget_range(0x10_0000 + 4 * 4096, 2 * 4096);
+        assert!(gone.iter().all(|g| g.is_none()), "file 0 is still mapped");
+        assert_eq!(
+            used(&t),
+            vec![
+                (0x10_0000, 4, 100),
+                (0x10_0000 + 6 * 4096, 10, 106),
+                (0x20_0000, 4, 0)
+            ]
+        );
+        // The whole second mapping: its file has no mapping left.
+        let gone = t.forget_range(0x20_0000, 4 * 4096);
+        assert_eq!(gone.iter().flatten().copied().collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn split_at_keeps_file_offsets() {
+        let mut t = Box::new(Tables::empty());
+        t.add_map(map(0x40_0000, 8, 10, 0)).unwrap();
+        t.split_at(0x40_0000 + 3 * 4096);
+        t.split_at(0x40_0000); // at a boundary: nothing
+        assert_eq!(
+            used(&t),
+            vec![(0x40_0000, 3, 10), (0x40_0000 + 3 * 4096, 5, 13)]
+        );
+        let i = t.map_at(0x40_0000 + 4 * 4096).unwrap();
+        assert_eq!(t.maps[i].addr_of(15), 0x40_0000 + 5 * 4096);
+    }
+
+    #[test]
+    fn poison_lsb_follows_the_newest_revocation() {
+        let mut t = Box::new(Tables::empty());
+        assert_eq!(
+            t.poison_lsb(0, 5, 300),
+            12,
+            "found at mmap time: a PTE entry"
+        );
+        t.add_poison(0, 5, 0, 512);
+        assert_eq!(t.poison_lsb(0, 5, 256), 21, "a whole PMD entry was revoked");
+        assert_eq!(t.poison_lsb(0, 6, 256), 12, "another file");
+        assert_eq!(t.poison_lsb(1, 5, 256), 12, "another mount");
+        t.add_poison(0, 5, 258, 259);
+        assert_eq!(
+            t.poison_lsb(0, 5, 258),
+            12,
+            "the entry was split: a PTE one"
+        );
+        assert_eq!(
+            t.poison_lsb(0, 5, 256),
+            21,
+            "the older page keeps its record"
+        );
+        t.add_poison(0, 5, 1, 513);
+        assert_eq!(t.poison_lsb(0, 5, 10), 12, "512 pages, not PMD-aligned");
     }
 }

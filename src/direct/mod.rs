@@ -32,8 +32,6 @@ pub mod leases;
 pub mod seqpacket;
 pub mod server;
 pub mod service;
-// The fields and variants of its wire and error types are not yet documented one by one.
-#[allow(missing_docs)]
 pub mod wire;
 
 pub use leases::LeaseTable;

@@ -20,37 +20,58 @@ use crate::ioctl::Pod;
 /// Bytes of every message.
 pub const MSG_SIZE: usize = 64;
 
+/// Daemon → process, first: the token and the access granted.
 pub const WELCOME: u32 = 1;
+/// Daemon → process: unmap the range, then [`ACK`].
 pub const REVOKE: u32 = 2;
+/// Process → daemon: the revoked range no longer maps the old blocks.
 pub const ACK: u32 = 3;
+/// Process → daemon: a lease of a page range (a forked child's inherited mappings).
 pub const REGISTER: u32 = 4;
+/// Either way: answer [`SYNCED`] once every earlier message is handled.
 pub const SYNC: u32 = 5;
+/// The answer to [`SYNC`].
 pub const SYNCED: u32 = 6;
+/// Process → daemon: it no longer maps the file.
 pub const RELEASE: u32 = 7;
 
 /// [`REVOKE`] reasons (`crate::fs::layout::LayoutChange`).
 pub const REASON_TRUNCATE: u32 = 1;
+/// A hole was punched.
 pub const REASON_PUNCH: u32 = 2;
+/// Blocks were allocated into holes.
 pub const REASON_FILL: u32 = 3;
+/// The file grew (`arg` = the new size).
 pub const REASON_EXTEND: u32 = 4;
+/// Memory failure or its clearing.
 pub const REASON_INVALIDATE: u32 = 5;
 
 /// [`WELCOME`] access levels: what the process may open the region for.
 pub const ACCESS_READ: u64 = 1;
+/// May map for reading and writing.
 pub const ACCESS_RW: u64 = 3;
 
 /// One message.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Msg {
+    /// [`WELCOME`], [`REVOKE`], ...
     pub kind: u32,
+    /// A [`REVOKE`]'s reason (`REASON_*`).
     pub reason: u32,
+    /// Sequence number (the token in [`WELCOME`], the request id of [`SYNC`]).
     pub seq: u64,
+    /// The inode.
     pub ino: u64,
+    /// First page of the range.
     pub first: u64,
+    /// End of the range (exclusive), in pages.
     pub end: u64,
+    /// Per kind: access, file size or epoch.
     pub arg: u64,
+    /// Per kind: the holder id in [`WELCOME`].
     pub arg2: u64,
+    /// Zero: room for later fields.
     pub _pad: u64,
 }
 

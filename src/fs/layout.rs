@@ -29,13 +29,19 @@ use super::Ino;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutChange {
     /// The file was truncated to `size` bytes: pages from `size.div_ceil(4096)` on are gone.
-    Truncate { size: u64 },
+    Truncate {
+        /// The new size in bytes.
+        size: u64,
+    },
     /// A hole was punched: the pages' blocks are freed.
     Punch,
     /// Blocks were allocated into holes of the range (their zero pages are stale).
     Fill,
     /// The file grew to `size` bytes: pages that were past the end of the file are valid now.
-    Extend { size: u64 },
+    Extend {
+        /// The new size in bytes.
+        size: u64,
+    },
     /// Memory failure or its clearing changed the range (poison invalidation, `poison clear`).
     Invalidate,
 }
@@ -65,15 +71,29 @@ pub enum LayoutExtent {
     /// Pages `[page, +nr)` are region blocks `[block, +nr)`; `order` 9 when they are exactly one
     /// PMD entry, else 0.
     Data {
+        /// First file page.
         page: u64,
+        /// Pages.
         nr: u64,
+        /// Region block of the first page.
         block: u64,
+        /// The DAX entry order (9 or 0).
         order: u8,
     },
     /// Pages `[page, +nr)` are a hole.
-    Hole { page: u64, nr: u64 },
+    Hole {
+        /// First file page.
+        page: u64,
+        /// Pages.
+        nr: u64,
+    },
     /// Page `page` is poisoned (its bad block is `block`).
-    Poisoned { page: u64, block: u64 },
+    Poisoned {
+        /// The file page.
+        page: u64,
+        /// Its bad block.
+        block: u64,
+    },
 }
 
 impl LayoutExtent {

@@ -40,8 +40,6 @@ mod inode;
 mod inspect;
 mod io;
 mod itable;
-// The fields and variants of its wire and error types are not yet documented one by one.
-#[allow(missing_docs)]
 pub mod layout;
 mod lifecycle;
 mod names;
