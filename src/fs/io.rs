@@ -193,7 +193,7 @@ impl DataPath {
         // the range until the bytes are copied (new entries are created locked, below).
         let mut locks = inode.map.lock_range(first, last + 1)?;
         if inode.map.any_poisoned(first, last + 1) {
-            clear_poison_for_write(inode, &mut st, offset, end)?;
+            clear_poison_for_write(vol, inode, &mut st, offset, end)?;
         }
         allocate_for_write(vol, inode, &mut st, offset, end, &mut locks)?;
         copy_in(vol, &locks, offset, data)?;
@@ -325,7 +325,13 @@ fn gather(
 
 /// Writing over poisoned pages: a write covering a whole bad page remaps it to a fresh block
 /// (clearing the poison, as a pmem "clear error" does); a partial write gets `EIO`.
-fn clear_poison_for_write(inode: &Inode, st: &mut IState, offset: u64, end: u64) -> FsResult<()> {
+fn clear_poison_for_write(
+    vol: &Volume,
+    inode: &Inode,
+    st: &mut IState,
+    offset: u64,
+    end: u64,
+) -> FsResult<()> {
     let first = offset / BLOCK;
     let last = (end - 1) / BLOCK;
     let poisoned = inode.map.poisoned_in(first, last + 1);
@@ -337,7 +343,9 @@ fn clear_poison_for_write(inode: &Inode, st: &mut IState, offset: u64, end: u64)
     }
     for (p, _) in poisoned {
         // The bad block stays recorded (and out of the allocator); the page gets a fresh one.
-        inode.map.unpoison(p);
+        if let Some(b) = inode.map.unpoison(p) {
+            vol.release_bad(b, 1);
+        }
         st.map_dirty = true;
         st.dirty = true;
     }

@@ -48,6 +48,7 @@ mod namespace;
 mod privs;
 mod probe;
 mod rename;
+mod runs;
 mod shutdown;
 mod space;
 mod time;
