@@ -78,17 +78,25 @@ pub const fn ioc_dir(cmd: u32) -> u32 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DaxfsStat {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// Region size in bytes.
     pub region_size: u64,
+    /// Out: block size in bytes.
     pub block_size: u64,
+    /// Out: blocks in use.
     pub used_blocks: u64,
+    /// Out: free blocks.
     pub free_blocks: u64,
     /// Free, 2 MiB-aligned runs of 512 blocks.
     pub free_2m_runs: u64,
+    /// Out: inodes in use.
     pub inodes_used: u64,
+    /// Out: inodes the table holds.
     pub inodes_total: u64,
+    /// Out: blocks recorded bad.
     pub bad_blocks: u64,
 }
 
@@ -104,6 +112,7 @@ pub struct DaxfsMapping {
     pub flags: u32,
     /// 0 = PTE (4 KiB), 9 = PMD (2 MiB).
     pub order: u8,
+    /// Zero.
     pub _pad: [u8; 3],
 }
 
@@ -114,7 +123,9 @@ pub const MAPPINGS_PER_CALL: usize = 128;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaxfsMappings {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// In: report entries whose `file_index >= cursor`. Out: the cursor for the next call.
     pub cursor: u64,
@@ -122,6 +133,7 @@ pub struct DaxfsMappings {
     pub count: u32,
     /// Out: [`MORE`] when entries remain after this page.
     pub flags: u32,
+    /// Out: the entries, `count` of them valid.
     pub entries: [DaxfsMapping; MAPPINGS_PER_CALL],
 }
 
@@ -137,10 +149,13 @@ const POISON_KNOWN_FLAGS: u32 = POISON_BY_REGION;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DaxfsPoison {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// 0 or [`POISON_BY_REGION`].
     pub flags: u32,
+    /// Zero.
     pub _reserved: u32,
     /// Byte offset in the file or region.
     pub offset: u64,
@@ -169,13 +184,17 @@ pub const BADBLOCKS_PER_CALL: usize = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaxfsBadBlocks {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// In: report ranges with `region_offset >= cursor`. Out: the cursor for the next call.
     pub cursor: u64,
+    /// Out: valid entries in `entries`.
     pub count: u32,
     /// Out: [`MORE`].
     pub flags: u32,
+    /// Out: the ranges, `count` of them valid.
     pub entries: [DaxfsBadBlock; BADBLOCKS_PER_CALL],
 }
 
@@ -186,7 +205,9 @@ pub const REQ_STATS_SLOTS: usize = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaxfsReqStats {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// In: 0 (no flags defined yet; anything else is `EINVAL`).
     pub flags: u32,
@@ -238,13 +259,23 @@ pub const DAXFS_IOC_REQ_STATS: u32 = ioc(
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FsXattr {
+    /// `FS_XFLAG_*` bits.
     pub fsx_xflags: u32,
+    /// Extent size hint (daxfs: 0).
     pub fsx_extsize: u32,
+    /// Extents (out only).
     pub fsx_nextents: u32,
+    /// Project id (daxfs: 0).
     pub fsx_projid: u32,
+    /// CoW extent size hint (daxfs: 0).
     pub fsx_cowextsize: u32,
+    /// Zero.
     pub fsx_pad: [u8; 8],
 }
+/// `FS_IOC_GETFLAGS` = `_IOR('f', 1, long)` (the kernel's FUSE client sends it with an `int`).
+pub const FS_IOC_GETFLAGS: u32 = ioc(IOC_READ, b'f', 1, size_of::<libc::c_long>());
+/// `FS_IOC_SETFLAGS` = `_IOW('f', 2, long)`.
+pub const FS_IOC_SETFLAGS: u32 = ioc(IOC_WRITE, b'f', 2, size_of::<libc::c_long>());
 /// `FS_IOC_FSGETXATTR` = `_IOR('X', 31, struct fsxattr)`.
 pub const FS_IOC_FSGETXATTR: u32 = ioc(IOC_READ, b'X', 31, size_of::<FsXattr>());
 /// `FS_IOC_FSSETXATTR` = `_IOW('X', 32, struct fsxattr)`.

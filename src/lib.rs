@@ -26,8 +26,6 @@ pub mod fs;
 pub mod fuse;
 pub mod geometry;
 pub mod index;
-// The fields and variants of its wire and error types are not yet documented one by one.
-#[allow(missing_docs)]
 pub mod ioctl;
 pub mod memory_failure;
 pub mod region;

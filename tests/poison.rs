@@ -598,21 +598,21 @@ fn lock_then_walk_waits_for_a_sub_page_lock_and_handles_the_whole_pmd() {
     );
     assert!(inval.calls().is_empty());
     assert!(
-        fs.bad_blocks().is_empty(),
+        fs.bad_ranges().is_empty(),
         "recorded before the entry was locked"
     );
     drop(held);
     rx.recv_timeout(Duration::from_secs(10))
         .expect("injection never finished");
     let done = h.join().unwrap().unwrap();
-    assert_eq!(done.pages, vec![(a.ino, 300)]);
+    assert_eq!(done.pages, vec![(a.ino, 300, 1)]);
     // The whole 2 MiB entry was handled: invalidated as one range, split into PTE entries.
     assert_eq!(inval.calls(), vec![(a.ino, 0, 2 << 20)]);
     let m1 = dax.mappings();
     assert_eq!(m1.len(), 511);
     assert!(m1.iter().all(|m| m.order == 0 && !m.entry.is_locked()));
     assert!(!m1.iter().any(|m| m.index == 300));
-    assert_eq!(fs.bad_blocks(), vec![pmd0 + 300]);
+    assert_eq!(fs.bad_ranges(), vec![(pmd0 + 300, 1)]);
     let mut b = vec![0u8; PAGE as usize];
     assert_eq!(fs.read(a.ino, 300 * PAGE, &mut b), Err(Errno::EIO));
     fs.read(a.ino, 301 * PAGE, &mut b).unwrap();

@@ -152,7 +152,7 @@ impl InodeTable {
         for (at, bytes) in &recs {
             tx.write(*at, bytes);
         }
-        vol.commit_metadata(&tx)?;
+        vol.commit(tx)?;
         free.chunks.set(c);
         free.nums.extend(inos.map(|i| (i, 0)));
         Ok(())

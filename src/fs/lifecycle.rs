@@ -7,7 +7,6 @@
 //! read-write open. Close persists every inode and evicts unlinked ones; it runs once (also on
 //! drop).
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
@@ -22,14 +21,14 @@ use super::itable::InodeTable;
 use super::namespace::Namespace;
 use super::time::now_ns;
 use super::types::{FileKind, MkfsOptions, OpenOptions, RegionStat};
-use super::volume::Volume;
+use super::volume::{BadTableState, Volume};
 use crate::dax::DaxOptions;
 use crate::region::{Region, RegionError};
 use crate::store::ichunk::chunks_for;
 use crate::store::{
-    self, encode_badblocks, read_superblock, Allocator, ChunkMap, CorruptReason, Extent, Image,
-    InodeRec, Journal, JournalError, LoadedInode, Superblock, SuperblockError, BLOCK,
-    DIRENTS_PER_BLOCK, ICHUNK_INODES, INODE_SIZE,
+    self, badtable::encode_bad_table, read_superblock, Allocator, BadRanges, ChunkMap,
+    CorruptReason, Extent, Image, InodeRec, Journal, JournalError, LoadedInode, Superblock,
+    SuperblockError, BLOCK, DIRENTS_PER_BLOCK, ICHUNK_INODES, INODE_SIZE,
 };
 
 impl DaxFs {
@@ -83,13 +82,18 @@ impl DaxFs {
 
     /// The in-DRAM filesystem of a loaded, sound image.
     fn from_image(region: Region, img: Image, opts: &OpenOptions) -> DaxFs {
-        let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
+        let bad = BadTableState {
+            set: img.bad,
+            free: img.bad_free,
+            chain: img.bad_chain,
+            generation: img.bad_generation,
+        };
         let dax_opts = DaxOptions::with_bugs(opts.dax_bugs);
         let inodes = InodeTable::new(img.sb.inodes_total, img.ichunks, img.free_inodes, dax_opts);
         for (ino, li) in img.inodes {
             let extents = li.extents.clone();
             let inode = inodes.make(ino, inode_state(li));
-            map_extents(&inode, &extents, &bad);
+            map_extents(&inode, &extents, &bad.set);
             inodes.install(inode);
         }
         DaxFs {
@@ -194,7 +198,7 @@ fn write_empty_image(region: &Region, sb: &Superblock) -> Result<(), crate::Erro
     // Storage first: a full filesystem under a region file is an error here, not a SIGBUS.
     region.reserve(0, meta)?;
     region.zero(0, meta)?;
-    region.write_at(sb.badblk_off(), &encode_badblocks(&[]))?;
+    region.write_at(sb.badblk_off(), &encode_bad_table(&[], &[], 1).0)?;
     if sb.version >= 2 {
         let mut map = ChunkMap::empty(chunks_for(sb.inodes_total), sb.ichunk_off());
         map.set(0);
@@ -273,9 +277,9 @@ fn inode_state(li: LoadedInode) -> IState {
 }
 
 /// Maps a loaded inode's extents as DAX entries (PMD where a 2 MiB-aligned run backs a 2
-/// MiB-aligned range), then poisons its pages on bad blocks again (their entries split around
-/// them).
-fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BTreeSet<u64>) {
+/// MiB-aligned range), then poisons its pages on bad blocks again, a run at a time (their entries
+/// split around them).
+fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BadRanges) {
     let ino = inode.ino;
     for e in extents {
         let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
@@ -288,10 +292,14 @@ fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BTreeSet<u64>) {
             p += 1 << order;
             b += 1 << order;
         }
-        for &bb in bad.range(e.block..e.block + e.len) {
-            let _ = inode
+        for (bb, n) in bad.within(e.block, e.block + e.len) {
+            let first = e.page + (bb - e.block);
+            if let Err(err) = inode
                 .map
-                .poison_page(e.page + (bb - e.block), bb, || Ok(()));
+                .poison_range(first, first + n, |_, _| true, |_| Ok(()))
+            {
+                log::error!("daxfs: inode {ino}: cannot poison pages {first}+{n}: {err}");
+            }
         }
     }
 }

@@ -44,10 +44,13 @@ pub const DIRECT_READ_ONLY: u32 = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaxfsDirectInfo {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// Out: [`DIRECT_AVAILABLE`], [`DIRECT_INODE_DAX`], [`DIRECT_READ_ONLY`].
     pub flags: u32,
+    /// Zero.
     pub _reserved: u32,
     /// Out: the daemon's pid (the lease socket's peer).
     pub daemon_pid: u32,
@@ -55,6 +58,7 @@ pub struct DaxfsDirectInfo {
     pub region_kind: u32,
     /// Out: `st_dev` and `st_ino` of the region, to check that the path opens the same object.
     pub region_dev: u64,
+    /// Out: `st_ino` of the region.
     pub region_ino: u64,
     /// Out: region size in bytes.
     pub region_size: u64,
@@ -62,6 +66,7 @@ pub struct DaxfsDirectInfo {
     pub mount_id: u64,
     /// Out: valid bytes of `socket` and `region_path`.
     pub socket_len: u32,
+    /// Out: valid bytes of `region_path`.
     pub path_len: u32,
     /// Out: the lease socket's `sun_path` (an abstract name: starts with a NUL byte).
     pub socket: [u8; SOCKET_NAME_MAX],
@@ -91,6 +96,7 @@ pub const FMAP_POISONED: u32 = 3;
 pub struct DaxfsFmapExtent {
     /// First file page (4 KiB index).
     pub page: u64,
+    /// Pages in the extent.
     pub nr_pages: u64,
     /// Region byte offset of `page` ([`FMAP_DATA`], [`FMAP_POISONED`]); 0 for holes.
     pub region_offset: u64,
@@ -108,7 +114,9 @@ pub const FMAP_EXTENTS_PER_CALL: usize = 256;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaxfsFmap {
+    /// [`DAXFS_ABI_VERSION`].
     pub version: u32,
+    /// `size_of` this struct.
     pub size: u32,
     /// In: [`FMAP_LEASE`], [`FMAP_ALLOCATE`], [`FMAP_WRITE`].
     pub flags: u32,
@@ -121,6 +129,7 @@ pub struct DaxfsFmap {
     pub epoch: u64,
     /// In: the page range `[first, end)`.
     pub first: u64,
+    /// End of the page range (exclusive).
     pub end: u64,
     /// In: first page to report (`first` on the first call). Out: where the next call resumes.
     pub cursor: u64,
@@ -128,7 +137,9 @@ pub struct DaxfsFmap {
     pub file_size: u64,
     /// Out: [`super::MORE`] when extents remain after this page.
     pub out_flags: u32,
+    /// Zero.
     pub _reserved: u32,
+    /// Out: the extents, `count` of them valid, in file order.
     pub extents: [DaxfsFmapExtent; FMAP_EXTENTS_PER_CALL],
 }
 

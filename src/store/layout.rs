@@ -43,16 +43,11 @@ pub const DIRENT_SIZE: u64 = 272;
 pub const DIRENTS_PER_BLOCK: u64 = 15;
 /// Header bytes of an xattr block.
 pub const XATTR_HDR: usize = 16;
-/// Header bytes of the bad-block table.
-pub const BADBLK_HDR: usize = 16;
-/// Bad blocks the table can hold.
-pub const BADBLK_MAX: usize = (BLOCK as usize - BADBLK_HDR) / 8;
 /// Largest file size (2^44 bytes = 16 TiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
 const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
 const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
-const BADBLK_MAGIC: u32 = u32::from_le_bytes(*b"DXBB");
 
 pub fn get32(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
@@ -583,39 +578,6 @@ pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, DecodeError> {
     Ok(out)
 }
 
-/// Encodes the bad-block table.
-///
-/// ```text
-/// 0 magic "DXBB"  4 crc32c of [8, 16 + 8 * count)  8 count u32  12 reserved  16.. blocks u64
-/// ```
-pub fn encode_badblocks(blocks: &[u64]) -> Vec<u8> {
-    let n = blocks.len().min(BADBLK_MAX);
-    let mut b = vec![0u8; BADBLK_HDR + n * 8];
-    put32(&mut b, 0, BADBLK_MAGIC);
-    put32(&mut b, 8, n as u32);
-    for (i, &x) in blocks[..n].iter().enumerate() {
-        put64(&mut b, BADBLK_HDR + i * 8, x);
-    }
-    let crc = crc32c::crc32c(&b[8..]);
-    put32(&mut b, 4, crc);
-    b
-}
-
-/// Decodes the bad-block table.
-pub fn decode_badblocks(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
-    if get32(b, 0) != BADBLK_MAGIC {
-        return Err(DecodeError::BadTableMagic);
-    }
-    let n = get32(b, 8) as usize;
-    if n > BADBLK_MAX {
-        return Err(DecodeError::BadTableCount);
-    }
-    if crc32c::crc32c(&b[8..BADBLK_HDR + n * 8]) != get32(b, 4) {
-        return Err(DecodeError::BadTableChecksum);
-    }
-    Ok((0..n).map(|i| get64(b, BADBLK_HDR + i * 8)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,7 +659,5 @@ mod tests {
         assert_eq!(decode_xattrs(&e).unwrap(), big);
         let too_big = vec![(b"user.a".to_vec(), vec![0u8; 65537])];
         assert!(encode_xattrs(&too_big).is_none());
-        let bb = encode_badblocks(&[3, 4]);
-        assert_eq!(decode_badblocks(&bb).unwrap(), vec![3, 4]);
     }
 }
