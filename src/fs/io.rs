@@ -19,6 +19,7 @@ use super::atime::AtimePolicy;
 use super::attrs::{drop_mode_bits, kill_suid};
 use super::commit::{commit_inode, persist_data};
 use super::filemap::{RangeLock, PMD_PAGES};
+use super::iflags;
 use super::inode::{IState, Inode};
 use super::privs;
 use super::space::{fill_range, init_uninit, trim_prealloc, truncate_locked};
@@ -85,7 +86,11 @@ impl DataPath {
     /// on a read-only filesystem; `O_TRUNC` truncates a regular file (durable on return).
     pub(super) fn open(&self, vol: &Volume, inode: &Inode, flags: i32, ctx: &Ctx) -> FsResult<u64> {
         let acc = flags & libc::O_ACCMODE;
-        let kind = inode.state.read().kind();
+        let (kind, iflag) = {
+            let st = inode.state.read();
+            (st.kind(), st.rec.flags)
+        };
+        iflags::may_open(iflag, flags)?;
         if acc != libc::O_RDONLY {
             vol.writable()?;
             if kind == FileKind::Directory {
@@ -175,6 +180,7 @@ impl DataPath {
         vol.writable()?;
         let mut st = inode.state.write();
         st.require_regular(Errno::EINVAL)?;
+        iflags::may_write(st.rec.flags, offset, st.rec.size)?;
         if data.is_empty() {
             return Ok((0, false));
         }
@@ -417,6 +423,11 @@ pub(super) fn copy_file_range(
             FileKind::Directory => return Err(Errno::EISDIR),
             _ => return Err(Errno::EINVAL),
         }
+    }
+    {
+        let st = inodes.get(ino_out)?;
+        let st = st.state.read();
+        iflags::may_write(st.rec.flags, off_out, st.rec.size)?;
     }
     if ino_in == ino_out
         && off_in < off_out.saturating_add(len)

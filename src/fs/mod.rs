@@ -36,6 +36,7 @@ mod dirents;
 mod file_layout;
 pub mod filemap;
 mod fsck;
+pub mod iflags;
 mod inode;
 mod inspect;
 mod io;
