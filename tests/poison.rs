@@ -1060,3 +1060,41 @@ fn stress_io_uring_dax_always() {
 fn stress_io_uring_dax_never() {
     stress(true, "never");
 }
+
+#[test]
+fn poison_list_coalesces_like_sysfs_and_json_has_offset_and_length() {
+    require_fuse!();
+    let r = Region::new("32M");
+    let m = r.mount("");
+    let list_text = || daxfs_ok([OsStr::new("poison"), "list".as_ref(), m.mnt.as_os_str()]);
+    assert_eq!(
+        list_text(),
+        "",
+        "an empty list through a pipe prints nothing"
+    );
+    let f = m.p("one-page");
+    fs::write(&f, pattern(9, PAGE as usize)).unwrap();
+    let b = block_of(&f, 0);
+    // The file's block and the next one (free or another owner's): two owners, one bad range.
+    daxfs_ok([
+        OsStr::new("poison"),
+        "inject".as_ref(),
+        "--region".as_ref(),
+        m.mnt.as_os_str(),
+        "--offset".as_ref(),
+        (b * PAGE).to_string().as_ref(),
+        "--len".as_ref(),
+        (2 * PAGE).to_string().as_ref(),
+    ]);
+    let list = list_json(&m.mnt);
+    assert_eq!(list.len(), 2, "one entry per owner: {list:?}");
+    assert_eq!(list[0]["offset"], serde_json::json!(b * PAGE));
+    assert_eq!(list[0]["length"], serde_json::json!(PAGE));
+    assert_eq!(list[0]["file_offset"], serde_json::json!(0));
+    assert_eq!(list[1]["offset"], serde_json::json!((b + 1) * PAGE));
+    assert_eq!(
+        list_text(),
+        format!("{} 16\n", b * 8),
+        "sysfs format: adjacent ranges are one line"
+    );
+}

@@ -170,7 +170,7 @@ impl Namespace {
         if pdir.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        let (ino, gen) = inodes.take_free()?;
+        let (ino, gen) = inodes.take_free(vol)?;
         let t = now_ns();
         let default = pst.xattrs.iter().find(|(k, _)| k == acl::DEFAULT);
         let inherited = acl::inherit(

@@ -87,6 +87,9 @@ pub enum LayoutError {
     /// The bad-block table is not where this format puts it.
     #[error("bad-block table location")]
     BadTableLocation,
+    /// The inode-chunk map is not of the size this format gives it.
+    #[error("inode-chunk map location")]
+    ChunkMapLocation,
     /// An inode count below 2 or absurdly large.
     #[error("inode count {0}")]
     InodeCount(u64),
@@ -162,6 +165,13 @@ pub enum CorruptReason {
     /// The bad-block table is damaged.
     #[error("{0}")]
     BadTable(DecodeError),
+    /// The inode-chunk map (which parts of the inode table hold inodes) is damaged. Not
+    /// repairable: which chunks hold inodes cannot be told from the table's bytes alone.
+    #[error(
+        "{0}; the inodes cannot be located without it, so neither mount nor `daxfs fsck --repair` \
+         can use this region (restore it from a backup)"
+    )]
+    ChunkMap(crate::store::ichunk::ChunkMapError),
     /// The bad-block table's ranges are not sorted and disjoint, or one is empty.
     #[error("bad-block table range [{first}, +{count}) overlaps or precedes the one before it, or is empty")]
     BadTableOrder {
@@ -394,6 +404,7 @@ impl CorruptReason {
                 | CorruptReason::Layout(_)
                 | CorruptReason::Truncated { .. }
                 | CorruptReason::Journal(_)
+                | CorruptReason::ChunkMap(_)
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Reading and checking the whole on-media image: the one loader behind `open` and `fsck`.
 //!
-//! [`Image::load`] walks the inode table, every block map (inline extents and chain blocks), xattr
+//! [`Image::load`] reads the inode-chunk map, walks the chunks of the inode table it marks (all of
+//! a version-1 table; nothing else of the table is touched), every block map (inline extents and chain blocks), xattr
 //! blocks, directories and the bad-block table, rebuilds the allocator, and records every
 //! inconsistency as a [`Problem`] with the [`Fix`] that repair applies. `open` refuses a region
 //! with any *fatal* problem (naming the first one); fsck lists them all. Non-fatal problems (wrong
@@ -16,6 +17,7 @@ use crate::region::{Region, RegionError};
 use super::alloc::Allocator;
 use super::badtable::{decode_bad_chain, decode_bad_table, BadRanges, BadTable};
 use super::corrupt::{CorruptReason, DecodeError};
+use super::ichunk::{chunks_for, ChunkMap, ICHUNK_INODES};
 use super::kind::FileKind;
 use super::layout::{
     decode_chain, decode_xattrs, dirent_off, xattr_blocks, Dirent, Extent, InodeRec, Superblock,
@@ -103,8 +105,10 @@ pub struct Image {
     pub sb: Superblock,
     /// In-use inodes that passed every check.
     pub inodes: BTreeMap<u64, LoadedInode>,
-    /// Free inode numbers with the generation of their last use.
+    /// Free inode numbers (in chunks in use) with the generation of their last use.
     pub free_inodes: Vec<(u64, u64)>,
+    /// Which chunks of the inode table are in use.
+    pub ichunks: ChunkMap,
     /// The bad blocks the table lists (inside the data area).
     pub bad: BadRanges,
     /// The bad blocks no file or metadata structure claims.
@@ -159,6 +163,7 @@ impl Image {
     pub fn load(region: &Region, sb: Superblock) -> Image {
         let mut img = Image {
             alloc: Allocator::new(sb.data_start, sb.total_blocks),
+            ichunks: ChunkMap::all_used(chunks_for(sb.inodes_total)),
             sb,
             inodes: BTreeMap::new(),
             free_inodes: Vec::new(),
@@ -170,6 +175,9 @@ impl Image {
             problems: Vec::new(),
         };
         img.load_badblocks(region);
+        if !img.load_chunk_map(region) {
+            return img;
+        }
         img.load_inodes(region);
         img.load_maps(region);
         img.load_dirs(region);
@@ -249,6 +257,29 @@ impl Image {
         }
     }
 
+    /// Reads the inode-chunk map of a version-2 region (a version-1 table is in use whole).
+    /// Returns false when it is damaged: nothing else can be loaded then.
+    fn load_chunk_map(&mut self, region: &Region) -> bool {
+        if self.sb.version < 2 {
+            return true;
+        }
+        let mut b = vec![0u8; (self.sb.ichunk_blocks * BLOCK) as usize];
+        let chunks = chunks_for(self.sb.inodes_total);
+        let read = region.read_at(self.sb.ichunk_off(), &mut b);
+        match read.map(|()| ChunkMap::decode(chunks, self.sb.ichunk_off(), &b)) {
+            Ok(Ok(m)) => {
+                self.ichunks = m;
+                true
+            }
+            Ok(Err(e)) => {
+                self.problem(Fix::None, CorruptReason::ChunkMap(e));
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Decodes every record of the chunks in use.
     /// Follows the bad-block table's range chain from `next`, appending its ranges to `out`.
     fn load_bad_chain(
         &mut self,
@@ -276,20 +307,19 @@ impl Image {
     }
 
     fn load_inodes(&mut self, region: &Region) {
-        let per_chunk = 1024u64;
-        let mut buf = vec![0u8; (per_chunk * INODE_SIZE) as usize];
-        let mut ino = 1;
-        while ino <= self.sb.inodes_total {
-            let n = per_chunk.min(self.sb.inodes_total + 1 - ino);
-            let b = &mut buf[..(n * INODE_SIZE) as usize];
-            if region.read_at(self.sb.inode_off(ino), b).is_err() {
+        let mut buf = vec![0u8; (ICHUNK_INODES * INODE_SIZE) as usize];
+        let used: Vec<u64> = self.ichunks.used().collect();
+        for c in used {
+            let first = (c * ICHUNK_INODES).max(1);
+            let end = ((c + 1) * ICHUNK_INODES).min(self.sb.inodes_total + 1);
+            let b = &mut buf[..((end - first) * INODE_SIZE) as usize];
+            if region.read_at(self.sb.inode_off(first), b).is_err() {
                 break;
             }
-            for k in 0..n {
+            for k in 0..end - first {
                 let rb = &b[(k * INODE_SIZE) as usize..((k + 1) * INODE_SIZE) as usize];
-                self.load_record(ino + k, rb);
+                self.load_record(first + k, rb);
             }
-            ino += n;
         }
         match self.inodes.get(&1) {
             Some(r) if r.rec.kind() == Some(FileKind::Directory) => {}

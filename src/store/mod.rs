@@ -8,7 +8,8 @@
 //! | 0 | superblock: magic `DAXFS\0sb`, version, region size, layout fields, crc32c |
 //! | 1 .. 17 | metadata journal (16 blocks): header + redo records ([`journal`]) |
 //! | 17 | bad-block table: bad ranges `(first block, count)`, 252 inline, the rest in a chain of range blocks in the data area ([`badtable`]) |
-//! | 18 .. 18+I | inode table: 256-byte records, each with its own crc32c; record 0 unused, inode 1 = root |
+//! | 18 .. 18+M | inode-chunk map (version 2): one bit per 512-record chunk of the inode table in use ([`ichunk`]) |
+//! | 18+M .. 18+M+I | inode table: 256-byte records, each with its own crc32c; record 0 unused, inode 1 = root; only chunks marked in the map are ever read |
 //! | data_start .. | data area: file data, directory blocks, block-map chain blocks, xattr blocks, symlink targets |
 //!
 //! - **Block maps**: an inode holds up to 4 extents `(file page, region block, length)` inline;
@@ -39,6 +40,7 @@
 pub mod alloc;
 pub mod badtable;
 pub mod corrupt;
+pub mod ichunk;
 pub mod image;
 pub mod journal;
 pub mod kind;
@@ -49,6 +51,7 @@ pub mod layout;
 pub use alloc::Allocator;
 pub use badtable::{BadRanges, BadTable};
 pub use corrupt::{CorruptReason, DecodeError, JournalDamage, LayoutError};
+pub use ichunk::{ChunkMap, ChunkMapError, ICHUNK_INODES};
 pub use image::{read_superblock, Fix, Image, LoadedInode, Problem, SuperblockError};
 pub use journal::{Journal, JournalError, Tx};
 pub use kind::FileKind;
