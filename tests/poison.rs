@@ -651,10 +651,13 @@ fn range_maybe(maybe: &Maybe, file: usize, first: u64, end: u64) -> bool {
         .is_some_and(|s| s.range(first..end).next().is_some())
 }
 
-/// Whether a short read or write that ended at byte `at` of file `file` stopped at the start of
-/// a page that may be poisoned.
-fn short_at_maybe(maybe: &Maybe, file: usize, at: u64) -> bool {
-    at % PAGE == 0 && range_maybe(maybe, file, at / PAGE, at / PAGE + 1)
+/// Whether a short read or write of file `file` that ended at byte `at` of a request ending at
+/// `stop` is explained by poison (a read passes `stop = at + 1`: it stops right at the page).
+/// Through the page cache the kernel sends a buffered write in batches, and when a later batch
+/// fails with `EIO` (it covers a poisoned page in part) the write returns the bytes of the batches
+/// before it, so it stops at a page boundary before the poisoned page, not necessarily right at it.
+fn short_at_maybe(maybe: &Maybe, file: usize, at: u64, stop: u64) -> bool {
+    at % PAGE == 0 && range_maybe(maybe, file, at / PAGE, stop.div_ceil(PAGE))
 }
 
 fn stress_op(
@@ -692,7 +695,9 @@ fn stress_op(
                     }
                     // Through the page cache (dax=never) a read stops short at a poisoned page
                     // (the kernel returns what it copied before the failed page).
-                    if n as u64 != len && !short_at_maybe(maybe, fi, off + n as u64) {
+                    if n as u64 != len
+                        && !short_at_maybe(maybe, fi, off + n as u64, off + n as u64 + 1)
+                    {
                         return Err(format!("{fi}: short read {n} of [{off}, +{len})"));
                     }
                 }
@@ -726,9 +731,9 @@ fn stress_op(
                     }
                     sh.data[off as usize..end].copy_from_slice(&buf);
                 }
-                Ok(n) if short_at_maybe(maybe, fi, off + n as u64) => {
-                    // Through the page cache (dax=never) a write stops short before a poisoned
-                    // page it covers in part (the kernel cannot read that page to fill it in).
+                Ok(n) if short_at_maybe(maybe, fi, off + n as u64, off + len) => {
+                    // Through the page cache (dax=never) a write stops short at a page boundary
+                    // before a poisoned page it covers in part (see short_at_maybe).
                     let end = off as usize + n;
                     if sh.data.len() < end {
                         sh.data.resize(end, 0);
