@@ -272,6 +272,10 @@ pub struct FsXattr {
     /// Zero.
     pub fsx_pad: [u8; 8],
 }
+/// `FS_IOC_GETFLAGS` = `_IOR('f', 1, long)` (the kernel's FUSE client sends it with an `int`).
+pub const FS_IOC_GETFLAGS: u32 = ioc(IOC_READ, b'f', 1, size_of::<libc::c_long>());
+/// `FS_IOC_SETFLAGS` = `_IOW('f', 2, long)`.
+pub const FS_IOC_SETFLAGS: u32 = ioc(IOC_WRITE, b'f', 2, size_of::<libc::c_long>());
 /// `FS_IOC_FSGETXATTR` = `_IOR('X', 31, struct fsxattr)`.
 pub const FS_IOC_FSGETXATTR: u32 = ioc(IOC_READ, b'X', 31, size_of::<FsXattr>());
 /// `FS_IOC_FSSETXATTR` = `_IOW('X', 32, struct fsxattr)`.

@@ -338,7 +338,14 @@ fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
         bad = fs.file_block(a.ino, 700).unwrap().unwrap();
         // Recording the bad block poisons page 700: its PMD entry is split around it (the
         // poisoned page has no entry), so there is nothing left for split_pmd to split.
-        fs.add_bad_block(bad).unwrap();
+        daxfs::memory_failure::inject_region(
+            &fs,
+            (bad) * 4096,
+            4096,
+            &daxfs::memory_failure::NoInvalidate,
+        )
+        .map(|_| ())
+        .unwrap();
         assert!(!fs.split_pmd(a.ino, 700).unwrap());
         assert!(fs.split_pmd(a.ino, 10).unwrap());
         assert!(!fs.split_pmd(a.ino, 10).unwrap());
@@ -360,5 +367,5 @@ fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
         "the bad run was merged back into a PMD entry"
     );
     assert_eq!(m[0].order, 9, "the clean run is a PMD entry again");
-    assert_eq!(fs.bad_blocks(), vec![bad]);
+    assert_eq!(fs.bad_ranges(), vec![(bad, 1)]);
 }

@@ -118,7 +118,14 @@ fn layout_reports_data_holes_poison_and_stops_at_eof() {
         .is_empty());
 
     // A poisoned page shows as such; the PMD entry around it is split.
-    fs.add_bad_block(b0 + 300).unwrap();
+    daxfs::memory_failure::inject_region(
+        &fs,
+        (b0 + 300) * 4096,
+        4096,
+        &daxfs::memory_failure::NoInvalidate,
+    )
+    .map(|_| ())
+    .unwrap();
     let l = layout(&fs, ino, 0, 512, LayoutRequest::default());
     assert_eq!(
         l.extents,

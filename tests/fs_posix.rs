@@ -803,8 +803,15 @@ fn bad_blocks_api_and_reverse_map() {
         }
     );
     assert_eq!(fs.block_owner(0), BlockOwner::Layout);
-    fs.add_bad_block(b1).unwrap();
-    assert_eq!(fs.bad_blocks(), vec![b1]);
+    daxfs::memory_failure::inject_region(
+        &fs,
+        (b1) * 4096,
+        4096,
+        &daxfs::memory_failure::NoInvalidate,
+    )
+    .map(|_| ())
+    .unwrap();
+    assert_eq!(fs.bad_ranges(), vec![(b1, 1)]);
     assert_eq!(fs.region_stat().bad_blocks, 1);
     // The range including the bad page fails as a whole; the other page is fine.
     assert_eq!(fs.read(a.ino, 0, &mut [0u8; 8192]), Err(Errno::EIO));
@@ -815,10 +822,14 @@ fn bad_blocks_api_and_reverse_map() {
     assert_ne!(fs.file_block(a.ino, 1).unwrap(), Some(b1));
     assert_eq!(fs.block_owner(b1), BlockOwner::Free);
     fs.fsync(a.ino, false).unwrap();
-    assert_eq!(fs.add_bad_block(0), Err(Errno::EINVAL));
+    assert_eq!(
+        daxfs::memory_failure::inject_region(&fs, 0, 4096, &daxfs::memory_failure::NoInvalidate)
+            .map(|_| ()),
+        Err(Errno::EINVAL)
+    );
     fs.close().unwrap();
     let fs = open(&t.path);
-    assert_eq!(fs.bad_blocks(), vec![b1]);
+    assert_eq!(fs.bad_ranges(), vec![(b1, 1)]);
     // The allocator never hands the bad block out.
     let (b, _) = fs.create(ROOT_INO, n("g"), 0o644, 0, &root()).unwrap();
     fs.write(b.ino, 0, &vec![1u8; 8 << 20], &root()).unwrap();
@@ -827,9 +838,21 @@ fn bad_blocks_api_and_reverse_map() {
         .unwrap()
         .iter()
         .all(|m| !(m.region_block..m.region_block + (1 << m.order)).contains(&b1)));
-    fs.remove_bad_block(b1).unwrap();
-    assert_eq!(fs.remove_bad_block(b1), Err(Errno::ENOENT));
-    assert!(fs.bad_blocks().is_empty());
+    let clear = |fs: &DaxFs| {
+        daxfs::memory_failure::clear_region(
+            fs,
+            b1 * 4096,
+            4096,
+            &daxfs::memory_failure::NoInvalidate,
+        )
+    };
+    assert_eq!(clear(&fs), Ok(1));
+    assert_eq!(
+        clear(&fs),
+        Ok(0),
+        "clearing a block that is not bad clears nothing"
+    );
+    assert!(fs.bad_ranges().is_empty());
 }
 
 #[test]

@@ -538,6 +538,8 @@ fn poison(cmd: PoisonCmd) -> CmdResult {
                         serde_json::json!({
                             "sector": b.region_offset / 512,
                             "count": b.len / 512,
+                            "offset": b.region_offset,
+                            "length": b.len,
                             "region_offset": b.region_offset,
                             "len": b.len,
                             "ino": (b.ino != 0).then_some(b.ino),
@@ -547,9 +549,21 @@ fn poison(cmd: PoisonCmd) -> CmdResult {
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
+            } else if bad.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // A pipe keeps the sysfs format (nothing at all); a person gets a sentence.
+                println!("no bad blocks");
             } else {
+                // Coalesced as /sys/block/pmemX/badblocks prints them: adjacent ranges of
+                // different owners are one line.
+                let mut lines: Vec<(u64, u64)> = Vec::new();
                 for b in &bad {
-                    println!("{} {}", b.region_offset / 512, b.len / 512);
+                    match lines.last_mut() {
+                        Some((s, n)) if *s + *n == b.region_offset => *n += b.len,
+                        _ => lines.push((b.region_offset, b.len)),
+                    }
+                }
+                for (s, n) in lines {
+                    println!("{} {}", s / 512, n / 512);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -199,8 +199,14 @@ impl DaxEntryGuard {
     ///
     /// Return: `Err(BadOrder)` if the entry is not a PMD entry (it stays locked by the guard,
     /// which is then dropped and unlocks it); `Err(OutOfEntry)` for a hole outside it.
-    pub fn split_and_unlock(mut self, hole: Option<u64>) -> Result<(), DaxError> {
-        match self.mapping.split_locked(self.index, self.order, hole) {
+    pub fn split_and_unlock(self, hole: Option<u64>) -> Result<(), DaxError> {
+        self.split_and_unlock_holes(hole.map_or(0..0, |h| h..h + 1))
+    }
+
+    /// As [`Self::split_and_unlock`], leaving every page of `holes` without entry (poisoned
+    /// pages; an empty range leaves none). `Err(OutOfEntry)` when `holes` is not inside the entry.
+    pub fn split_and_unlock_holes(mut self, holes: std::ops::Range<u64>) -> Result<(), DaxError> {
+        match self.mapping.split_locked(self.index, self.order, holes) {
             Ok(()) => {
                 self.done = true;
                 Ok(())

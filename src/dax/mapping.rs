@@ -691,15 +691,13 @@ impl DaxMapping {
         &self,
         start: u64,
         order: u8,
-        hole: Option<u64>,
+        hole: std::ops::Range<u64>,
     ) -> Result<(), DaxError> {
         if order != PMD_ORDER {
             return Err(DaxError::BadOrder(order));
         }
-        if let Some(h) = hole {
-            if !(start..start + PMD_PAGES).contains(&h) {
-                return Err(DaxError::OutOfEntry(h));
-            }
+        if !hole.is_empty() && (hole.start < start || hole.end > start + PMD_PAGES) {
+            return Err(DaxError::OutOfEntry(hole.start));
         }
         let mut g = self.inner.index.lock();
         let cur = Self::locked_at(&g, start, Some((start, order)))?;
@@ -708,7 +706,7 @@ impl DaxMapping {
         let flags = held.flags() & !(DAX_PMD | DAX_LOCKED);
         for i in 0..PMD_PAGES {
             let at = start + i;
-            if hole == Some(at) {
+            if hole.contains(&at) {
                 g.erase(at);
                 if let (Some(p), true) = (&self.inner.pages, held.has_block()) {
                     p.disassociate(held.block() + i, 1);

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use nix::errno::Errno;
 
 use super::commit::commit_inode;
+use super::iflags;
 use super::inode::{IState, Inode};
 use super::privs;
 use super::space::truncate_locked;
@@ -67,6 +68,13 @@ pub(super) fn drop_mode_bits(st: &mut IState, bits: u32) -> bool {
 /// `setattr`: size, owner, mode and times in that order, one transaction.
 pub(super) fn setattr(vol: &Volume, inode: &Inode, set: &SetAttr, ctx: &Ctx) -> FsResult<Attr> {
     let mut st = inode.state.write();
+    let explicit = set.mode.is_some()
+        || set.uid.is_some()
+        || set.gid.is_some()
+        || set.size.is_some()
+        || matches!(set.atime, Some(TimeSet::At(_)))
+        || matches!(set.mtime, Some(TimeSet::At(_)));
+    iflags::may_setattr(st.rec.flags, explicit)?;
     let t = now_ns();
     let mut tx = Tx::new();
     if let Some(size) = set.size {
@@ -134,13 +142,15 @@ fn set_times(inode: &Inode, st: &mut IState, set: &SetAttr, t: i64) {
     st.rec.ctime = set.ctime.map_or(t, from_time);
 }
 
-/// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`, e.g. `FS_XFLAG_DAX`); only the
-/// owner or root may (`EPERM`). Durable on return.
+/// Sets the per-inode flags (`FS_IOC_FSSETXATTR`'s `fsx_xflags`: `iflags::SETTABLE`); only the
+/// owner or root may, and only root changes immutable or append-only (`EPERM`). Durable on
+/// return.
 pub(super) fn set_flags(vol: &Volume, inode: &Inode, flags: u32, ctx: &Ctx) -> FsResult<Attr> {
     let mut st = inode.state.write();
     if ctx.uid != 0 && ctx.uid != st.rec.uid {
         return Err(Errno::EPERM);
     }
+    iflags::check_change(st.rec.flags, flags, ctx.uid == 0)?;
     st.rec.flags = flags;
     st.rec.ctime = now_ns();
     commit_inode(vol, Tx::new(), inode, &mut st)?;

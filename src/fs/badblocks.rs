@@ -1,12 +1,14 @@
-//! Bad blocks and the memory-failure hooks: the persistent bad-block table and what the
-//! `memory_failure` module needs from the filesystem (inode, reverse map, data area, clearing).
+//! What the `memory_failure` module needs from the filesystem: the live inode, the reverse map,
+//! the data area, the durable bad-block record (ranges, `Volume::record_bad`) and turning
+//! poisoned pages into holes. Nothing here unmaps from the kernel: `crate::memory_failure` owns
+//! inject and clear and calls these crate-private hooks; the only public part is the read-only
+//! list of bad ranges.
 //!
-//! Rules: the table is rewritten whole in one journal transaction (durable on return); a block is
-//! recorded before its page reports `EIO` (docs/DESIGN.md, "Memory failure"). Locks: the
-//! bad-block set (write) → the journal → the allocator mutex, all leaves, so recording is
-//! callable with a DAX entry locked.
+//! Rules: a block is recorded before its page reports `EIO` (docs/DESIGN.md, "Memory failure");
+//! a record change is one copy-on-write table update (all of it or none, durable on return).
+//! Locks: the bad-block set (write) → the journal and the allocator (leaves), so recording is
+//! callable with DAX entries locked; clearing takes the inode rwsem with no entry lock held.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -15,9 +17,9 @@ use super::commit::commit_inode;
 use super::daxfs::DaxFs;
 use super::filemap::Rmap;
 use super::inode::Inode;
-use super::types::{BlockOwner, Ino};
+use super::types::Ino;
 use super::FsResult;
-use crate::store::{encode_badblocks, Tx, BADBLK_MAX};
+use crate::store::Tx;
 
 impl DaxFs {
     /// Memory failure: the live inode `ino`.
@@ -36,104 +38,62 @@ impl DaxFs {
         (sb.data_start, sb.total_blocks)
     }
 
-    /// `poison clear` of file page `page`: the page becomes a hole (its data is lost and reads as
-    /// zeros), durable on return. Return: the bad block it held, if it was poisoned.
+    /// `poison clear` of the poisoned pages of `[first, end)` of `ino`: they become holes (their
+    /// data is lost and reads as zeros), durable on return (one commit). Return: the bad blocks
+    /// they held, as `(page, block, count)` runs.
     ///
     /// Context: takes the inode rwsem exclusive (no entry lock held by the caller).
-    pub(crate) fn mf_clear_page(&self, ino: Ino, page: u64) -> FsResult<Option<u64>> {
+    pub(crate) fn mf_clear_pages(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+    ) -> FsResult<Vec<(u64, u64, u64)>> {
         self.vol.writable()?;
         let inode = self.inodes.get(ino)?;
         let mut st = inode.state.write();
-        let Some(b) = inode.map.unpoison(page) else {
-            return Ok(None);
-        };
+        let runs = inode.map.unpoison_range(first, end);
+        if runs.is_empty() {
+            return Ok(runs);
+        }
         st.map_dirty = true;
         st.dirty = true;
-        commit_inode(&self.vol, Tx::new(), &inode, &mut st)?;
-        Ok(Some(b))
-    }
-
-    /// The persistent bad-block list (region block numbers).
-    pub fn bad_blocks(&self) -> Vec<u64> {
-        self.vol.bad().iter().copied().collect()
-    }
-
-    fn write_bad_table(&self, bad: &BTreeSet<u64>) -> FsResult<()> {
-        let list: Vec<u64> = bad.iter().copied().collect();
-        let mut tx = Tx::new();
-        tx.write(self.vol.sb().badblk_off(), &encode_badblocks(&list));
-        self.vol.commit_metadata(&tx)
-    }
-
-    /// Records `block` as bad (durable on return). The allocator will never hand it out; a file
-    /// still mapping it keeps it until the page is rewritten whole, punched or truncated.
-    /// `EINVAL` outside the data area, `ENOSPC` when the table is full.
-    ///
-    /// A file page mapping the block is poisoned too (lock-then-walk on its DAX entry, without
-    /// kernel invalidation: `crate::memory_failure` is the full path, with it).
-    pub fn add_bad_block(&self, block: u64) -> FsResult<()> {
-        self.record_bad_block(block)?;
-        if let BlockOwner::File { ino, page } = self.block_owner(block) {
-            if let Ok(inode) = self.inodes.get(ino) {
-                inode.map.poison_page(page, block, || Ok(()))?;
-            }
+        // Held by nothing now: clearing the blocks returns them to the allocator.
+        for &(_, b, n) in &runs {
+            self.vol.release_bad(b, n);
         }
-        Ok(())
+        commit_inode(&self.vol, Tx::new(), &inode, &mut st)?;
+        Ok(runs)
     }
 
-    /// Records `block` in the durable bad-block table only (see [`DaxFs::add_bad_block`]).
+    /// Memory failure: records the block ranges `(first, count)` bad (durable on return, all or
+    /// none; `EINVAL` if one is outside the data area, before anything changes). Return: the
+    /// blocks newly recorded.
     ///
-    /// Context: takes the bad-block set, journal and allocator locks (leaves); callable with a
-    /// DAX entry locked.
-    pub(crate) fn record_bad_block(&self, block: u64) -> FsResult<()> {
-        self.vol.writable()?;
-        if !self.vol.sb().in_data(block, 1) {
+    /// Context: bad-block set, journal, allocator (leaves); callable with DAX entries locked.
+    pub(crate) fn mf_record_bad(&self, ranges: &[(u64, u64)]) -> FsResult<u64> {
+        if ranges.iter().any(|&(b, n)| !self.vol.sb().in_data(b, n)) {
             return Err(Errno::EINVAL);
         }
-        let mut bad = self.vol.bad_mut();
-        if bad.contains(&block) {
-            return Ok(());
-        }
-        if bad.len() >= BADBLK_MAX {
-            return Err(Errno::ENOSPC);
-        }
-        bad.insert(block);
-        if let Err(e) = self.write_bad_table(&bad) {
-            bad.remove(&block);
-            return Err(e);
-        }
-        self.vol.allocator().mark_used(block);
-        Ok(())
+        self.vol.record_bad(ranges)
     }
 
-    /// Removes `block` from the bad-block list (durable on return); a file page poisoned on it
-    /// becomes a hole (durable first); a free block becomes allocatable again. `ENOENT` when it
-    /// was not listed.
-    pub fn remove_bad_block(&self, block: u64) -> FsResult<()> {
-        self.vol.writable()?;
-        let mut owner = self.block_owner(block);
-        if let BlockOwner::File { ino, page } = owner {
-            // A page poisoned on it becomes a hole first (its data is lost).
-            let poisoned = self
-                .inodes
-                .get(ino)
-                .is_ok_and(|i| i.map.poisoned_block(page) == Some(block));
-            if poisoned && self.vol.bad().contains(&block) {
-                self.mf_clear_page(ino, page)?;
-                owner = self.block_owner(block);
-            }
-        }
-        let mut bad = self.vol.bad_mut();
-        if !bad.remove(&block) {
-            return Err(Errno::ENOENT);
-        }
-        if let Err(e) = self.write_bad_table(&bad) {
-            bad.insert(block);
-            return Err(e);
-        }
-        if owner == BlockOwner::Free {
-            self.vol.allocator().free(block);
-        }
-        Ok(())
+    /// Memory failure: removes the block ranges from the bad-block record (durable on return);
+    /// the removed blocks no file holds return to the allocator. Return: the blocks removed.
+    ///
+    /// Context: as [`DaxFs::mf_record_bad`].
+    pub(crate) fn mf_unrecord_bad(&self, ranges: &[(u64, u64)]) -> FsResult<u64> {
+        let gone = self.vol.unrecord_bad(ranges)?;
+        Ok(gone.iter().map(|r| r.1).sum())
+    }
+
+    /// The bad blocks, as coalesced `(first block, count)` ranges in block order.
+    pub fn bad_ranges(&self) -> Vec<(u64, u64)> {
+        self.vol.bad().ranges().collect()
+    }
+
+    /// The bad-block table's range blocks on media (tests of the table's copy-on-write).
+    pub fn bad_table_blocks(&self) -> Vec<u64> {
+        self.vol.bad_chain()
     }
 }

@@ -24,6 +24,7 @@ use nix::errno::Errno;
 use super::atime::AtimeMode;
 use super::attrs::{self, attr_of, kill_suid};
 use super::commit::commit_inode;
+use super::iflags;
 use super::io::{self, DataPath};
 use super::itable::InodeTable;
 use super::namespace::{check_removable, Namespace, NewNode};
@@ -394,6 +395,7 @@ impl DaxFs {
         let inode = self.inodes.get(ino)?;
         let mut st = inode.state.write();
         st.require_regular(Errno::ENODEV)?;
+        iflags::may_fallocate(st.rec.flags, mode)?;
         if len == 0 {
             return Err(Errno::EINVAL);
         }

@@ -34,6 +34,8 @@ use parking_lot::Mutex;
 use crate::dax::{DaxEntry, DaxEntryGuard, DaxError, DaxMapping, DaxMappingInfo, DaxOptions};
 use crate::index::Entry;
 
+use super::runs::PageRuns;
+
 pub use crate::geometry::{PMD_ORDER, PMD_PAGES};
 
 thread_local! {
@@ -56,6 +58,20 @@ pub enum Poisoned {
     Already,
     /// The page no longer maps the block (moved, truncated): look the block up again.
     Moved,
+}
+
+/// What [`FileMap::poison_range`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoisonedRange {
+    /// Pages newly poisoned, as `(page, block, count)` runs.
+    pub runs: Vec<(u64, u64, u64)>,
+    /// Pages of the range that were poisoned already.
+    pub already: u64,
+    /// Pages of the range with no block (holes).
+    pub holes: u64,
+    /// The entries changed, as `(first page, pages)`: whole entries (512 pages for a PMD), the
+    /// ranges to unmap from user mappings.
+    pub unmap: Vec<(u64, u64)>,
 }
 
 /// The reverse map of one filesystem: region block → (inode, file page) for every block a file
@@ -108,6 +124,23 @@ impl Rmap {
         (block < s + l).then_some((ino, pg + (block - s)))
     }
 
+    /// The runs holding blocks of `[first, end)`, cut to it: `(block, len, ino, page)`.
+    pub fn within(&self, first: u64, end: u64) -> Vec<(u64, u64, u64, u64)> {
+        let runs = self.runs.lock();
+        let from = match runs.range(..=first).next_back() {
+            Some((&s, &(l, _, _))) if s + l > first => s,
+            _ => first,
+        };
+        let mut out = Vec::new();
+        for (&s, &(l, ino, pg)) in runs.range(from..end) {
+            let (a, z) = (s.max(first), (s + l).min(end));
+            if a < z {
+                out.push((a, z - a, ino, pg + (a - s)));
+            }
+        }
+        out
+    }
+
     /// Number of runs.
     pub fn runs(&self) -> usize {
         self.runs.lock().len()
@@ -119,7 +152,7 @@ pub struct FileMap {
     dax: DaxMapping,
     rmap: std::sync::OnceLock<std::sync::Arc<Rmap>>,
     mapped: AtomicU64,
-    poisoned: Mutex<BTreeMap<u64, u64>>,
+    poisoned: Mutex<PageRuns>,
     npoisoned: AtomicU64,
 }
 
@@ -182,7 +215,7 @@ impl FileMap {
             dax: DaxMapping::new(ino, generation, opts),
             rmap: std::sync::OnceLock::new(),
             mapped: AtomicU64::new(0),
-            poisoned: Mutex::new(BTreeMap::new()),
+            poisoned: Mutex::new(PageRuns::new()),
             npoisoned: AtomicU64::new(0),
         }
     }
@@ -337,15 +370,12 @@ impl FileMap {
             }
         }
         if self.npoisoned.load(Ordering::Acquire) > 0 {
-            let mut p = self.poisoned.lock();
-            let pages: Vec<u64> = p.range(start..end).map(|(&k, _)| k).collect();
-            for k in pages {
-                if let Some(b) = p.remove(&k) {
-                    self.rmap_remove(b, 1);
-                    freed.push((b, 1));
-                    self.mapped.fetch_sub(1, Ordering::Relaxed);
-                    self.npoisoned.fetch_sub(1, Ordering::AcqRel);
-                }
+            let gone = self.poisoned.lock().remove(start, end);
+            for (_, b, n) in gone {
+                self.rmap_remove(b, n);
+                freed.push((b, n));
+                self.mapped.fetch_sub(n, Ordering::Relaxed);
+                self.npoisoned.fetch_sub(n, Ordering::AcqRel);
             }
         }
         freed
@@ -390,7 +420,7 @@ impl FileMap {
         block: u64,
         record: impl FnOnce() -> Result<(), nix::errno::Errno>,
     ) -> Result<Poisoned, nix::errno::Errno> {
-        if self.poisoned.lock().get(&page) == Some(&block) {
+        if self.poisoned.lock().get(page) == Some(block) {
             record()?;
             return Ok(Poisoned::Already);
         }
@@ -402,10 +432,10 @@ impl FileMap {
         }
         // The effective mapping size comes from the locked entry itself.
         let (first, nr_pages) = (g.index(), g.nr_pages());
-        self.poisoned.lock().insert(page, block);
+        self.poisoned.lock().insert(page, block, 1);
         self.npoisoned.fetch_add(1, Ordering::AcqRel);
         if let Err(e) = record() {
-            self.poisoned.lock().remove(&page);
+            self.poisoned.lock().remove(page, page + 1);
             self.npoisoned.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
@@ -415,6 +445,80 @@ impl FileMap {
             g.delete().map_err(eio)?;
         }
         Ok(Poisoned::Mapped { first, nr_pages })
+    }
+
+    /// Memory failure of file pages `[first, end)` in one step, lock-then-walk over the range:
+    /// locks every entry covering a page of it (ascending; a PMD entry as a whole), takes blocks
+    /// and mapping sizes from the locked entries, keeps the pages `keep(page, block)` accepts,
+    /// runs `record` with their blocks as ranges (the durable record; on an error nothing has
+    /// changed), marks them poisoned, erases their PTE entries and splits PMD entries around them
+    /// (the rest of a PMD stays mapped by PTE entries, or the entry goes when all of it is
+    /// poisoned), and unlocks everything at the new orders.
+    ///
+    /// Context: as [`FileMap::poison_page`]; `record` runs with the entries locked.
+    pub fn poison_range(
+        &self,
+        first: u64,
+        end: u64,
+        keep: impl Fn(u64, u64) -> bool,
+        record: impl FnOnce(&[(u64, u64)]) -> Result<(), nix::errno::Errno>,
+    ) -> Result<PoisonedRange, nix::errno::Errno> {
+        let mut locks = self.lock_range(first, end)?;
+        let mut out = PoisonedRange::default();
+        // Per locked entry: the sub-range of its pages to poison.
+        let mut cut: Vec<Option<(u64, u64)>> = Vec::with_capacity(locks.guards.len());
+        for g in &locks.guards {
+            let (s, e) = (g.index().max(first), (g.index() + g.nr_pages()).min(end));
+            let Some(b0) = g.block_of(s).ok().flatten() else {
+                cut.push(None);
+                continue;
+            };
+            let kept: Vec<u64> = (s..e).filter(|&p| keep(p, b0 + (p - s))).collect();
+            match (kept.first(), kept.last()) {
+                (Some(&a), Some(&z)) if (z - a + 1) as usize == kept.len() => {
+                    out.runs.push((a, b0 + (a - s), z - a + 1));
+                    cut.push(Some((a, z + 1)));
+                }
+                (None, _) => cut.push(None),
+                _ => return Err(nix::errno::Errno::EIO), // blocks of one entry are consecutive
+            }
+        }
+        out.already = self
+            .poisoned_runs(first, end)
+            .iter()
+            .map(|r| r.2)
+            .sum::<u64>();
+        let mapped: u64 = locks
+            .guards
+            .iter()
+            .filter(|g| g.entry().has_block())
+            .map(|g| (g.index() + g.nr_pages()).min(end) - g.index().max(first))
+            .sum();
+        out.holes = (end - first).saturating_sub(mapped + out.already);
+        if out.runs.is_empty() {
+            return Ok(out);
+        }
+        let blocks: Vec<(u64, u64)> = out.runs.iter().map(|&(_, b, n)| (b, n)).collect();
+        record(&blocks)?;
+        {
+            let mut p = self.poisoned.lock();
+            for &(page, b, n) in &out.runs {
+                p.insert(page, b, n);
+            }
+        }
+        let total: u64 = out.runs.iter().map(|r| r.2).sum();
+        self.npoisoned.fetch_add(total, Ordering::AcqRel);
+        for (g, c) in std::mem::take(&mut locks.guards).into_iter().zip(cut) {
+            let Some((a, z)) = c else { continue };
+            out.unmap.push((g.index(), g.nr_pages()));
+            let whole = a == g.index() && z == g.index() + g.nr_pages();
+            if g.order() == PMD_ORDER && !whole {
+                g.split_and_unlock_holes(a..z).map_err(eio)?;
+            } else {
+                g.delete().map_err(eio)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Splits the PMD entry covering `page` into 512 PTE entries of the same blocks (locked
@@ -436,17 +540,33 @@ impl FileMap {
     ///
     /// Context: inode rwsem exclusive.
     pub fn unpoison(&self, page: u64) -> Option<u64> {
-        let b = self.poisoned.lock().remove(&page)?;
+        let (_, b, _) = *self.poisoned.lock().remove(page, page + 1).first()?;
         self.rmap_remove(b, 1);
         self.npoisoned.fetch_sub(1, Ordering::AcqRel);
         self.mapped.fetch_sub(1, Ordering::Relaxed);
         Some(b)
     }
 
+    /// Forgets the poison of the pages of `[first, end)` (`poison clear` makes them holes).
+    /// Return: the `(page, block, count)` runs they held.
+    ///
+    /// Context: inode rwsem exclusive.
+    pub fn unpoison_range(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
+        if self.npoisoned.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let runs = self.poisoned.lock().remove(first, end);
+        for &(_, b, n) in &runs {
+            self.rmap_remove(b, n);
+            self.npoisoned.fetch_sub(n, Ordering::AcqRel);
+            self.mapped.fetch_sub(n, Ordering::Relaxed);
+        }
+        runs
+    }
+
     /// Whether some page of `[first, end)` is poisoned (no lock when the inode has no poison).
     pub fn any_poisoned(&self, first: u64, end: u64) -> bool {
-        self.npoisoned.load(Ordering::Acquire) > 0
-            && self.poisoned.lock().range(first..end).next().is_some()
+        self.npoisoned.load(Ordering::Acquire) > 0 && self.poisoned.lock().any_within(first, end)
     }
 
     /// The bad block of poisoned page `page`.
@@ -454,7 +574,7 @@ impl FileMap {
         if self.npoisoned.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.poisoned.lock().get(&page).copied()
+        self.poisoned.lock().get(page)
     }
 
     /// Poisoned pages of `[first, end)` with their bad blocks.
@@ -462,11 +582,18 @@ impl FileMap {
         if self.npoisoned.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
-        self.poisoned
-            .lock()
-            .range(first..end)
-            .map(|(&p, &b)| (p, b))
+        self.poisoned_runs(first, end)
+            .into_iter()
+            .flat_map(|(p, b, n)| (0..n).map(move |i| (p + i, b + i)))
             .collect()
+    }
+
+    /// Poisoned pages of `[first, end)` as `(page, block, count)` runs.
+    pub fn poisoned_runs(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
+        if self.npoisoned.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        self.poisoned.lock().within(first, end)
     }
 
     /// Number of poisoned pages.

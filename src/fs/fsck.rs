@@ -13,8 +13,8 @@ use super::lifecycle::recover;
 use crate::error::RepairError;
 use crate::region::Region;
 use crate::store::{
-    encode_badblocks, CorruptReason, Fix, Image, InodeRec, Journal, Superblock, Tx, BLOCK,
-    DIRENT_SIZE, INODE_SIZE,
+    badtable::encode_bad_table, CorruptReason, Fix, Image, InodeRec, Journal, Superblock, Tx,
+    BLOCK, DIRENT_SIZE, INODE_SIZE,
 };
 
 /// Rounds of repair before giving up on a region that does not converge.
@@ -99,7 +99,7 @@ fn repair_one(region: &Region, sb: &Superblock, fix: &Fix, tx: &mut Tx) -> Resul
             r.xattr_block = 0;
             tx.write(sb.inode_off(ino), &r.encode());
         }
-        Fix::ResetBadTable => tx.write(sb.badblk_off(), &encode_badblocks(&[])),
+        Fix::ResetBadTable => tx.write(sb.badblk_off(), &encode_bad_table(&[], &[], 1).0),
     }
     Ok(())
 }

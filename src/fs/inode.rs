@@ -22,6 +22,7 @@ use crate::store::InodeRec;
 
 use super::atime::AtimePolicy;
 use super::filemap::FileMap;
+use super::iflags;
 use super::types::{FileKind, Ino};
 use super::FsResult;
 
@@ -173,6 +174,9 @@ impl Inode {
     pub fn touch_atime(&self, st: &IState, policy: &AtimePolicy, now: i64) -> bool {
         let a = self.atime.load(Ordering::Relaxed);
         let dir = st.kind() == FileKind::Directory;
+        if st.rec.flags & iflags::XFLAG_NOATIME != 0 {
+            return false;
+        }
         if policy.needs_update(dir, a, st.rec.mtime, st.rec.ctime, now) {
             self.atime.store(now, Ordering::Relaxed);
             // Persisted lazily, with the next commit of the inode (lazytime).

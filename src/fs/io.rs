@@ -19,6 +19,7 @@ use super::atime::AtimePolicy;
 use super::attrs::{drop_mode_bits, kill_suid};
 use super::commit::{commit_inode, persist_data};
 use super::filemap::{RangeLock, PMD_PAGES};
+use super::iflags;
 use super::inode::{IState, Inode};
 use super::privs;
 use super::space::{fill_range, init_uninit, trim_prealloc, truncate_locked};
@@ -85,7 +86,11 @@ impl DataPath {
     /// on a read-only filesystem; `O_TRUNC` truncates a regular file (durable on return).
     pub(super) fn open(&self, vol: &Volume, inode: &Inode, flags: i32, ctx: &Ctx) -> FsResult<u64> {
         let acc = flags & libc::O_ACCMODE;
-        let kind = inode.state.read().kind();
+        let (kind, iflag) = {
+            let st = inode.state.read();
+            (st.kind(), st.rec.flags)
+        };
+        iflags::may_open(iflag, flags)?;
         if acc != libc::O_RDONLY {
             vol.writable()?;
             if kind == FileKind::Directory {
@@ -175,6 +180,7 @@ impl DataPath {
         vol.writable()?;
         let mut st = inode.state.write();
         st.require_regular(Errno::EINVAL)?;
+        iflags::may_write(st.rec.flags, offset, st.rec.size)?;
         if data.is_empty() {
             return Ok((0, false));
         }
@@ -187,7 +193,7 @@ impl DataPath {
         // the range until the bytes are copied (new entries are created locked, below).
         let mut locks = inode.map.lock_range(first, last + 1)?;
         if inode.map.any_poisoned(first, last + 1) {
-            clear_poison_for_write(inode, &mut st, offset, end)?;
+            clear_poison_for_write(vol, inode, &mut st, offset, end)?;
         }
         allocate_for_write(vol, inode, &mut st, offset, end, &mut locks)?;
         copy_in(vol, &locks, offset, data)?;
@@ -319,7 +325,13 @@ fn gather(
 
 /// Writing over poisoned pages: a write covering a whole bad page remaps it to a fresh block
 /// (clearing the poison, as a pmem "clear error" does); a partial write gets `EIO`.
-fn clear_poison_for_write(inode: &Inode, st: &mut IState, offset: u64, end: u64) -> FsResult<()> {
+fn clear_poison_for_write(
+    vol: &Volume,
+    inode: &Inode,
+    st: &mut IState,
+    offset: u64,
+    end: u64,
+) -> FsResult<()> {
     let first = offset / BLOCK;
     let last = (end - 1) / BLOCK;
     let poisoned = inode.map.poisoned_in(first, last + 1);
@@ -331,7 +343,9 @@ fn clear_poison_for_write(inode: &Inode, st: &mut IState, offset: u64, end: u64)
     }
     for (p, _) in poisoned {
         // The bad block stays recorded (and out of the allocator); the page gets a fresh one.
-        inode.map.unpoison(p);
+        if let Some(b) = inode.map.unpoison(p) {
+            vol.release_bad(b, 1);
+        }
         st.map_dirty = true;
         st.dirty = true;
     }
@@ -409,6 +423,11 @@ pub(super) fn copy_file_range(
             FileKind::Directory => return Err(Errno::EISDIR),
             _ => return Err(Errno::EINVAL),
         }
+    }
+    {
+        let st = inodes.get(ino_out)?;
+        let st = st.state.read();
+        iflags::may_write(st.rec.flags, off_out, st.rec.size)?;
     }
     if ino_in == ino_out
         && off_in < off_out.saturating_add(len)

@@ -7,7 +7,6 @@
 //! read-write open. Close persists every inode and evicts unlinked ones; it runs once (also on
 //! drop).
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
@@ -22,18 +21,32 @@ use super::itable::InodeTable;
 use super::namespace::Namespace;
 use super::time::now_ns;
 use super::types::{FileKind, MkfsOptions, OpenOptions, RegionStat};
-use super::volume::Volume;
+use super::volume::{BadTableState, Volume};
 use crate::dax::DaxOptions;
 use crate::region::{Region, RegionError};
+use crate::store::ichunk::chunks_for;
 use crate::store::{
-    self, encode_badblocks, read_superblock, Allocator, CorruptReason, Extent, Image, InodeRec,
-    Journal, JournalError, LoadedInode, Superblock, SuperblockError, BLOCK, DIRENTS_PER_BLOCK,
+    self, badtable::encode_bad_table, read_superblock, Allocator, BadRanges, ChunkMap,
+    CorruptReason, Extent, Image, InodeRec, Journal, JournalError, LoadedInode, Superblock,
+    SuperblockError, BLOCK, DIRENTS_PER_BLOCK, ICHUNK_INODES, INODE_SIZE,
 };
 
 impl DaxFs {
     /// Formats `path` as a fresh daxfs region (creating a sparse file of `opts.size` if needed).
     /// When it fails, a file it created is removed and a file it grew is shrunk back.
     pub fn mkfs(path: &Path, opts: &MkfsOptions) -> Result<RegionStat, crate::Error> {
+        DaxFs::mkfs_format(path, opts, store::VERSION)
+    }
+
+    /// As [`Self::mkfs`], in on-media format `version`: 2 (the current one) or 1, the format
+    /// before the inode-chunk map, whose whole inode table is written and read (for
+    /// compatibility tests and regions shared with older daxfs). Other versions are treated as 2.
+    pub fn mkfs_format(
+        path: &Path,
+        opts: &MkfsOptions,
+        version: u32,
+    ) -> Result<RegionStat, crate::Error> {
+        let version = if version == 1 { 1 } else { store::VERSION };
         let existed = path.exists();
         if !existed && opts.size.is_none() {
             return Err(RegionError::NeedSize {
@@ -43,7 +56,7 @@ impl DaxFs {
         }
         let old_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let region = Region::open(path, opts.size)?;
-        let r = format(&region, path, opts);
+        let r = format(&region, path, opts, version);
         if r.is_err() {
             drop(region);
             crate::region::undo_create(path, existed, old_len);
@@ -69,13 +82,18 @@ impl DaxFs {
 
     /// The in-DRAM filesystem of a loaded, sound image.
     fn from_image(region: Region, img: Image, opts: &OpenOptions) -> DaxFs {
-        let bad: BTreeSet<u64> = img.bad.iter().copied().collect();
+        let bad = BadTableState {
+            set: img.bad,
+            free: img.bad_free,
+            chain: img.bad_chain,
+            generation: img.bad_generation,
+        };
         let dax_opts = DaxOptions::with_bugs(opts.dax_bugs);
-        let inodes = InodeTable::new(img.sb.inodes_total, img.free_inodes, dax_opts);
+        let inodes = InodeTable::new(img.sb.inodes_total, img.ichunks, img.free_inodes, dax_opts);
         for (ino, li) in img.inodes {
             let extents = li.extents.clone();
             let inode = inodes.make(ino, inode_state(li));
-            map_extents(&inode, &extents, &bad);
+            map_extents(&inode, &extents, &bad.set);
             inodes.install(inode);
         }
         DaxFs {
@@ -132,14 +150,19 @@ impl Drop for DaxFs {
 }
 
 /// mkfs on the opened region: the layout for its size, the empty image.
-fn format(region: &Region, path: &Path, opts: &MkfsOptions) -> Result<RegionStat, crate::Error> {
+fn format(
+    region: &Region,
+    path: &Path,
+    opts: &MkfsOptions,
+    version: u32,
+) -> Result<RegionStat, crate::Error> {
     let len = region.len();
     let max_inodes = (len / 4 / store::INODE_SIZE).max(2);
     let inodes = opts
         .inodes
         .unwrap_or((len / (16 << 10)).max(1024))
         .clamp(2, max_inodes);
-    let sb = Superblock::for_region(len, inodes, now_ns() as u64);
+    let sb = Superblock::for_region_version(len, inodes, now_ns() as u64, version);
     if sb.data_start + 64 > sb.total_blocks {
         return Err(crate::Error::TooSmall {
             path: path.to_path_buf(),
@@ -161,14 +184,28 @@ fn format(region: &Region, path: &Path, opts: &MkfsOptions) -> Result<RegionStat
     })
 }
 
-/// mkfs's metadata: zeroed layout blocks, an empty bad-block table, the root directory; the
-/// superblock written last, once the rest is durable.
+/// mkfs's metadata: zeroed journal, an empty bad-block table, the inode-chunk map marking chunk 0,
+/// chunk 0 of the inode table zeroed, the root directory; the superblock written last, once the
+/// rest is durable. Nothing else is written (the other chunks are never read until marked), so
+/// mkfs costs the same at any size. A version-1 image zeroes its whole inode table instead.
 fn write_empty_image(region: &Region, sb: &Superblock) -> Result<(), crate::Error> {
-    let meta = sb.data_start * BLOCK;
+    let meta = if sb.version >= 2 {
+        let chunk0 = ICHUNK_INODES.min(sb.inodes_total + 1) * INODE_SIZE;
+        sb.inode_off(0) + chunk0
+    } else {
+        sb.data_start * BLOCK
+    };
     // Storage first: a full filesystem under a region file is an error here, not a SIGBUS.
     region.reserve(0, meta)?;
     region.zero(0, meta)?;
-    region.write_at(sb.badblk_off(), &encode_badblocks(&[]))?;
+    region.write_at(sb.badblk_off(), &encode_bad_table(&[], &[], 1).0)?;
+    if sb.version >= 2 {
+        let mut map = ChunkMap::empty(chunks_for(sb.inodes_total), sb.ichunk_off());
+        map.set(0);
+        for i in 0..sb.ichunk_blocks {
+            region.write_at(sb.ichunk_off() + i * BLOCK, &map.encode_block(i))?;
+        }
+    }
     let t = now_ns();
     let root = InodeRec {
         mode: libc::S_IFDIR | 0o755,
@@ -240,9 +277,9 @@ fn inode_state(li: LoadedInode) -> IState {
 }
 
 /// Maps a loaded inode's extents as DAX entries (PMD where a 2 MiB-aligned run backs a 2
-/// MiB-aligned range), then poisons its pages on bad blocks again (their entries split around
-/// them).
-fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BTreeSet<u64>) {
+/// MiB-aligned range), then poisons its pages on bad blocks again, a run at a time (their entries
+/// split around them).
+fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BadRanges) {
     let ino = inode.ino;
     for e in extents {
         let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
@@ -255,10 +292,14 @@ fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BTreeSet<u64>) {
             p += 1 << order;
             b += 1 << order;
         }
-        for &bb in bad.range(e.block..e.block + e.len) {
-            let _ = inode
+        for (bb, n) in bad.within(e.block, e.block + e.len) {
+            let first = e.page + (bb - e.block);
+            if let Err(err) = inode
                 .map
-                .poison_page(e.page + (bb - e.block), bb, || Ok(()));
+                .poison_range(first, first + n, |_, _| true, |_| Ok(()))
+            {
+                log::error!("daxfs: inode {ino}: cannot poison pages {first}+{n}: {err}");
+            }
         }
     }
 }

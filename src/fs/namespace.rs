@@ -26,6 +26,7 @@ use super::atime::AtimePolicy;
 use super::attrs::attr_of;
 use super::commit::inode_into;
 use super::dirents::{add_dirent, dirent_of, remove_dirent};
+use super::iflags;
 use super::inode::{Dir, IState, Inode};
 use super::itable::InodeTable;
 use super::layout::LayoutChange;
@@ -165,10 +166,11 @@ impl Namespace {
         if pst.rec.nlink == 0 {
             return Err(Errno::ENOENT);
         }
+        iflags::may_add_entry(pst.rec.flags)?;
         if pdir.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        let (ino, gen) = inodes.take_free()?;
+        let (ino, gen) = inodes.take_free(vol)?;
         let t = now_ns();
         let default = pst.xattrs.iter().find(|(k, _)| k == acl::DEFAULT);
         let inherited = acl::inherit(
@@ -244,6 +246,8 @@ impl Namespace {
         let t = inodes.get(ino)?;
         {
             let mut l = Locked::new(&[&p, &t]);
+            iflags::may_remove_entry(l.st(parent).rec.flags)?;
+            iflags::may_change_inode(l.st(ino).rec.flags)?;
             if dir && !l.st(ino).dir.as_ref().is_some_and(|d| d.is_empty()) {
                 return Err(Errno::ENOTEMPTY);
             }
@@ -293,6 +297,8 @@ impl Namespace {
         let mut l = Locked::new(&[&np, &t]);
         check_link_target(l.st(newparent), newname)?;
         check_link_source(l.st(ino))?;
+        iflags::may_add_entry(l.st(newparent).rec.flags)?;
+        iflags::may_change_inode(l.st(ino).rec.flags)?;
         let kind = l.st(ino).kind();
         let now = now_ns();
         let mut tx = Tx::new();

@@ -13,6 +13,7 @@ use nix::errno::Errno;
 
 use super::commit::inode_into;
 use super::dirents::{add_dirent, dirent_of, remove_dirent, set_dirent};
+use super::iflags;
 use super::inode::Inode;
 use super::itable::InodeTable;
 use super::names::{check_name, is_dot};
@@ -148,6 +149,25 @@ fn check_move(
     }
 }
 
+/// Immutable and append-only (`iflags`): the source directory loses an entry, the destination
+/// gains one (and loses one when replacing or exchanging), the moved inodes change.
+fn check_iflags(
+    l: &mut Locked<'_>,
+    from: &Place<'_>,
+    to: &Place<'_>,
+    sino: Ino,
+    mv: Move,
+) -> FsResult<()> {
+    iflags::may_remove_entry(l.st(from.dir).rec.flags)?;
+    iflags::may_add_entry(l.st(to.dir).rec.flags)?;
+    iflags::may_change_inode(l.st(sino).rec.flags)?;
+    if let Move::Replace(d, _) | Move::Exchange(d, _) = mv {
+        iflags::may_remove_entry(l.st(to.dir).rec.flags)?;
+        iflags::may_change_inode(l.st(d).rec.flags)?;
+    }
+    Ok(())
+}
+
 /// Applies a checked rename to the locked set (`p`, `np`, source, destination) and commits it.
 fn apply(
     vol: &Volume,
@@ -159,6 +179,7 @@ fn apply(
 ) -> FsResult<()> {
     let (p, np) = (set[0], set[1]);
     let mut l = Locked::new(set);
+    check_iflags(&mut l, &from, &to, sino, mv)?;
     let mut tx = Tx::new();
     let now = now_ns();
     let cross = from.dir != to.dir;

@@ -67,7 +67,7 @@ impl Namespace {
             rdev: 0,
             target: None,
         };
-        let (ino, gen) = inodes.take_free()?;
+        let (ino, gen) = inodes.take_free(vol)?;
         let mut rec = new_record(parent, &pst.rec, &node, ctx, gen + 1, now_ns());
         drop(pst);
         rec.nlink = 0;

@@ -227,7 +227,7 @@ pub enum BlockOwner {
 }
 
 /// The `FS_XFLAG_*` bits daxfs stores; setting any other is `EOPNOTSUPP`.
-pub const SETTABLE_XFLAGS: u32 = crate::ioctl::FS_XFLAG_DAX;
+pub const SETTABLE_XFLAGS: u32 = super::iflags::SETTABLE;
 
 /// What `FS_IOC_FSSETXATTR` asks for (the fields of `struct fsxattr` a filesystem may keep).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -8,27 +8,39 @@
 //! never when it is bad, and not while a direct-mapping holder that did not acknowledge the change
 //! may still map it ([`Quarantine`]); and the rule that a freshly allocated block gets storage in a
 //! region file before anything is stored to it ([`Volume::reserve`]: `ENOSPC`, never `SIGBUS`,
-//! when the filesystem under the region is full). A change of a file's layout breaks the direct mappings of
-//! the range first ([`Volume::break_layouts`]). Locks: the bad-block set (read) and then the
-//! allocator mutex, nested in that order only; the journal's and the quarantine's mutexes alone.
+//! when the filesystem under the region is full). A change of a file's layout breaks the direct
+//! mappings of the range first ([`Volume::break_layouts`]). Locks: the bad-block set, then the bad
+//! blocks held by nothing else (`bad_free`), the table's chain state, and the allocator mutex,
+//! nested in that order only; the journal's and the quarantine's mutexes alone.
 //! All are leaves: none is held while waiting for an inode lock or a DAX entry lock, nor while
 //! breaking a layout (which may sleep, bounded).
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
 use super::shutdown::GoingDown;
 use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
 use super::FsResult;
 use crate::region::{Region, RegionError};
-use crate::store::{Allocator, Journal, Superblock, Tx, BLOCK};
+use crate::store::badtable::{bad_chain_blocks, encode_bad_table};
+use crate::store::{Allocator, BadRanges, Journal, Superblock, Tx, BLOCK};
 
 /// Blocks kept back from data allocations for block-map chain blocks.
 const META_RESERVE: u64 = 32;
+
+/// The bad-block table as the image loader found it.
+pub(super) struct BadTableState {
+    /// The bad blocks.
+    pub set: BadRanges,
+    /// Those no file or metadata structure holds.
+    pub free: BadRanges,
+    /// The table's range chain blocks and generation.
+    pub chain: Vec<u64>,
+    pub generation: u64,
+}
 
 /// The region, its layout, journal, allocator and bad blocks.
 pub(crate) struct Volume {
@@ -36,7 +48,12 @@ pub(crate) struct Volume {
     sb: Superblock,
     journal: Journal,
     alloc: Mutex<Allocator>,
-    bad: RwLock<BTreeSet<u64>>,
+    bad: RwLock<BadRanges>,
+    /// The bad-block table's range chain on media and its generation (changed under `bad`).
+    bad_chain: Mutex<(Vec<u64>, u64)>,
+    /// The bad blocks nothing else holds (free when recorded, or released since): clearing
+    /// them returns them to the allocator.
+    bad_free: Mutex<BadRanges>,
     read_only: bool,
     /// The direct-mapping lease manager, once the daemon installed one (`fs::layout`).
     layouts: OnceLock<Arc<dyn LayoutBreaker>>,
@@ -54,12 +71,12 @@ pub(super) fn eio<E: std::fmt::Display>(e: E) -> Errno {
 
 impl Volume {
     /// The volume of an opened region: `alloc` as the image loader rebuilt it, `bad` the
-    /// bad-block table.
+    /// bad-block table with its range chain blocks and generation.
     pub(super) fn new(
         region: Region,
         sb: Superblock,
         mut alloc: Allocator,
-        bad: BTreeSet<u64>,
+        bad: BadTableState,
         read_only: bool,
     ) -> Volume {
         alloc.set_reserve(META_RESERVE);
@@ -68,7 +85,9 @@ impl Volume {
             region,
             sb,
             alloc: Mutex::new(alloc),
-            bad: RwLock::new(bad),
+            bad: RwLock::new(bad.set),
+            bad_chain: Mutex::new((bad.chain, bad.generation)),
+            bad_free: Mutex::new(bad.free),
             read_only,
             layouts: OnceLock::new(),
             quarantine: Quarantine::default(),
@@ -188,9 +207,12 @@ impl Volume {
     /// Returns blocks whose freeing is durable to the allocator, except bad ones.
     fn free_durable(&self, blocks: &[u64]) {
         let bad = self.bad.read();
+        let mut held = self.bad_free.lock();
         let mut a = self.alloc.lock();
         for &b in blocks {
-            if !bad.contains(&b) {
+            if bad.contains(b) {
+                held.insert(b, 1);
+            } else {
                 a.free(b);
             }
         }
@@ -257,26 +279,146 @@ impl Volume {
         self.quarantine.len()
     }
 
-    /// Commits `tx` without freeing anything (the bad-block table's own updates).
-    pub(super) fn commit_metadata(&self, tx: &Tx) -> FsResult<()> {
-        self.down
-            .commit(|| self.journal.commit(&self.region, tx).map_err(eio))
-    }
-
     /// The bad-block set, for reading.
-    pub(super) fn bad(&self) -> RwLockReadGuard<'_, BTreeSet<u64>> {
+    pub(super) fn bad(&self) -> RwLockReadGuard<'_, BadRanges> {
         self.bad.read()
     }
 
-    /// The bad-block set, for changing (memory failure and `poison clear`).
-    pub(super) fn bad_mut(&self) -> RwLockWriteGuard<'_, BTreeSet<u64>> {
-        self.bad.write()
+    /// Records blocks `[first, first + n)` (inside the data area) bad, durable on return; the
+    /// allocator never hands them out from then on. Return: the blocks that were not bad
+    /// before. All or nothing: on an error the set and the allocator are as before.
+    ///
+    /// Context: takes the bad-block set (write), then the allocator and the journal (leaves);
+    /// callable with DAX entry locks held.
+    pub(super) fn record_bad(&self, ranges: &[(u64, u64)]) -> FsResult<u64> {
+        self.writable()?;
+        let mut bad = self.bad.write();
+        let mut new = bad.clone();
+        let added: u64 = ranges.iter().map(|&(s, n)| new.insert(s, n)).sum();
+        if added == 0 {
+            return Ok(0);
+        }
+        // Take the newly bad blocks out of the allocator first, so no range block of the new
+        // table lands on one.
+        let mut taken = BadRanges::new();
+        {
+            let mut a = self.alloc.lock();
+            for &(s, n) in ranges {
+                for b in (s..s + n).filter(|&b| a.mark_used(b)) {
+                    taken.insert(b, 1);
+                }
+            }
+        }
+        if let Err(e) = self.store_bad(&new) {
+            let mut a = self.alloc.lock();
+            for (s, n) in taken.ranges() {
+                (s..s + n).for_each(|b| a.free(b));
+            }
+            return Err(e);
+        }
+        *bad = new;
+        let mut held = self.bad_free.lock();
+        for (s, n) in taken.ranges() {
+            held.insert(s, n);
+        }
+        Ok(added)
+    }
+
+    /// Removes `ranges` from the bad-block set, durable on return; the removed blocks nothing
+    /// else holds return to the allocator. Return: the blocks that were bad, as ranges.
+    ///
+    /// Context: as [`Volume::record_bad`].
+    pub(super) fn unrecord_bad(&self, ranges: &[(u64, u64)]) -> FsResult<Vec<(u64, u64)>> {
+        self.writable()?;
+        let mut bad = self.bad.write();
+        let mut new = bad.clone();
+        let gone: Vec<(u64, u64)> = ranges.iter().flat_map(|&(s, n)| new.remove(s, n)).collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        self.store_bad(&new)?;
+        *bad = new;
+        let mut held = self.bad_free.lock();
+        let mut a = self.alloc.lock();
+        for &(s, n) in &gone {
+            for (fs, fnn) in held.remove(s, n) {
+                (fs..fs + fnn).for_each(|b| a.free(b));
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Writes `new` as the bad-block table, copy-on-write: fresh range blocks written and
+    /// persisted, then the table block naming them committed through the journal, then the old
+    /// range blocks freed (a crash leaves the old table or the new one).
+    ///
+    /// Context: the caller holds the bad-block set (write); takes the chain state, the allocator
+    /// and the journal.
+    fn store_bad(&self, new: &BadRanges) -> FsResult<()> {
+        let ranges: Vec<(u64, u64)> = new.ranges().collect();
+        let mut st = self.bad_chain.lock();
+        let mut chain: Vec<u64> = Vec::with_capacity(bad_chain_blocks(ranges.len()));
+        {
+            let mut a = self.alloc.lock();
+            while chain.len() < chain.capacity() {
+                let Some(b) = a.alloc_meta(chain.last().map(|&b| b + 1)) else {
+                    for &b in &chain {
+                        a.free(b);
+                    }
+                    return Err(Errno::ENOSPC);
+                };
+                chain.push(b);
+            }
+        }
+        let generation = st.1 + 1;
+        let (table, blocks) = encode_bad_table(&ranges, &chain, generation);
+        let mut tx = Tx::new();
+        tx.write(self.sb.badblk_off(), &table);
+        tx.free_after = st.0.clone();
+        // After a shutdown nothing reaches the region (`fs::shutdown`, the hard gate).
+        let written = self.down.commit(|| {
+            chain.iter().zip(&blocks).try_for_each(|(&b, data)| {
+                self.reserve(b, 1)?;
+                self.write_fresh_block(b, data)
+            })?;
+            self.journal.commit(&self.region, &tx).map_err(eio)
+        });
+        let mut a = self.alloc.lock();
+        if let Err(e) = written {
+            for &b in &chain {
+                a.free(b);
+            }
+            return Err(e);
+        }
+        for &b in &st.0 {
+            if !new.contains(b) {
+                a.free(b);
+            }
+        }
+        *st = (chain, generation);
+        Ok(())
+    }
+
+    /// A file stopped holding bad blocks `[first, first + n)` without a transaction freeing it (a whole-page write
+    /// remapped a poisoned page, `poison clear` made it a hole): clearing them returns them to the
+    /// allocator.
+    pub(super) fn release_bad(&self, first: u64, n: u64) {
+        let bad = self.bad.read();
+        let mut held = self.bad_free.lock();
+        for (s, len) in bad.within(first, first + n) {
+            held.insert(s, len);
+        }
+    }
+
+    /// The bad-block table's range chain blocks (tests, fsck).
+    pub(super) fn bad_chain(&self) -> Vec<u64> {
+        self.bad_chain.lock().0.clone()
     }
 
     /// Region statistics, given the inode counts the inode table keeps.
     pub(super) fn stat(&self, inodes_used: u64) -> RegionStat {
         // The lock order (bad-block set before allocator) also for this count.
-        let bad_blocks = self.bad.read().len() as u64;
+        let bad_blocks = self.bad.read().blocks();
         let a = self.alloc.lock();
         RegionStat {
             size: self.sb.size,

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 
 use super::acl::{self, Acl};
 use super::commit::commit_inode;
+use super::iflags;
 use super::inode::{IState, Inode};
 use super::privs;
 use super::time::now_ns;
@@ -81,6 +82,7 @@ pub(super) fn discard_area(vol: &Volume, st: &mut IState) {
 fn check_name(name: &OsStr, st: &IState, ctx: &Ctx) -> FsResult<()> {
     let b = name.as_bytes();
     let kind = st.kind();
+    iflags::may_change_inode(st.rec.flags)?;
     if b.len() > XATTR_NAME_MAX {
         return Err(Errno::ERANGE);
     }

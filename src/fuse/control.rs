@@ -7,7 +7,7 @@
 //! `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode, XflagsChange};
+use crate::fs::{iflags, Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode, XflagsChange};
 use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
@@ -83,15 +83,22 @@ pub fn handle(
         DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
             poison(fs, inval, caller, ino, cmd, input, reply)
         }
-        FS_IOC_FSSETXATTR => {
-            let r = set_xattr(fs, caller, ino, input);
-            let dax_changed = matches!(r, Ok(true));
+        FS_IOC_FSSETXATTR | FS_IOC_SETFLAGS => {
+            let r = if cmd == FS_IOC_SETFLAGS {
+                set_fl(fs, caller, ino, input)
+            } else {
+                set_xattr(fs, caller, ino, input)
+            };
+            let changed = r.as_ref().ok().copied();
             reply(r.map(|_| Vec::new()));
-            if dax_changed {
+            // Posted after the reply: the kernel holds the inode lock until it has it.
+            match changed {
                 // The data path changes at the next open: drop cached pages so a later
-                // page-cache open cannot see bytes older than direct writes. Posted after the
-                // reply: the kernel holds the inode lock until it has it.
-                notifier.post(vec![Notification::data(ino, 0, 0)], None);
+                // page-cache open cannot see bytes older than direct writes.
+                Some(true) => notifier.post(vec![Notification::data(ino, 0, 0)], None),
+                // The ctime may have moved.
+                Some(false) => notifier.post(vec![Notification::attrs(ino)], None),
+                None => {}
             }
         }
         _ => reply(answer(fs, ino, cmd, input)),
@@ -145,6 +152,10 @@ fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
             };
             Ok(x.as_bytes().to_vec())
         }
+        FS_IOC_GETFLAGS => {
+            let a = fs.getattr(ino)?;
+            Ok(iflags::to_fl(a.flags).to_ne_bytes().to_vec())
+        }
         _ => Err(Errno::ENOTTY),
     }
 }
@@ -158,6 +169,19 @@ fn set_xattr(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<boo
         extsize: want.fsx_extsize,
         projid: want.fsx_projid,
         cowextsize: want.fsx_cowextsize,
+    };
+    fs.set_xflags(ino, &change, &caller.ctx)
+}
+
+/// `FS_IOC_SETFLAGS` (an `int` of `FS_*_FL`, as `fuse_fileattr_set` sends it); as [`set_xattr`].
+fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> {
+    let word: [u8; 4] = input
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Errno::EINVAL)?;
+    let change = XflagsChange {
+        xflags: iflags::from_fl(u32::from_ne_bytes(word))?,
+        ..XflagsChange::default()
     };
     fs.set_xflags(ino, &change, &caller.ctx)
 }

@@ -1,82 +1,63 @@
-//! The memory-failure handler: one failed region block at a time, lock-then-walk (see the module
-//! documentation of [`crate::memory_failure`] for the steps and the lock order).
+//! The memory-failure handler: inject poison into a file range or a region range, one
+//! lock-then-walk step per inode range (see the module documentation of
+//! [`crate::memory_failure`] for the steps, the lock order and why it is atomic).
 
-use super::rmap::owner_of;
+use std::cell::Cell;
+
 use super::{dedup, wait, Invalidator, Then};
-use crate::fs::filemap::Poisoned;
 use crate::fs::{DaxFs, Errno, FileKind, FsResult, Ino};
 use crate::store::BLOCK;
 
-/// How often a block that keeps moving under us is looked up again before it is just recorded.
+/// How often the owners of a region range are looked up again when blocks move under us.
 const MAX_RETRIES: usize = 8;
 
 /// What an injection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Injected {
-    /// Blocks newly or again recorded bad.
+    /// Blocks newly recorded bad.
     pub blocks: u64,
-    /// File pages poisoned by this call, as `(ino, page)`.
-    pub pages: Vec<(Ino, u64)>,
+    /// File pages poisoned by this call, as `(ino, first page, pages)` runs.
+    pub pages: Vec<(Ino, u64, u64)>,
+    /// Pages of a file range that were poisoned already.
+    pub already: u64,
+    /// Pages of a file range that are holes: no media there, nothing poisoned.
+    pub holes: u64,
     /// Ranges invalidated in the kernel, as `(ino, offset, len)` (whole entries: 2 MiB or 4 KiB).
     pub invalidated: Vec<(Ino, u64, u64)>,
 }
 
-/// `memory_failure()` for region block `block`; `hint` is where the caller believes it is mapped.
-///
-/// Context: takes no inode rwsem; may sleep on one DAX entry lock at a time.
-fn fail_block(
+impl Injected {
+    /// File pages poisoned by this call.
+    pub fn pages_poisoned(&self) -> u64 {
+        self.pages.iter().map(|r| r.2).sum()
+    }
+}
+
+/// Lock-then-walk on pages `[first, end)` of `ino`: poisons the pages `keep` accepts, recording
+/// their blocks with `record` under the entry locks (see `FileMap::poison_range`).
+fn poison_pages(
     fs: &DaxFs,
-    block: u64,
-    hint: Option<(Ino, u64)>,
+    ino: Ino,
+    (first, end): (u64, u64),
+    keep: impl Fn(u64, u64) -> bool,
+    record: bool,
     out: &mut Injected,
 ) -> FsResult<()> {
-    let mut hint = hint;
-    let mut recorded = false;
-    for _ in 0..MAX_RETRIES {
-        let owner = match hint.take() {
-            Some((ino, page)) => Some((ino, page)),
-            None => owner_of(fs, block).file(),
-        };
-        let Some((ino, page)) = owner else {
-            if recorded {
-                return Ok(());
-            }
-            // Free or metadata: recorded bad, hence never allocated again. A writer may have
-            // been handed the block just before: look once more after recording.
-            fs.record_bad_block(block)?;
-            out.blocks += 1;
-            recorded = true;
-            continue;
-        };
-        let Ok(inode) = fs.mf_inode(ino) else {
-            continue; // evicted meanwhile
-        };
-        let r = inode
-            .map
-            .poison_page(page, block, || fs.record_bad_block(block))?;
-        match r {
-            Poisoned::Mapped { first, nr_pages } => {
-                if !recorded {
-                    out.blocks += 1;
-                }
-                out.pages.push((ino, page));
-                out.invalidated.push((ino, first * BLOCK, nr_pages * BLOCK));
-                return Ok(());
-            }
-            Poisoned::Already => {
-                if !recorded {
-                    out.blocks += 1;
-                }
-                return Ok(());
-            }
-            Poisoned::Moved => {}
+    let inode = fs.mf_inode(ino)?;
+    let added = Cell::new(0);
+    let r = inode.map.poison_range(first, end, keep, |blocks| {
+        if record {
+            added.set(fs.mf_record_bad(blocks)?);
         }
-    }
-    // Still moving after the retries: keep it recorded; the owner learns of it at next mount.
-    fs.record_bad_block(block)?;
-    if !recorded {
-        out.blocks += 1;
-    }
+        Ok(())
+    })?;
+    out.blocks += added.get();
+    out.already += r.already;
+    out.holes += r.holes;
+    out.pages
+        .extend(r.runs.iter().map(|&(p, _, n)| (ino, p, n)));
+    out.invalidated
+        .extend(r.unmap.iter().map(|&(p, n)| (ino, p * BLOCK, n * BLOCK)));
     Ok(())
 }
 
@@ -93,11 +74,13 @@ fn finish(out: Injected, res: FsResult<()>, inval: &dyn Invalidator, then: Then<
 
 /// Injects poison into the region blocks of `[offset, offset + len)` (a region offset; must be
 /// 4 KiB-aligned, non-empty and inside the data area: `EINVAL` otherwise, before anything
-/// changes). Every block is handled by the memory-failure path; `then` gets the result once the
-/// poisoned ranges are unmapped from every user mapping (also after an error partway: what was
-/// poisoned is unmapped first).
+/// changes). The whole range is recorded bad in one durable update first (all or nothing: on an
+/// error nothing is bad); then every file page on one of its blocks is poisoned, one inode range
+/// at a time. `then` gets the result once the poisoned ranges are unmapped from every user
+/// mapping.
 ///
-/// Context: may sleep on entry locks; takes no lock across blocks; never waits for the kernel.
+/// Context: may sleep on entry locks; holds entries of one inode at a time; never waits for the
+/// kernel.
 pub fn inject_region_then(
     fs: &DaxFs,
     offset: u64,
@@ -110,14 +93,50 @@ pub fn inject_region_then(
         Err(e) => return then(Err(e)),
     };
     let mut out = Injected::default();
+    match fs.mf_record_bad(&[(first, end - first)]) {
+        Ok(n) => out.blocks = n,
+        Err(e) => return then(Err(e)),
+    }
     let mut res = Ok(());
-    for b in first..end {
-        if let Err(e) = fail_block(fs, b, None, &mut out) {
-            res = Err(e);
+    for _ in 0..MAX_RETRIES {
+        let todo = unpoisoned_owners(fs, first, end);
+        if todo.is_empty() {
+            break;
+        }
+        for (block, n, ino, page) in todo {
+            let keep = move |p: u64, b: u64| b == block + (p - page);
+            match poison_pages(fs, ino, (page, page + n), keep, false, &mut out) {
+                Ok(()) | Err(Errno::ENOENT) => {} // evicted meanwhile: its blocks are free
+                Err(e) => res = Err(e),
+            }
+        }
+        if res.is_err() {
             break;
         }
     }
     finish(out, res, inval, then);
+}
+
+/// The reverse-map runs of blocks `[first, end)` whose file pages are not poisoned on them yet,
+/// as `(block, len, ino, page)`.
+fn unpoisoned_owners(fs: &DaxFs, first: u64, end: u64) -> Vec<(u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for (block, n, ino, page) in fs.mf_rmap().within(first, end) {
+        let done: u64 = match fs.mf_inode(ino) {
+            Ok(inode) => inode
+                .map
+                .poisoned_runs(page, page + n)
+                .iter()
+                .filter(|&&(p, b, _)| b == block + (p - page))
+                .map(|r| r.2)
+                .sum(),
+            Err(_) => continue,
+        };
+        if done < n {
+            out.push((block, n, ino, page));
+        }
+    }
+    out
 }
 
 /// [`inject_region_then`], waiting for the result.
@@ -133,11 +152,13 @@ pub fn inject_region(
 }
 
 /// Injects poison into the blocks mapping bytes `[offset, offset + len)` of regular file `ino`
-/// (widened to whole pages; holes have no media and are skipped). `EINVAL` for a zero length, a
-/// range past the end of the file or a file that is not regular, before anything changes. `then`
-/// as for [`inject_region_then`].
+/// (widened to whole pages; holes have no media and are counted, not poisoned). `EINVAL` for a
+/// zero length, a range past the end of the file or a file that is not regular, before anything
+/// changes. One lock-then-walk step over the whole range: its entries are locked, all its blocks
+/// recorded in one durable update (on an error nothing is poisoned), then its pages marked and
+/// unmapped. `then` as for [`inject_region_then`].
 ///
-/// Context: may sleep on entry locks; takes no lock across pages; never waits for the kernel.
+/// Context: may sleep on entry locks (this inode's, ascending); never waits for the kernel.
 pub fn inject_file_then(
     fs: &DaxFs,
     ino: Ino,
@@ -146,25 +167,15 @@ pub fn inject_file_then(
     inval: &dyn Invalidator,
     then: Then<Injected>,
 ) {
-    let (first, end, inode) = match file_pages(fs, ino, offset, len).and_then(|(f, e)| {
-        let inode = fs.mf_inode(ino)?;
-        Ok((f, e, inode))
-    }) {
+    let range = match file_pages(fs, ino, offset, len) {
         Ok(r) => r,
         Err(e) => return then(Err(e)),
     };
     let mut out = Injected::default();
-    let mut res = Ok(());
-    for page in first..end {
-        let at = match inode.map.lookup(page) {
-            Some((b, _)) => Some(b),
-            None => inode.map.poisoned_block(page),
-        };
-        let Some(block) = at else { continue };
-        if let Err(e) = fail_block(fs, block, Some((ino, page)), &mut out) {
-            res = Err(e);
-            break;
-        }
+    let res = poison_pages(fs, ino, range, |_, _| true, true, &mut out);
+    if res.is_err() {
+        // Nothing was poisoned (the record failed before any page was marked).
+        return then(res.map(|()| out));
     }
     finish(out, res, inval, then);
 }

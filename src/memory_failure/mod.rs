@@ -1,22 +1,34 @@
 //! Memory failure: poison injected through the control ioctl, handled as the kernel's fsdax
 //! `memory_failure()` path does (docs/DESIGN.md, "Memory failure").
 //!
-//! For each failed 4 KiB region block:
-//! 1. **Reverse map** ([`rmap`]) the block to (inode, file page); a block no file maps (free, or
-//!    file-system metadata) is just recorded bad and, being bad, never allocated.
-//! 2. **Lock-then-walk** ([`handler`], `FileMap::poison_page`): lock the DAX entry covering the
-//!    page (`lock_entry_for_page`: any sub-page of a PMD entry locks the whole 2 MiB entry), check
-//!    it still maps the block (else the block moved: map it again), and only then take the
-//!    effective mapping size from the entry (2 MiB or 4 KiB; never from page metadata).
-//! 3. Mark the page poisoned, **record** the bad block durably (`DaxFs::add_bad_block`), split a
-//!    PMD entry so the other 511 pages stay mapped by PTE entries (a PTE entry is erased), unlock at
-//!    the new order; then **invalidate** the whole range the entry mapped in the kernel through an
-//!    [`Invalidator`] (the FUSE adapter sends `notify_inval_inode`, so mmap users fault again and
-//!    get `SIGBUS` on the poisoned page).
-//! 4. From then on a read including the page fails as a whole with `EIO`, a write covering the
-//!    whole page clears the poison (the page gets a fresh block), a partial write gets `EIO`, and
-//!    punch hole, truncate and [`records::clear_file`]/[`records::clear_region`] clear it. At mount
-//!    the per-inode poisoned pages are rebuilt from the bad-block table and the block maps.
+//! An inject names a file range or a region range; it is validated whole first (`EINVAL` before
+//! anything changes) and then applied as ranges, never a page at a time:
+//! 1. **Reverse map** ([`rmap`], `Rmap::within`): a region range splits into runs of blocks held
+//!    by one (inode, file page) run; blocks no file maps (free, or file-system metadata) are just
+//!    recorded bad and, being bad, never allocated.
+//! 2. **Lock-then-walk** ([`handler`], `FileMap::poison_range`): lock every DAX entry covering a
+//!    page of the inode range (ascending; any sub-page of a PMD entry locks the whole 2 MiB
+//!    entry), check the entries still map the expected blocks (else they moved: look again), and
+//!    only then take the effective mapping size from each entry (2 MiB or 4 KiB; never from page
+//!    metadata).
+//! 3. **Record** the bad blocks durably, as ranges, in ONE copy-on-write update of the bad-block
+//!    table (`DaxFs::mf_record_bad`): all of them or, on an error, none (nothing was marked yet,
+//!    so a failed inject leaves nothing poisoned). A region inject records its whole range first
+//!    and then poisons the file pages on it. Then mark the pages poisoned, erase their PTE
+//!    entries and split PMD entries around them so the other pages stay mapped by PTE entries (a
+//!    wholly poisoned PMD entry goes), unlock at the new orders; then **invalidate** every whole
+//!    entry range that changed in the kernel through an [`Invalidator`] (the FUSE adapter sends
+//!    `notify_inval_inode`, so mmap users fault again and get `SIGBUS` on the poisoned pages).
+//! 4. From then on a read including a poisoned page fails as a whole with `EIO`, a write
+//!    covering the whole page clears the poison (the page gets a fresh block), a partial write
+//!    gets `EIO`, and punch hole, truncate and [`records::clear_file`]/[`records::clear_region`]
+//!    clear it (clear: the pages become holes in one commit, then their blocks leave the table in
+//!    one update). At mount the per-inode poisoned runs are rebuilt from the bad-block table and
+//!    the block maps.
+//!
+//! Memory is per range, not per page: the bad-block set, the per-inode poisoned pages
+//! (`fs::runs::PageRuns`) and the reverse map are all run maps, so a poisoned GiB costs a few map
+//! nodes, and `list` walks ranges and owner runs.
 //!
 //! # Lock order (no deadlock with reads, writes, faults, truncates, other injections)
 //!

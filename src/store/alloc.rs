@@ -17,6 +17,11 @@
 //! (which may need a new chain block, e.g. during unlink or truncate) does not fail on a full
 //! region.
 //!
+//! Cost by use, not by size: the bitmap (a set bit is a used block) and the per-chunk used counts
+//! start as zero-filled allocations, so building an allocator touches only the words of the
+//! layout blocks and of the tail past the region; the rest stays untouched memory (no RSS) until a
+//! block there is used. Scans read untouched words as zeros without making them resident.
+//!
 //! Context: callers serialize access (the fs keeps it behind a mutex).
 
 use crate::geometry::PMD_PAGES;
@@ -25,7 +30,8 @@ use crate::geometry::PMD_PAGES;
 #[derive(Debug, Clone)]
 pub struct Allocator {
     bits: Vec<u64>,
-    chunk_free: Vec<u16>,
+    /// Used blocks per 2 MiB chunk (layout blocks and blocks past the region count as used).
+    chunk_used: Vec<u16>,
     free: u64,
     total: u64,
     data_start: u64,
@@ -38,22 +44,41 @@ impl Allocator {
     /// All blocks in `[data_start, total)` free, the rest used.
     pub fn new(data_start: u64, total: u64) -> Allocator {
         let nchunks = total.div_ceil(PMD_PAGES) as usize;
+        let data_start = data_start.min(total);
         let mut a = Allocator {
-            bits: vec![u64::MAX; (nchunks * PMD_PAGES as usize) / 64],
-            chunk_free: vec![0; nchunks],
-            free: 0,
+            bits: vec![0; (nchunks * PMD_PAGES as usize) / 64],
+            chunk_used: vec![0; nchunks],
+            free: total - data_start,
             total,
             data_start,
             cursor: 0,
             huge_cursor: 0,
             reserve: 0,
         };
-        for b in data_start..total {
-            a.bits[(b / 64) as usize] &= !(1u64 << (b % 64));
-            a.chunk_free[(b / PMD_PAGES) as usize] += 1;
-            a.free += 1;
-        }
+        a.set_used_range(0, data_start);
+        a.set_used_range(total, nchunks as u64 * PMD_PAGES);
         a
+    }
+
+    /// Marks `[from, to)` used without counting them as allocated (layout and tail blocks).
+    fn set_used_range(&mut self, from: u64, to: u64) {
+        let mut b = from;
+        while b < to {
+            if b % 64 == 0 && to - b >= 64 {
+                self.bits[(b / 64) as usize] = u64::MAX;
+                self.chunk_used[(b / PMD_PAGES) as usize] += 64;
+                b += 64;
+            } else {
+                self.bits[(b / 64) as usize] |= 1u64 << (b % 64);
+                self.chunk_used[(b / PMD_PAGES) as usize] += 1;
+                b += 1;
+            }
+        }
+    }
+
+    /// Free blocks of 2 MiB chunk `c`.
+    fn chunk_free(&self, c: usize) -> u64 {
+        PMD_PAGES - self.chunk_used[c] as u64
     }
 
     /// Whether block `b` is free.
@@ -67,7 +92,7 @@ impl Allocator {
             return false;
         }
         self.bits[(b / 64) as usize] |= 1u64 << (b % 64);
-        self.chunk_free[(b / PMD_PAGES) as usize] -= 1;
+        self.chunk_used[(b / PMD_PAGES) as usize] += 1;
         self.free -= 1;
         true
     }
@@ -78,7 +103,7 @@ impl Allocator {
             return;
         }
         self.bits[(b / 64) as usize] &= !(1u64 << (b % 64));
-        self.chunk_free[(b / PMD_PAGES) as usize] += 1;
+        self.chunk_used[(b / PMD_PAGES) as usize] -= 1;
         self.free += 1;
     }
 
@@ -100,10 +125,7 @@ impl Allocator {
     }
     /// Wholly free, 2 MiB-aligned runs.
     pub fn free_2m_runs(&self) -> u64 {
-        self.chunk_free
-            .iter()
-            .filter(|&&f| f as u64 == PMD_PAGES)
-            .count() as u64
+        self.chunk_used.iter().filter(|&&u| u == 0).count() as u64
     }
 
     /// A wholly free, 2 MiB-aligned run of 512 blocks; returns its first block.
@@ -111,15 +133,15 @@ impl Allocator {
         if self.available_blocks() < PMD_PAGES {
             return None;
         }
-        let n = self.chunk_free.len();
+        let n = self.chunk_used.len();
         for k in 0..n {
             let c = (self.huge_cursor + k) % n;
-            if self.chunk_free[c] as u64 == PMD_PAGES {
+            if self.chunk_used[c] == 0 {
                 let first = c as u64 * PMD_PAGES;
                 for w in 0..(PMD_PAGES / 64) {
                     self.bits[(first / 64 + w) as usize] = u64::MAX;
                 }
-                self.chunk_free[c] = 0;
+                self.chunk_used[c] = PMD_PAGES as u16;
                 self.free -= PMD_PAGES;
                 self.huge_cursor = c;
                 return Some(first);
@@ -146,14 +168,14 @@ impl Allocator {
         if self.free == 0 {
             return None;
         }
-        let n = self.chunk_free.len();
+        let n = self.chunk_used.len();
         let pick = (0..n)
             .map(|k| (self.cursor + k) % n)
-            .find(|&c| self.chunk_free[c] > 0 && (self.chunk_free[c] as u64) < PMD_PAGES)
+            .find(|&c| self.chunk_free(c) > 0 && self.chunk_free(c) < PMD_PAGES)
             .or_else(|| {
                 (0..n)
                     .map(|k| (self.cursor + k) % n)
-                    .find(|&c| self.chunk_free[c] > 0)
+                    .find(|&c| self.chunk_free(c) > 0)
             })?;
         self.cursor = pick;
         let first_word = pick * (PMD_PAGES as usize / 64);

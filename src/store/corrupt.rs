@@ -58,6 +58,12 @@ pub enum DecodeError {
     /// The bad-block table's crc32c does not match.
     #[error("bad-block table checksum mismatch")]
     BadTableChecksum,
+    /// A bad-block range block does not start with its magic.
+    #[error("bad-block range block has a bad magic")]
+    BadChainMagic,
+    /// A bad-block range block belongs to another version of the table or another position.
+    #[error("bad-block range block is stale (another table generation or position)")]
+    BadChainStale,
 }
 
 /// A superblock layout field that does not describe this format.
@@ -81,6 +87,9 @@ pub enum LayoutError {
     /// The bad-block table is not where this format puts it.
     #[error("bad-block table location")]
     BadTableLocation,
+    /// The inode-chunk map is not of the size this format gives it.
+    #[error("inode-chunk map location")]
+    ChunkMapLocation,
     /// An inode count below 2 or absurdly large.
     #[error("inode count {0}")]
     InodeCount(u64),
@@ -156,6 +165,28 @@ pub enum CorruptReason {
     /// The bad-block table is damaged.
     #[error("{0}")]
     BadTable(DecodeError),
+    /// The inode-chunk map (which parts of the inode table hold inodes) is damaged. Not
+    /// repairable: which chunks hold inodes cannot be told from the table's bytes alone.
+    #[error(
+        "{0}; the inodes cannot be located without it, so neither mount nor `daxfs fsck --repair` \
+         can use this region (restore it from a backup)"
+    )]
+    ChunkMap(crate::store::ichunk::ChunkMapError),
+    /// The bad-block table's ranges are not sorted and disjoint, or one is empty.
+    #[error("bad-block table range [{first}, +{count}) overlaps or precedes the one before it, or is empty")]
+    BadTableOrder {
+        /// The range's first block.
+        first: u64,
+        /// Its length in blocks.
+        count: u64,
+    },
+    /// The bad-block table's range chain points outside the data area, loops, or claims a block
+    /// something else holds.
+    #[error("bad-block table range chain is damaged at block {block}")]
+    BadTableChain {
+        /// The chain block named.
+        block: u64,
+    },
     /// The bad-block table lists a block outside the data area.
     #[error("bad-block table lists block {block} outside the data area")]
     BadBlockOutsideData {
@@ -373,6 +404,7 @@ impl CorruptReason {
                 | CorruptReason::Layout(_)
                 | CorruptReason::Truncated { .. }
                 | CorruptReason::Journal(_)
+                | CorruptReason::ChunkMap(_)
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Reading and checking the whole on-media image: the one loader behind `open` and `fsck`.
 //!
-//! [`Image::load`] walks the inode table, every block map (inline extents and chain blocks), xattr
+//! [`Image::load`] reads the inode-chunk map, walks the chunks of the inode table it marks (all of
+//! a version-1 table; nothing else of the table is touched), every block map (inline extents and chain blocks), xattr
 //! blocks, directories and the bad-block table, rebuilds the allocator, and records every
 //! inconsistency as a [`Problem`] with the [`Fix`] that repair applies. `open` refuses a region
 //! with any *fatal* problem (naming the first one); fsck lists them all. Non-fatal problems (wrong
@@ -14,12 +15,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::region::{Region, RegionError};
 
 use super::alloc::Allocator;
-use super::corrupt::CorruptReason;
+use super::badtable::{decode_bad_chain, decode_bad_table, BadRanges, BadTable};
+use super::corrupt::{CorruptReason, DecodeError};
+use super::ichunk::{chunks_for, ChunkMap, ICHUNK_INODES};
 use super::kind::FileKind;
 use super::layout::{
-    decode_badblocks, decode_chain, decode_xattrs, dirent_off, xattr_blocks, Dirent, Extent,
-    InodeRec, Superblock, Xattrs, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, INLINE_EXTENTS,
-    INODE_SIZE, MAX_FILE_SIZE, SB_SIZE,
+    decode_chain, decode_xattrs, dirent_off, xattr_blocks, Dirent, Extent, InodeRec, Superblock,
+    Xattrs, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, INLINE_EXTENTS, INODE_SIZE, MAX_FILE_SIZE,
+    SB_SIZE,
 };
 
 /// An in-use inode as found on media.
@@ -102,10 +105,20 @@ pub struct Image {
     pub sb: Superblock,
     /// In-use inodes that passed every check.
     pub inodes: BTreeMap<u64, LoadedInode>,
-    /// Free inode numbers with the generation of their last use.
+    /// Free inode numbers (in chunks in use) with the generation of their last use.
     pub free_inodes: Vec<(u64, u64)>,
-    /// The bad-block table's blocks (inside the data area).
-    pub bad: Vec<u64>,
+    /// Which chunks of the inode table are in use.
+    pub ichunks: ChunkMap,
+    /// The bad blocks the table lists (inside the data area).
+    pub bad: BadRanges,
+    /// The bad blocks no file or metadata structure claims.
+    pub bad_free: BadRanges,
+    /// The table's range chain blocks, in chain order (claimed like any metadata block).
+    pub bad_chain: Vec<u64>,
+    /// The table's generation (format 2), or 0.
+    pub bad_generation: u64,
+    /// Whether the table is in the old format 1 (rewritten as ranges on its first change).
+    pub bad_v1: bool,
     /// The allocator with every claimed block and every bad block marked used.
     pub alloc: Allocator,
     /// Everything found wrong, in the order found.
@@ -150,21 +163,36 @@ impl Image {
     pub fn load(region: &Region, sb: Superblock) -> Image {
         let mut img = Image {
             alloc: Allocator::new(sb.data_start, sb.total_blocks),
+            ichunks: ChunkMap::all_used(chunks_for(sb.inodes_total)),
             sb,
             inodes: BTreeMap::new(),
             free_inodes: Vec::new(),
-            bad: Vec::new(),
+            bad: BadRanges::new(),
+            bad_free: BadRanges::new(),
+            bad_chain: Vec::new(),
+            bad_generation: 0,
+            bad_v1: false,
             problems: Vec::new(),
         };
         img.load_badblocks(region);
+        if !img.load_chunk_map(region) {
+            return img;
+        }
         img.load_inodes(region);
         img.load_maps(region);
         img.load_dirs(region);
         img.check_links();
         // Bad blocks are never handed out (a bad block still mapped by a file stays its owner).
-        for &b in &img.bad {
-            img.alloc.mark_used(b);
+        // Those nothing claimed are held by the bad-block table alone.
+        let mut free = BadRanges::new();
+        for (first, n) in img.bad.ranges() {
+            for b in first..first + n {
+                if img.alloc.mark_used(b) {
+                    free.insert(b, 1);
+                }
+            }
         }
+        img.bad_free = free;
         img
     }
 
@@ -177,43 +205,121 @@ impl Image {
         self.problems.push(Problem { reason, fix });
     }
 
+    /// Reads the bad-block table (either format) and its range chain, claims the chain blocks
+    /// and checks every range: sorted, disjoint, non-empty, inside the data area. Any damage is a
+    /// problem whose repair resets the table (the ranges read so far are kept for serving).
     fn load_badblocks(&mut self, region: &Region) {
         let mut b = vec![0u8; BLOCK as usize];
         if region.read_at(self.sb.badblk_off(), &mut b).is_err() {
             return;
         }
-        match decode_badblocks(&b) {
-            Ok(list) => {
-                for x in list {
-                    if x < self.sb.data_start || x >= self.sb.total_blocks {
-                        self.problem(
-                            Fix::ResetBadTable,
-                            CorruptReason::BadBlockOutsideData { block: x },
-                        );
-                    } else {
-                        self.bad.push(x);
-                    }
-                }
+        let ranges = match decode_bad_table(&b) {
+            Ok(BadTable::V1(list)) => {
+                self.bad_v1 = true;
+                let mut v: Vec<(u64, u64)> = list.into_iter().map(|x| (x, 1)).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
             }
-            Err(e) => self.problem(Fix::ResetBadTable, CorruptReason::BadTable(e)),
+            Ok(BadTable::V2(h)) => {
+                self.bad_generation = h.generation;
+                let mut v = h.inline;
+                match self.load_bad_chain(region, h.chain, h.generation, &mut v) {
+                    Err(reason) => self.problem(Fix::ResetBadTable, reason),
+                    Ok(()) if v.len() as u64 != h.total => self.problem(
+                        Fix::ResetBadTable,
+                        CorruptReason::BadTable(DecodeError::BadTableCount),
+                    ),
+                    Ok(()) => {}
+                }
+                v
+            }
+            Err(e) => return self.problem(Fix::ResetBadTable, CorruptReason::BadTable(e)),
+        };
+        let mut prev_end = 0;
+        for (first, count) in ranges {
+            if count == 0 || first < prev_end {
+                self.problem(
+                    Fix::ResetBadTable,
+                    CorruptReason::BadTableOrder { first, count },
+                );
+                continue;
+            }
+            if !self.sb.in_data(first, count) {
+                self.problem(
+                    Fix::ResetBadTable,
+                    CorruptReason::BadBlockOutsideData { block: first },
+                );
+                continue;
+            }
+            prev_end = first + count;
+            self.bad.insert(first, count);
         }
     }
 
+    /// Reads the inode-chunk map of a version-2 region (a version-1 table is in use whole).
+    /// Returns false when it is damaged: nothing else can be loaded then.
+    fn load_chunk_map(&mut self, region: &Region) -> bool {
+        if self.sb.version < 2 {
+            return true;
+        }
+        let mut b = vec![0u8; (self.sb.ichunk_blocks * BLOCK) as usize];
+        let chunks = chunks_for(self.sb.inodes_total);
+        let read = region.read_at(self.sb.ichunk_off(), &mut b);
+        match read.map(|()| ChunkMap::decode(chunks, self.sb.ichunk_off(), &b)) {
+            Ok(Ok(m)) => {
+                self.ichunks = m;
+                true
+            }
+            Ok(Err(e)) => {
+                self.problem(Fix::None, CorruptReason::ChunkMap(e));
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Decodes every record of the chunks in use.
+    /// Follows the bad-block table's range chain from `next`, appending its ranges to `out`.
+    fn load_bad_chain(
+        &mut self,
+        region: &Region,
+        mut next: u64,
+        generation: u64,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<(), CorruptReason> {
+        let mut blk = vec![0u8; BLOCK as usize];
+        while next != 0 {
+            if !self.sb.in_data(next, 1) || !self.alloc.mark_used(next) {
+                return Err(CorruptReason::BadTableChain { block: next });
+            }
+            self.bad_chain.push(next);
+            region
+                .read_at(next * BLOCK, &mut blk)
+                .map_err(|_| CorruptReason::BadTableChain { block: next })?;
+            let pos = self.bad_chain.len() as u64 - 1;
+            let (n, r) =
+                decode_bad_chain(&blk, generation, pos).map_err(CorruptReason::BadTable)?;
+            out.extend(r);
+            next = n;
+        }
+        Ok(())
+    }
+
     fn load_inodes(&mut self, region: &Region) {
-        let per_chunk = 1024u64;
-        let mut buf = vec![0u8; (per_chunk * INODE_SIZE) as usize];
-        let mut ino = 1;
-        while ino <= self.sb.inodes_total {
-            let n = per_chunk.min(self.sb.inodes_total + 1 - ino);
-            let b = &mut buf[..(n * INODE_SIZE) as usize];
-            if region.read_at(self.sb.inode_off(ino), b).is_err() {
+        let mut buf = vec![0u8; (ICHUNK_INODES * INODE_SIZE) as usize];
+        let used: Vec<u64> = self.ichunks.used().collect();
+        for c in used {
+            let first = (c * ICHUNK_INODES).max(1);
+            let end = ((c + 1) * ICHUNK_INODES).min(self.sb.inodes_total + 1);
+            let b = &mut buf[..((end - first) * INODE_SIZE) as usize];
+            if region.read_at(self.sb.inode_off(first), b).is_err() {
                 break;
             }
-            for k in 0..n {
+            for k in 0..end - first {
                 let rb = &b[(k * INODE_SIZE) as usize..((k + 1) * INODE_SIZE) as usize];
-                self.load_record(ino + k, rb);
+                self.load_record(first + k, rb);
             }
-            ino += n;
         }
         match self.inodes.get(&1) {
             Some(r) if r.rec.kind() == Some(FileKind::Directory) => {}

@@ -7,6 +7,7 @@
 //! garbage.
 
 use super::corrupt::{CorruptReason, DecodeError, LayoutError};
+use super::ichunk::map_blocks_for;
 use super::kind::FileKind;
 use crate::geometry::PAGE_SIZE;
 
@@ -15,8 +16,9 @@ pub const BLOCK: u64 = PAGE_SIZE;
 
 /// Superblock magic, at byte 0 of the region.
 pub const SB_MAGIC: [u8; 8] = *b"DAXFS\x00sb";
-/// On-media format version written by this code.
-pub const VERSION: u32 = 1;
+/// On-media format version written by this code (2: the inode-chunk map, `store::ichunk`).
+/// Version 1 (no map: the whole inode table is in use) is still read and written on request.
+pub const VERSION: u32 = 2;
 /// Bytes of the superblock structure (the rest of block 0 is zero).
 pub const SB_SIZE: usize = 128;
 /// Bytes per inode record.
@@ -41,16 +43,11 @@ pub const DIRENT_SIZE: u64 = 272;
 pub const DIRENTS_PER_BLOCK: u64 = 15;
 /// Header bytes of an xattr block.
 pub const XATTR_HDR: usize = 16;
-/// Header bytes of the bad-block table.
-pub const BADBLK_HDR: usize = 16;
-/// Bad blocks the table can hold.
-pub const BADBLK_MAX: usize = (BLOCK as usize - BADBLK_HDR) / 8;
 /// Largest file size (2^44 bytes = 16 TiB).
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 
 const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
 const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
-const BADBLK_MAGIC: u32 = u32::from_le_bytes(*b"DXBB");
 
 pub fn get32(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
@@ -77,6 +74,8 @@ pub struct Superblock {
     pub journal_blocks: u64,
     pub badblk_start: u64,
     pub badblk_blocks: u64,
+    /// Blocks of the inode-chunk map (version 2; 0 in version 1), right after the bad-block table.
+    pub ichunk_blocks: u64,
     pub itable_start: u64,
     pub itable_blocks: u64,
     /// Highest inode number (records 0..=inodes_total exist; 0 is unused).
@@ -90,13 +89,24 @@ pub struct Superblock {
 impl Superblock {
     /// The layout mkfs uses for a region of `len` bytes with `inodes` inodes.
     pub fn for_region(len: u64, inodes: u64, created: u64) -> Superblock {
+        Superblock::for_region_version(len, inodes, created, VERSION)
+    }
+
+    /// As [`Self::for_region`], in format `version` (1 or 2).
+    pub fn for_region_version(len: u64, inodes: u64, created: u64, version: u32) -> Superblock {
         let total_blocks = len / BLOCK;
         let itable_blocks = (inodes + 1).div_ceil(INODES_PER_BLOCK);
         let journal_start = 1;
         let badblk_start = journal_start + JOURNAL_BLOCKS;
-        let itable_start = badblk_start + BADBLK_BLOCKS;
+        let ichunk_blocks = if version >= 2 {
+            map_blocks_for(inodes)
+        } else {
+            0
+        };
+        let itable_start = badblk_start + BADBLK_BLOCKS + ichunk_blocks;
         Superblock {
-            version: VERSION,
+            version,
+            ichunk_blocks,
             size: total_blocks * BLOCK,
             block_size: BLOCK as u32,
             inode_size: INODE_SIZE as u32,
@@ -130,6 +140,7 @@ impl Superblock {
         put64(&mut b, 88, self.data_start);
         put64(&mut b, 96, self.total_blocks);
         put64(&mut b, 104, self.created);
+        put32(&mut b, 112, self.ichunk_blocks as u32);
         let crc = crc32c::crc32c(&b[..SB_SIZE - 4]);
         put32(&mut b, SB_SIZE - 4, crc);
         b
@@ -167,6 +178,7 @@ impl Superblock {
             data_start: get64(b, 88),
             total_blocks: get64(b, 96),
             created: get64(b, 104),
+            ichunk_blocks: get32(b, 112) as u64,
         })
     }
 
@@ -192,7 +204,15 @@ impl Superblock {
         if self.inodes_total < 2 || self.inodes_total > (1 << 40) {
             return Err(LayoutError::InodeCount(self.inodes_total));
         }
-        if self.itable_start != self.badblk_start + self.badblk_blocks
+        let ichunk_blocks = if self.version >= 2 {
+            map_blocks_for(self.inodes_total)
+        } else {
+            0
+        };
+        if self.ichunk_blocks != ichunk_blocks {
+            return Err(LayoutError::ChunkMapLocation);
+        }
+        if self.itable_start != self.badblk_start + self.badblk_blocks + self.ichunk_blocks
             || self.itable_blocks != (self.inodes_total + 1).div_ceil(INODES_PER_BLOCK)
         {
             return Err(LayoutError::InodeTableLocation);
@@ -213,6 +233,10 @@ impl Superblock {
     }
     pub fn badblk_off(&self) -> u64 {
         self.badblk_start * BLOCK
+    }
+    /// Region byte offset of the inode-chunk map (version 2).
+    pub fn ichunk_off(&self) -> u64 {
+        (self.badblk_start + self.badblk_blocks) * BLOCK
     }
     /// Whether `[block, block + len)` lies inside the data area.
     pub fn in_data(&self, block: u64, len: u64) -> bool {
@@ -554,39 +578,6 @@ pub fn decode_xattrs(b: &[u8]) -> Result<Xattrs, DecodeError> {
     Ok(out)
 }
 
-/// Encodes the bad-block table.
-///
-/// ```text
-/// 0 magic "DXBB"  4 crc32c of [8, 16 + 8 * count)  8 count u32  12 reserved  16.. blocks u64
-/// ```
-pub fn encode_badblocks(blocks: &[u64]) -> Vec<u8> {
-    let n = blocks.len().min(BADBLK_MAX);
-    let mut b = vec![0u8; BADBLK_HDR + n * 8];
-    put32(&mut b, 0, BADBLK_MAGIC);
-    put32(&mut b, 8, n as u32);
-    for (i, &x) in blocks[..n].iter().enumerate() {
-        put64(&mut b, BADBLK_HDR + i * 8, x);
-    }
-    let crc = crc32c::crc32c(&b[8..]);
-    put32(&mut b, 4, crc);
-    b
-}
-
-/// Decodes the bad-block table.
-pub fn decode_badblocks(b: &[u8]) -> Result<Vec<u64>, DecodeError> {
-    if get32(b, 0) != BADBLK_MAGIC {
-        return Err(DecodeError::BadTableMagic);
-    }
-    let n = get32(b, 8) as usize;
-    if n > BADBLK_MAX {
-        return Err(DecodeError::BadTableCount);
-    }
-    if crc32c::crc32c(&b[8..BADBLK_HDR + n * 8]) != get32(b, 4) {
-        return Err(DecodeError::BadTableChecksum);
-    }
-    Ok((0..n).map(|i| get64(b, BADBLK_HDR + i * 8)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +586,14 @@ mod tests {
     fn superblock_roundtrip_and_checks() {
         let sb = Superblock::for_region(64 << 20, 4096, 7);
         sb.check_layout().unwrap();
+        assert_eq!((sb.version, sb.ichunk_blocks, sb.itable_start), (2, 1, 19));
+        let v1 = Superblock::for_region_version(64 << 20, 4096, 7, 1);
+        v1.check_layout().unwrap();
+        assert_eq!((v1.ichunk_blocks, v1.itable_start), (0, 18));
+        assert_eq!(Superblock::decode(&v1.encode()).unwrap(), v1);
+        let mut bad = sb.clone();
+        bad.ichunk_blocks = 0;
+        assert_eq!(bad.check_layout(), Err(LayoutError::ChunkMapLocation));
         let mut b = sb.encode();
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
         b[20] ^= 1;
@@ -660,7 +659,5 @@ mod tests {
         assert_eq!(decode_xattrs(&e).unwrap(), big);
         let too_big = vec![(b"user.a".to_vec(), vec![0u8; 65537])];
         assert!(encode_xattrs(&too_big).is_none());
-        let bb = encode_badblocks(&[3, 4]);
-        assert_eq!(decode_badblocks(&bb).unwrap(), vec![3, 4]);
     }
 }
