@@ -691,8 +691,8 @@ fn fsxattr_reports_the_dax_flag() {
     // SAFETY: FS_IOC_FSSETXATTR reads one struct fsxattr.
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
         .unwrap();
-    // Setting the DAX flag sticks (and survives a remount, checked below); other flags are
-    // refused.
+    // Setting the DAX flag sticks (and survives a remount, checked below); a flag daxfs
+    // cannot have is refused.
     x.fsx_xflags = FS_XFLAG_DAX;
     // SAFETY: as above.
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) })
