@@ -80,18 +80,6 @@ fn read_as(uid: u32, p: &Path) -> i32 {
     })
 }
 
-/// The mount options every behaviour is checked under; `io_uring` turns the module on.
-fn option_sets() -> Vec<&'static str> {
-    let param = Path::new("/sys/module/fuse/parameters/enable_uring");
-    let mut v = vec!["dax=always", "dax=never", "dax=inode"];
-    if param.exists() && fs::write(param, "1").is_ok() {
-        v.push("io_uring");
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("FUSE-over-io_uring is missing ({})", param.display());
-    }
-    v
-}
-
 #[test]
 fn kernel_checks_access_through_the_acl() {
     require_fuse!();

@@ -32,17 +32,6 @@ fn setflags(p: &Path, v: libc::c_int) -> std::io::Result<i32> {
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &v) })
 }
 
-fn option_sets() -> Vec<&'static str> {
-    let param = Path::new("/sys/module/fuse/parameters/enable_uring");
-    let mut v = vec!["dax=always", "dax=never", "dax=inode"];
-    if param.exists() && fs::write(param, "1").is_ok() {
-        v.push("io_uring");
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("FUSE-over-io_uring is missing ({})", param.display());
-    }
-    v
-}
-
 #[test]
 fn immutable_and_append_only_are_enforced_and_persist() {
     require_fuse!();

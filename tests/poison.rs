@@ -853,7 +853,7 @@ fn gettid() -> i32 {
 /// A hang or long D state aborts the FUSE connection first, so every blocked thread returns.
 fn stress(uring: bool, dax: &str) {
     require_fuse!();
-    if uring && !poison_util::enable_uring() {
+    if uring && !enable_uring() {
         return;
     }
     let what = format!("{} dax={dax}", if uring { "io_uring" } else { "/dev/fuse" });

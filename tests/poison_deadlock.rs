@@ -105,7 +105,7 @@ fn poison_loop(c: &Counters, path: &std::ffi::CStr, page_data: &[u8]) {
 /// the pages the poisoner invalidated, with readahead around them).
 fn read_loop(c: &Counters, path: &std::ffi::CStr) {
     pin(0);
-    survive_sigbus(c);
+    survive_sigbus(Some(c));
     // SAFETY: opening a NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
     if fd < 0 {

@@ -92,7 +92,7 @@ fn mount(r: &Region, cfg: &Config) -> MountGuard {
     );
     for _ in 0..5 {
         if cfg.uring {
-            assert!(poison_util::enable_uring());
+            assert!(enable_uring());
         }
         let mut args: Vec<&OsStr> = vec!["mount".as_ref(), r.path.as_os_str(), r.mnt.as_os_str()];
         let threads = cfg.threads.map(|t| t.to_string());
@@ -327,7 +327,7 @@ fn stress(
 fn run(cfg: Config) {
     require_fuse!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if cfg.uring && !poison_util::enable_uring() {
+    if cfg.uring && !enable_uring() {
         return;
     }
     let (secs, seed) = (secs(), seed());

@@ -26,15 +26,6 @@ fn godown(path: &Path, flags: u32) -> std::io::Result<()> {
     cvt(unsafe { libc::ioctl(f.as_raw_fd(), XFS_IOC_GOINGDOWN as _, &mut arg) }).map(|_| ())
 }
 
-/// Sets the fuse module's `enable_uring` so that `-o io_uring` really uses rings (it logs a
-/// warning and serves through `/dev/fuse` otherwise; the test still holds then).
-fn enable_uring() {
-    let p = "/sys/module/fuse/parameters/enable_uring";
-    if Path::new(p).exists() {
-        let _ = fs::write(p, "1");
-    }
-}
-
 /// The mount options of each transport and data path the behaviour must hold on.
 const MODES: [&str; 3] = ["", "io_uring", "dax=never"];
 

@@ -16,13 +16,6 @@ use common::*;
 
 const MODES: [&str; 3] = ["", "io_uring", "dax=never"];
 
-fn enable_uring() {
-    let p = "/sys/module/fuse/parameters/enable_uring";
-    if Path::new(p).exists() {
-        let _ = fs::write(p, "1");
-    }
-}
-
 /// `open(dir, O_TMPFILE | O_RDWR | extra, 0o640)`.
 fn tmpfile(dir: &Path, extra: i32) -> std::io::Result<File> {
     let c = cpath(dir);

@@ -15,6 +15,31 @@ use std::time::{Duration, Instant};
 
 use daxfs::fuse::mounts;
 
+/// Turns FUSE-over-io_uring on; false (skip) when the kernel has none, which fails in CI.
+pub fn enable_uring() -> bool {
+    const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+    if !Path::new(PARAM).exists() {
+        let why = format!("{PARAM} is missing (kernel without CONFIG_FUSE_IO_URING)");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("FUSE-over-io_uring tests cannot run in CI: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return false;
+    }
+    std::fs::write(PARAM, "1").expect("write enable_uring");
+    true
+}
+
+/// The mount options a behaviour is checked under: each `dax=` mode, and `io_uring` when
+/// [`enable_uring`] could turn the rings on (it fails in CI when it cannot).
+pub fn option_sets() -> Vec<&'static str> {
+    let mut v = vec!["dax=always", "dax=never", "dax=inode"];
+    if enable_uring() {
+        v.push("io_uring");
+    }
+    v
+}
+
 /// Whether FUSE tests can run here. Panics when they cannot and `CI=true`.
 pub fn fuse_available() -> bool {
     let ok = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();

@@ -139,11 +139,6 @@ pub fn mount_with(
     MountGuard::adopt(region, mnt)
 }
 
-/// Turns FUSE-over-io_uring on when the kernel has it (so `-o io_uring` mounts use it).
-pub fn enable_uring() -> bool {
-    std::fs::write("/sys/module/fuse/parameters/enable_uring", "1").is_ok()
-}
-
 /// The mount options of a transport ("" = /dev/fuse, "io_uring") and `dax=` mode.
 pub fn opts(transport: &str, dax: &str) -> String {
     match transport {

@@ -5,44 +5,10 @@
 //! the verdict would be a guess, so none is given).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 
 use super::model::*;
-
-/// SIGBUS taken by this process (each child has its own copy after the fork).
-pub static SIGBUS_SEEN: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; `si_addr` is the
-    // faulting address. mmap (a syscall, async-signal-safe) of an anonymous page over the faulting
-    // page lets the faulting load complete, reading zeros.
-    unsafe {
-        let addr = ((*info).si_addr() as usize) & !(PAGE as usize - 1);
-        libc::mmap(
-            addr as *mut libc::c_void,
-            PAGE as usize,
-            libc::PROT_READ,
-            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-    }
-    SIGBUS_SEEN.fetch_add(1, SeqCst);
-}
-
-/// In a child: survive SIGBUS on mapped pages (see [`on_sigbus`]).
-pub fn survive_sigbus() {
-    // SAFETY: installing a handler in the child; the sigaction struct is fully initialised.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigbus
-            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-            as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
-    }
-}
+use super::poison_util::{survive_sigbus, SIGBUS_TAKEN};
 
 /// A shared read-only mapping of the first `len` bytes of a descriptor.
 pub struct Mapping {
@@ -117,9 +83,9 @@ fn pass(m: &Model, fi: usize, fd: i32, salt: u64) -> Result<(), String> {
         if m.stats.stopped() {
             break;
         }
-        let before = SIGBUS_SEEN.load(SeqCst);
+        let before = SIGBUS_TAKEN.load(SeqCst);
         std::hint::black_box(map.touch(p, salt.wrapping_mul(p + 1)));
-        if SIGBUS_SEEN.load(SeqCst) != before {
+        if SIGBUS_TAKEN.load(SeqCst) != before {
             bus += 1;
             if fm.is_maybe(p) {
                 poisoned += 1;
@@ -140,7 +106,7 @@ fn pass(m: &Model, fi: usize, fd: i32, salt: u64) -> Result<(), String> {
 
 /// The mmap reader's loop (in its child).
 pub fn run(m: &Model, k: usize, paths: &[std::path::PathBuf], seed: u64) -> Result<(), String> {
-    survive_sigbus();
+    survive_sigbus(None);
     let files: Vec<std::fs::File> = paths
         .iter()
         .map(|p| std::fs::File::open(p).map_err(|e| format!("open {}: {e}", p.display())))

@@ -16,8 +16,9 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::common::pattern;
-use super::mapper::{Mapping, SIGBUS_SEEN};
+use super::mapper::Mapping;
 use super::model::*;
+use super::poison_util::{survive_sigbus, SIGBUS_TAKEN};
 
 /// Whether a read or write of a range ending at `stop` may have stopped short at `end`: through
 /// the page cache (`dax=never`) it does so at a page boundary, before a page it could not read or
@@ -173,9 +174,9 @@ fn op_mmap(
         if bus.contains(&p) {
             continue;
         }
-        let before = SIGBUS_SEEN.load(std::sync::atomic::Ordering::SeqCst);
+        let before = SIGBUS_TAKEN.load(std::sync::atomic::Ordering::SeqCst);
         let got = map.copy_page(p);
-        if SIGBUS_SEEN.load(std::sync::atomic::Ordering::SeqCst) != before {
+        if SIGBUS_TAKEN.load(std::sync::atomic::Ordering::SeqCst) != before {
             st.add(Kind::Sigbus, 1);
             st.add(Kind::SigbusPoisoned, 1);
             bus.push(p);
@@ -285,7 +286,7 @@ fn op_punch(
 /// The owner's loop (in its child): one random operation at a time under the file's lock.
 pub fn run(m: &Model, fi: usize, path: &std::path::Path, seed: u64) -> Result<(), String> {
     use rand::SeedableRng;
-    super::mapper::survive_sigbus();
+    survive_sigbus(None);
     let mut rng = StdRng::seed_from_u64(seed);
     let f = std::fs::OpenOptions::new()
         .read(true)

@@ -19,23 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::model::*;
-
-/// The poison ioctl `cmd` on `fd`. Return: 0 or the errno.
-pub fn poison(fd: i32, cmd: u32, flags: u32, offset: u64, len: u64) -> i32 {
-    let mut p = DaxfsPoison::new_request();
-    p.flags = flags;
-    p.offset = offset;
-    p.len = len;
-    // SAFETY: both poison requests encode the size of DaxfsPoison; `p` lives across the call.
-    let rc = unsafe { libc::ioctl(fd, cmd as _, &mut p as *mut DaxfsPoison) };
-    if rc < 0 {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        0
-    }
-}
+use super::poison_util::poison_fd;
 
 /// A paged ioctl answer: `(entries, next cursor, more)`.
 fn paged<T: Versioned>(fd: i32, cmd: u32, set_cursor: impl Fn(&mut T)) -> Result<T, String> {
@@ -103,7 +87,7 @@ impl Poisoner<'_> {
             _ => self.rng.random_range(9..=32),
         };
         self.m.files[fi].mark_maybe(first, first + n);
-        let e = poison(
+        let e = poison_fd(
             self.files[fi].as_raw_fd(),
             DAXFS_IOC_INJECT_POISON,
             0,
@@ -151,7 +135,7 @@ impl Poisoner<'_> {
         let k = self.rng.random_range(0..span);
         let n = self.rng.random_range(1..=4u64).min(span - k);
         fm.mark_maybe(e.file_index + k, e.file_index + k + n);
-        let err = poison(
+        let err = poison_fd(
             self.root.as_raw_fd(),
             DAXFS_IOC_INJECT_POISON,
             POISON_BY_REGION,
@@ -213,7 +197,7 @@ impl Poisoner<'_> {
         };
         let end = (first + self.rng.random_range(1..=16)).min(size_pages);
         let poisoned = self.pre_read(&mut lk, fi, first, end)?;
-        let e = poison(
+        let e = poison_fd(
             self.files[fi].as_raw_fd(),
             DAXFS_IOC_CLEAR_POISON,
             0,
@@ -251,7 +235,7 @@ impl Poisoner<'_> {
                     "file {fi}: pages [{first}, {end}) are listed bad but only {poisoned:?} read EIO"
                 ));
             }
-            let e = poison(
+            let e = poison_fd(
                 self.root.as_raw_fd(),
                 DAXFS_IOC_CLEAR_POISON,
                 POISON_BY_REGION,
@@ -281,7 +265,7 @@ impl Poisoner<'_> {
             .into_iter()
             .filter(|r| r.ino == 0)
         {
-            let e = poison(
+            let e = poison_fd(
                 self.root.as_raw_fd(),
                 DAXFS_IOC_CLEAR_POISON,
                 POISON_BY_REGION,

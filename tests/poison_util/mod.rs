@@ -169,6 +169,10 @@ pub fn poison_fd(fd: i32, cmd: u32, flags: u32, offset: u64, len: u64) -> i32 {
 
 static SIGBUS_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// SIGBUS taken by this process since [`survive_sigbus`] (each forked child has its own copy):
+/// a reader compares it before and after a load to tell which page faulted.
+pub static SIGBUS_TAKEN: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; `si_addr` is the
     // faulting address. Mapping an anonymous page over the faulting page (MAP_FIXED) is
@@ -188,11 +192,14 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
             (*c).sigbus.fetch_add(1, Ordering::Relaxed);
         }
     }
+    SIGBUS_TAKEN.fetch_add(1, Ordering::SeqCst);
 }
 
-/// In a child: SIGBUS on a mapped page replaces that page by zeros and counts it in `c`.
-pub fn survive_sigbus(c: &Counters) {
-    SIGBUS_COUNTER.store(c as *const Counters as u64, Ordering::Relaxed);
+/// In a child: SIGBUS on a mapped page replaces that page by zeros and counts it in
+/// [`SIGBUS_TAKEN`], and in `c` when given.
+pub fn survive_sigbus(c: Option<&Counters>) {
+    let c = c.map_or(std::ptr::null(), |c| c as *const Counters);
+    SIGBUS_COUNTER.store(c as u64, Ordering::Relaxed);
     // SAFETY: installing a handler in the child; the sigaction struct is fully initialised.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
@@ -405,19 +412,4 @@ pub fn wait_children(pids: &[i32], limit: Duration) -> (Vec<(i32, i32)>, bool) {
     }
     let all = left.is_empty();
     (done, all)
-}
-
-/// Turns FUSE-over-io_uring on; false (skip) when the kernel has none, which fails in CI.
-pub fn enable_uring() -> bool {
-    const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
-    if !Path::new(PARAM).exists() {
-        let why = format!("{PARAM} is missing (kernel without CONFIG_FUSE_IO_URING)");
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("FUSE-over-io_uring tests cannot run in CI: {why}");
-        }
-        eprintln!("SKIPPED: {why}");
-        return false;
-    }
-    fs::write(PARAM, "1").expect("write enable_uring");
-    true
 }
