@@ -1,4 +1,5 @@
-//! The FUSE adapter against a fake filesystem: a real mount through `/dev/fuse` of
+//! The FUSE adapter against a fake filesystem: a real mount, through `/dev/fuse` and again through
+//! the FUSE-over-io_uring queues (each test runs on both), of
 //! `DaxFuse<Fake>`, where `Fake` is a small in-memory [`FileSystem`] that records what it was
 //! asked. Each test does a syscall on the mount and checks both sides: that the request reached
 //! the filesystem with the arguments the caller gave (request translation), and that what the
@@ -21,8 +22,11 @@ use daxfs::fs::{
 };
 use daxfs::fuse::adapter::DaxFuse;
 use daxfs::fuse::notify::KernelNotifier;
+use daxfs::fuse::stats::RequestStats;
+use daxfs::fuse::uring::{self, RingConfig};
 use daxfs::ioctl::Versioned;
-use fuser::{BackgroundSession, Config, MountOption};
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionUnmounter};
+use std::sync::atomic::Ordering;
 
 const ROOT: Ino = 1;
 const FILE: Ino = 2;
@@ -343,28 +347,76 @@ impl FileSystem for Fake {
     }
 }
 
-/// The fake mounted through `/dev/fuse`; unmounted on drop (also when the test panics).
+/// How the fake's mount receives its requests.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    /// Reads of `/dev/fuse` (fuser's own loop).
+    DevFuse,
+    /// The FUSE-over-io_uring queues of `daxfs::fuse::uring`, as the daemon's `-o io_uring`.
+    IoUring,
+}
+
+/// The fake mounted through `/dev/fuse` or the io_uring queues; unmounted on drop (also when the
+/// test panics).
 struct Mounted {
     fake: Arc<Fake>,
     mnt: PathBuf,
-    session: Option<BackgroundSession>,
+    serving: Serving,
     _dir: tempfile::TempDir,
 }
 
+enum Serving {
+    Background(Option<BackgroundSession>),
+    Rings {
+        /// The adapter's request counters: how many requests came through the rings.
+        stats: Arc<RequestStats>,
+        unmounter: SessionUnmounter,
+        thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    },
+}
+
 impl Mounted {
-    fn new() -> Mounted {
+    fn new(transport: Transport) -> Mounted {
         let dir = tempfile::tempdir().unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         let fake = Arc::new(Fake::new());
-        let adapter = DaxFuse::with_fs(fake.clone(), KernelNotifier::new());
+        let mut adapter = DaxFuse::with_fs(fake.clone(), KernelNotifier::new());
         let mut cfg = Config::default();
         cfg.mount_options = vec![MountOption::FSName("fake".into()), MountOption::RW];
-        let session = fuser::spawn_mount(adapter, &mnt, &cfg).expect("mount the fake");
+        let serving = match transport {
+            Transport::DevFuse => Serving::Background(Some(
+                fuser::spawn_mount(adapter, &mnt, &cfg).expect("mount the fake"),
+            )),
+            Transport::IoUring => {
+                let agreed = adapter.request_io_uring();
+                let stats = adapter.stats_handle();
+                let mut session = Session::new(adapter, &mnt, &cfg).expect("mount the fake");
+                assert!(
+                    agreed.load(Ordering::Relaxed),
+                    "the kernel did not offer FUSE-over-io_uring at INIT although enable_uring is on"
+                );
+                let unmounter = session.unmount_callable();
+                let config = RingConfig {
+                    depth: 8,
+                    payload: 1 << 20,
+                    idle_priority: false,
+                };
+                let ring_stats = stats.clone();
+                let thread = std::thread::spawn(move || {
+                    session.run_with(move |d| uring::start(d, config, ring_stats))
+                });
+                Serving::Rings {
+                    stats,
+                    unmounter,
+                    thread: Some(thread),
+                }
+            }
+        };
         let m = Mounted {
             fake,
             mnt,
-            session: Some(session),
+            serving,
             _dir: dir,
         };
         common::wait_until("the fake is mounted", Duration::from_millis(10), || {
@@ -376,16 +428,64 @@ impl Mounted {
     fn p(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
+
+    /// Requests served through the io_uring queues (0 for `/dev/fuse`).
+    fn ring_requests(&self) -> u64 {
+        match &self.serving {
+            Serving::Rings { stats, .. } => stats.ring(),
+            Serving::Background(_) => 0,
+        }
+    }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if s.umount_and_join().is_err() {
-                let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        let unmounted = match &mut self.serving {
+            Serving::Background(s) => s.take().is_none_or(|s| s.umount_and_join().is_ok()),
+            Serving::Rings {
+                unmounter, thread, ..
+            } => {
+                let ok = unmounter.unmount().is_ok();
+                if ok {
+                    if let Some(t) = thread.take() {
+                        let _ = t.join();
+                    }
+                }
+                ok
             }
+        };
+        if !unmounted {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Declares a test that runs `$body(&Mounted)` once over `/dev/fuse` and once over the io_uring
+/// queues (which fails in CI when the kernel has no rings), each on a fresh fake.
+macro_rules! on_both_transports {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn dev_fuse() {
+                crate::require_fuse!();
+                super::$name(&super::Mounted::new(super::Transport::DevFuse));
+            }
+            #[test]
+            fn io_uring() {
+                crate::require_fuse!();
+                if !super::common::enable_uring() {
+                    return;
+                }
+                let m = super::Mounted::new(super::Transport::IoUring);
+                let before = m.ring_requests();
+                super::$name(&m);
+                assert!(
+                    m.ring_requests() > before,
+                    "no request of the test came through the rings"
+                );
+            }
+        }
+    };
 }
 
 fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
@@ -396,10 +496,8 @@ fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
-#[test]
-fn attributes_reach_stat_field_by_field() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(attributes_reach_stat_field_by_field);
+fn attributes_reach_stat_field_by_field(m: &Mounted) {
     let md = std::fs::metadata(m.p("file")).unwrap();
     let want = attr(FILE, FileKind::Regular, 0o640, 17);
     assert_eq!(md.ino(), FILE);
@@ -423,10 +521,8 @@ fn attributes_reach_stat_field_by_field() {
     );
 }
 
-#[test]
-fn reads_writes_and_opens_carry_their_arguments() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(reads_writes_and_opens_carry_their_arguments);
+fn reads_writes_and_opens_carry_their_arguments(m: &Mounted) {
     assert_eq!(std::fs::read(m.p("file")).unwrap(), b"hello, fake world");
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -451,10 +547,8 @@ fn reads_writes_and_opens_carry_their_arguments() {
     });
 }
 
-#[test]
-fn errnos_chosen_by_the_filesystem_pass_through() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(errnos_chosen_by_the_filesystem_pass_through);
+fn errnos_chosen_by_the_filesystem_pass_through(m: &Mounted) {
     assert_eq!(errno_of(std::fs::create_dir(m.p("full"))), libc::ENOSPC);
     assert_eq!(errno_of(std::fs::remove_file(m.p("file"))), libc::EBUSY);
     assert_eq!(
@@ -480,10 +574,8 @@ fn errnos_chosen_by_the_filesystem_pass_through() {
     );
 }
 
-#[test]
-fn lseek_answers_and_errors_are_the_filesystems() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(lseek_answers_and_errors_are_the_filesystems);
+fn lseek_answers_and_errors_are_the_filesystems(m: &Mounted) {
     let f = std::fs::File::open(m.p("file")).unwrap();
     use std::os::fd::AsRawFd;
     // SAFETY: lseek on an open descriptor.
@@ -497,10 +589,8 @@ fn lseek_answers_and_errors_are_the_filesystems() {
     assert!(calls.contains(&hole_call), "{calls:?}");
 }
 
-#[test]
-fn directory_listings_and_their_references() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(directory_listings_and_their_references);
+fn directory_listings_and_their_references(m: &Mounted) {
     let mut names: Vec<_> = std::fs::read_dir(&m.mnt)
         .unwrap()
         .map(|e| {
@@ -521,10 +611,8 @@ fn directory_listings_and_their_references() {
     );
 }
 
-#[test]
-fn xattr_size_probes_and_small_buffers_are_translated() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(xattr_size_probes_and_small_buffers_are_translated);
+fn xattr_size_probes_and_small_buffers_are_translated(m: &Mounted) {
     let path = cstr(&m.p("file"));
     let name = CString::new("user.ten").unwrap();
     // SAFETY: a size probe with no buffer.
@@ -549,10 +637,8 @@ fn xattr_size_probes_and_small_buffers_are_translated() {
     );
 }
 
-#[test]
-fn statfs_setattr_and_ioctls_without_a_handler() {
-    require_fuse!();
-    let m = Mounted::new();
+on_both_transports!(statfs_setattr_and_ioctls_without_a_handler);
+fn statfs_setattr_and_ioctls_without_a_handler(m: &Mounted) {
     let s = nix::sys::statvfs::statvfs(&m.mnt).unwrap();
     assert_eq!(
         (s.blocks(), s.blocks_free(), s.blocks_available()),

@@ -49,15 +49,19 @@ pub const MAX_FILE_SIZE: u64 = 1 << 44;
 const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
 const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
 
+/// Reads the little-endian `u32` at byte `o` of `b`.
 pub fn get32(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
 }
+/// Reads the little-endian `u64` at byte `o` of `b`.
 pub fn get64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
+/// Writes `v` as a little-endian `u32` at byte `o` of `b`.
 pub fn put32(b: &mut [u8], o: usize, v: u32) {
     b[o..o + 4].copy_from_slice(&v.to_le_bytes());
 }
+/// Writes `v` as a little-endian `u64` at byte `o` of `b`.
 pub fn put64(b: &mut [u8], o: usize, v: u64) {
     b[o..o + 8].copy_from_slice(&v.to_le_bytes());
 }
@@ -65,22 +69,33 @@ pub fn put64(b: &mut [u8], o: usize, v: u64) {
 /// The superblock (block 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superblock {
+    /// On-media format version of this region (1 or 2).
     pub version: u32,
     /// Region bytes at mkfs.
     pub size: u64,
+    /// Block size in bytes ([`BLOCK`]).
     pub block_size: u32,
+    /// Inode record size in bytes ([`INODE_SIZE`]).
     pub inode_size: u32,
+    /// First block of the journal.
     pub journal_start: u64,
+    /// Journal length in blocks.
     pub journal_blocks: u64,
+    /// First block of the bad-block table.
     pub badblk_start: u64,
+    /// Bad-block table length in blocks (the head block of the range table).
     pub badblk_blocks: u64,
     /// Blocks of the inode-chunk map (version 2; 0 in version 1), right after the bad-block table.
     pub ichunk_blocks: u64,
+    /// First block of the inode table.
     pub itable_start: u64,
+    /// Inode table length in blocks.
     pub itable_blocks: u64,
     /// Highest inode number (records 0..=inodes_total exist; 0 is unused).
     pub inodes_total: u64,
+    /// First block of the data area (after the inode table).
     pub data_start: u64,
+    /// Blocks in the region.
     pub total_blocks: u64,
     /// mkfs time (ns since the epoch), also a format instance id.
     pub created: u64,
@@ -123,6 +138,7 @@ impl Superblock {
         }
     }
 
+    /// Encodes the superblock into its on-media bytes, with its crc32c.
     pub fn encode(&self) -> [u8; SB_SIZE] {
         let mut b = [0u8; SB_SIZE];
         b[0..8].copy_from_slice(&SB_MAGIC);
@@ -225,12 +241,15 @@ impl Superblock {
         Ok(())
     }
 
+    /// Region byte offset of inode record `ino`.
     pub fn inode_off(&self, ino: u64) -> u64 {
         self.itable_start * BLOCK + ino * INODE_SIZE
     }
+    /// Region byte offset of the journal.
     pub fn journal_off(&self) -> u64 {
         self.journal_start * BLOCK
     }
+    /// Region byte offset of the bad-block table.
     pub fn badblk_off(&self) -> u64 {
         self.badblk_start * BLOCK
     }
@@ -251,8 +270,11 @@ impl Superblock {
 /// `[block, block + len)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Extent {
+    /// First file page of the extent.
     pub page: u64,
+    /// First region block of the extent.
     pub block: u64,
+    /// Length in pages (and blocks).
     pub len: u64,
 }
 
@@ -285,33 +307,53 @@ impl Extent {
 /// An all-zero record is a never-used free inode.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InodeRec {
+    /// File type and permission bits (`st_mode`); 0 marks a free record.
     pub mode: u32,
+    /// Hard-link count.
     pub nlink: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
+    /// Inode flags (the `FS_*_FL` bits daxfs keeps).
     pub flags: u32,
+    /// Device number of a character or block special file.
     pub rdev: u32,
+    /// File size in bytes.
     pub size: u64,
+    /// Generation number: raised each time the inode number is used again, so an old handle to it goes stale.
     pub generation: u64,
+    /// Last access time, ns since the epoch.
     pub atime: i64,
+    /// Last data modification time, ns since the epoch.
     pub mtime: i64,
+    /// Last status change time, ns since the epoch.
     pub ctime: i64,
+    /// Creation (birth) time, ns since the epoch.
     pub crtime: i64,
+    /// Parent directory's inode number (directories only; 0 otherwise).
     pub parent: u64,
+    /// Block holding the inode's extended attributes (0 = none).
     pub xattr_block: u64,
+    /// First block of the block-map chain (0 = none: the extents are inline).
     pub map_chain: u64,
+    /// Number of extents in the block map.
     pub nextents: u64,
+    /// The block map itself when `nextents` ≤ [`INLINE_EXTENTS`].
     pub inline: [Extent; INLINE_EXTENTS],
 }
 
 impl InodeRec {
+    /// Whether the record is free (never used, or released).
     pub fn is_free(&self) -> bool {
         self.mode == 0
     }
+    /// The file type the mode names, if it is a known one.
     pub fn kind(&self) -> Option<FileKind> {
         FileKind::from_mode(self.mode)
     }
 
+    /// Encodes the record into its 256 on-media bytes, with its crc32c.
     pub fn encode(&self) -> [u8; INODE_SIZE as usize] {
         let mut b = [0u8; INODE_SIZE as usize];
         put32(&mut b, 0, self.mode);
@@ -424,8 +466,11 @@ pub fn decode_chain(ino: u64, b: &[u8]) -> Result<(u64, Vec<Extent>), DecodeErro
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dirent {
+    /// Inode number of the entry (never 0 for a used slot).
     pub ino: u64,
+    /// File type, cached in the entry for `readdir`.
     pub kind: FileKind,
+    /// Entry name (1 to 255 bytes, no `/` or NUL).
     pub name: Vec<u8>,
 }
 
@@ -435,6 +480,7 @@ fn dirent_crc(b: &[u8], namelen: usize) -> u32 {
 }
 
 impl Dirent {
+    /// Encodes the entry into its on-media slot, with its crc32c.
     pub fn encode(&self) -> [u8; DIRENT_SIZE as usize] {
         let mut b = [0u8; DIRENT_SIZE as usize];
         let n = self.name.len().min(255);

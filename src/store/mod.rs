@@ -44,8 +44,6 @@ pub mod ichunk;
 pub mod image;
 pub mod journal;
 pub mod kind;
-// The fields and variants of its wire and error types are not yet documented one by one.
-#[allow(missing_docs)]
 pub mod layout;
 
 pub use alloc::Allocator;
