@@ -331,3 +331,178 @@ fn pmd_and_gib_in_one_call_each_io_uring_dax_always() {
 fn pmd_and_gib_in_one_call_each_io_uring_dax_never() {
     pmd_and_gib(CONFIGS[3]);
 }
+
+/// 1,000 disjoint region ranges of 1,000 pages, 500 pages apart, from block 65,536 (256 MiB,
+/// past the metadata of an 8 GiB region).
+fn million_ranges() -> Vec<(u64, u64)> {
+    (0..1000u64).map(|i| (65_536 + i * 1500, 1000)).collect()
+}
+
+fn inject_region(root: &File, (block, n): (u64, u64)) {
+    assert_eq!(
+        poison_fd(
+            root.as_raw_fd(),
+            DAXFS_IOC_INJECT_POISON,
+            POISON_BY_REGION,
+            block * PAGE,
+            n * PAGE
+        ),
+        0,
+        "inject blocks {block}+{n}"
+    );
+}
+
+/// A 4 MiB file of stamped pages, on none of the ranges. Return: its path.
+fn keep_file(m: &MountGuard, ranges: &[(u64, u64)]) -> std::path::PathBuf {
+    let path = m.p("keep");
+    let data: Vec<u8> = (0..1024).flat_map(stamp).collect();
+    std::fs::write(&path, data).unwrap();
+    for (_, n, b) in mappings(&path) {
+        assert!(
+            ranges.iter().all(|&(s, k)| b + n <= s || b >= s + k),
+            "setup: the file's blocks {b}+{n} lie on a range to poison"
+        );
+    }
+    path
+}
+
+fn assert_keep_intact(path: &Path, when: &str) {
+    let f = File::open(path).unwrap();
+    for p in (0..1024).step_by(37).chain([1023]) {
+        assert_eq!(read_page(&f, p).unwrap(), stamp(p), "{when}: page {p}");
+    }
+}
+
+fn million(cfg: Cfg) {
+    require_fuse!();
+    let r = Region::new("8G");
+    let ranges = million_ranges();
+    let m = mount(&r, cfg);
+    let keep = keep_file(&m, &ranges);
+    let root = File::open(&m.mnt).unwrap();
+    let t = Instant::now();
+    for &rg in &ranges[..999] {
+        inject_region(&root, rg);
+    }
+    eprintln!(
+        "{cfg:?}: 999 region injects of 1,000 pages: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(poison_list(&m.mnt), sysfs_lines(&ranges[..999]));
+    drop(root);
+    m.unmount();
+
+    let m = mount(&r, cfg);
+    assert_eq!(
+        poison_list(&m.mnt),
+        sysfs_lines(&ranges[..999]),
+        "{cfg:?}: after an unmount"
+    );
+    // The last range from this daemon, which then dies without closing anything.
+    inject_region(&File::open(&m.mnt).unwrap(), ranges[999]);
+    m.kill_daemon();
+    let out = daxfs(["umount".as_ref(), m.mnt.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "umount of the dead mount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.disarm();
+
+    let m = mount(&r, cfg);
+    let list = poison_list(&m.mnt);
+    assert_eq!(list.lines().count(), 1000, "{cfg:?}: after kill -9");
+    assert_eq!(list, sysfs_lines(&ranges), "{cfg:?}: after kill -9");
+    assert_eq!(stat_json(&m.mnt)["bad_blocks"].as_u64(), Some(1_000_000));
+    assert_keep_intact(&keep, &format!("{cfg:?} after kill -9"));
+    m.unmount();
+    r.assert_fsck_clean(&format!("{cfg:?} with 1,000,000 bad pages"));
+}
+
+#[test]
+fn a_million_bad_pages_survive_unmount_and_kill_9_dev_fuse() {
+    million(CONFIGS[0]);
+}
+
+#[test]
+fn a_million_bad_pages_survive_unmount_and_kill_9_io_uring() {
+    million(CONFIGS[3]);
+}
+
+fn failed_inject(cfg: Cfg) {
+    require_fuse!();
+    let r = Region::new("64M");
+    let m = mount(&r, cfg);
+    let path = m.p("f");
+    let pages: Vec<u64> = (0..256).collect();
+    let data: Vec<u8> = pages.iter().copied().flat_map(stamp).collect();
+    std::fs::write(&path, data).unwrap();
+    let f = File::open(&path).unwrap();
+    let fd = f.as_raw_fd();
+    // From the middle of the 1 MiB file to 512 KiB past its end.
+    assert_eq!(
+        poison_fd(fd, DAXFS_IOC_INJECT_POISON, 0, 512 << 10, 1 << 20),
+        libc::EINVAL
+    );
+    // The CLI says so and fails.
+    let out = daxfs([
+        OsStr::new("poison"),
+        "inject".as_ref(),
+        path.as_os_str(),
+        "--offset".as_ref(),
+        "512k".as_ref(),
+        "--len".as_ref(),
+        "1M".as_ref(),
+    ]);
+    assert!(!out.status.success(), "{cfg:?}: the CLI inject succeeded");
+    assert!(!out.stderr.is_empty(), "{cfg:?}: the CLI said nothing");
+    // The last page of the region and one beyond it.
+    let size = stat_json(&m.mnt)["size"]
+        .as_u64()
+        .expect("stat --json size");
+    let root = File::open(&m.mnt).unwrap();
+    assert_eq!(
+        poison_fd(
+            root.as_raw_fd(),
+            DAXFS_IOC_INJECT_POISON,
+            POISON_BY_REGION,
+            size - PAGE,
+            2 * PAGE
+        ),
+        libc::EINVAL
+    );
+    assert_eq!(poison_list(&m.mnt), "", "{cfg:?}: nothing poisoned");
+    assert_eq!(stat_json(&m.mnt)["bad_blocks"].as_u64(), Some(0));
+    for &p in &pages {
+        assert_eq!(read_page(&f, p).unwrap(), stamp(p), "{cfg:?}: page {p}");
+    }
+    let map = Mmap::new(&f, 1 << 20);
+    assert_eq!(
+        mmap_check(&[&map], &[], &pages),
+        (0, 256),
+        "{cfg:?}: every page maps its data"
+    );
+    drop((map, f, root));
+    m.unmount();
+    r.assert_fsck_clean(&format!("{cfg:?} after the failed injects"));
+}
+
+#[test]
+fn a_failed_inject_leaves_nothing_poisoned_dev_fuse_dax_always() {
+    failed_inject(CONFIGS[0]);
+}
+
+#[test]
+fn a_failed_inject_leaves_nothing_poisoned_dev_fuse_dax_never() {
+    failed_inject(CONFIGS[1]);
+}
+
+#[test]
+fn a_failed_inject_leaves_nothing_poisoned_io_uring_dax_always() {
+    failed_inject(CONFIGS[2]);
+}
+
+#[test]
+fn a_failed_inject_leaves_nothing_poisoned_io_uring_dax_never() {
+    failed_inject(CONFIGS[3]);
+}
