@@ -12,16 +12,16 @@
 //!   their reply, writes copy their bytes, while the entries are locked);
 //! - [`FileMap::unmap_range`] (truncate, punch hole, eviction) locks each entry, erases it or, if a
 //!   PMD entry is only partly covered, splits it into PTE entries first;
-//! - [`FileMap::poison_page`] (memory failure) is the lock-then-walk step: lock the entry covering
-//!   the page (the whole PMD entry for any sub-page), derive the mapping size from the entry, and
-//!   split it around the poisoned page.
+//! - `FileMap::poison_range` (memory failure only; crate-private) is the lock-then-walk step:
+//!   lock the entries covering the range (the whole PMD entry for any sub-page), derive the
+//!   mapping size from the entries, and split them around the poisoned pages.
 //!
 //! A poisoned page has no DAX entry (nothing may map it) but still owns its bad block: it is kept
 //! in a per-inode `page → block` set, so the persistent block map ([`FileMap::entries`] includes
 //! poisoned pages as order-0 entries) and the reverse map still see it, and a read that includes
 //! it fails with `EIO`. The set is rebuilt at mount from the bad-block table.
 //!
-//! Lock order: inode rwsem (held by the callers of everything but `poison_page`) → entry locks in
+//! Lock order: inode rwsem (held by the callers of everything but `poison_range`) → entry locks in
 //! ascending file order → the poisoned-set mutex (a leaf; never held while sleeping on an entry).
 //! Memory failure takes no inode rwsem at all.
 
@@ -41,23 +41,6 @@ pub use crate::geometry::{PMD_ORDER, PMD_PAGES};
 thread_local! {
     /// Reused guard vectors: a read or write locks its entries without allocating.
     static GUARDS: RefCell<Vec<Vec<DaxEntryGuard>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// What [`FileMap::poison_page`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Poisoned {
-    /// The page was mapped by an entry of `nr_pages` pages starting at file page `first`; that
-    /// whole range must be unmapped from user mappings (the entry was locked while we looked).
-    Mapped {
-        /// The entry's first file page.
-        first: u64,
-        /// The pages it mapped.
-        nr_pages: u64,
-    },
-    /// The page was already poisoned (with this block).
-    Already,
-    /// The page no longer maps the block (moved, truncated): look the block up again.
-    Moved,
 }
 
 /// What [`FileMap::poison_range`] did.
@@ -406,47 +389,6 @@ impl FileMap {
         freed
     }
 
-    /// Memory failure, lock-then-walk: locks the entry covering `page` (any sub-page of a PMD
-    /// entry locks the whole entry), checks that it still maps `block`, derives the mapping size
-    /// from the entry, marks the page poisoned, runs `record` (the durable bad-block record), and
-    /// splits a PMD entry so that its other 511 pages stay mapped by PTE entries (a PTE entry is
-    /// erased). The entries are unlocked at their new order on return.
-    ///
-    /// Context: takes no inode rwsem (a reader holding the rwsem shared may hold the entry we
-    /// wait for; we never wait for the rwsem while holding an entry). May sleep.
-    pub fn poison_page(
-        &self,
-        page: u64,
-        block: u64,
-        record: impl FnOnce() -> Result<(), nix::errno::Errno>,
-    ) -> Result<Poisoned, nix::errno::Errno> {
-        if self.poisoned.lock().get(page) == Some(block) {
-            record()?;
-            return Ok(Poisoned::Already);
-        }
-        let Some(g) = self.dax.lock_entry_for_page(page).map_err(eio)? else {
-            return Ok(Poisoned::Moved);
-        };
-        if g.block_of(page).ok().flatten() != Some(block) {
-            return Ok(Poisoned::Moved); // the guard unlocks
-        }
-        // The effective mapping size comes from the locked entry itself.
-        let (first, nr_pages) = (g.index(), g.nr_pages());
-        self.poisoned.lock().insert(page, block, 1);
-        self.npoisoned.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = record() {
-            self.poisoned.lock().remove(page, page + 1);
-            self.npoisoned.fetch_sub(1, Ordering::AcqRel);
-            return Err(e);
-        }
-        if g.order() == PMD_ORDER {
-            g.split_and_unlock(Some(page)).map_err(eio)?;
-        } else {
-            g.delete().map_err(eio)?;
-        }
-        Ok(Poisoned::Mapped { first, nr_pages })
-    }
-
     /// Memory failure of file pages `[first, end)` in one step, lock-then-walk over the range:
     /// locks every entry covering a page of it (ascending; a PMD entry as a whole), takes blocks
     /// and mapping sizes from the locked entries, keeps the pages `keep(page, block)` accepts,
@@ -455,8 +397,11 @@ impl FileMap {
     /// (the rest of a PMD stays mapped by PTE entries, or the entry goes when all of it is
     /// poisoned), and unlocks everything at the new orders.
     ///
-    /// Context: as [`FileMap::poison_page`]; `record` runs with the entries locked.
-    pub fn poison_range(
+    /// Context: takes no inode rwsem (a reader holding the rwsem shared may hold an entry we
+    /// wait for; we never wait for the rwsem while holding an entry); may sleep; `record` runs
+    /// with the entries locked. Crate-private: memory failure is the only caller (the public
+    /// path is `crate::memory_failure`, which records, then invalidates).
+    pub(crate) fn poison_range(
         &self,
         first: u64,
         end: u64,
@@ -539,7 +484,7 @@ impl FileMap {
     /// Return: the bad block it held.
     ///
     /// Context: inode rwsem exclusive.
-    pub fn unpoison(&self, page: u64) -> Option<u64> {
+    pub(crate) fn unpoison(&self, page: u64) -> Option<u64> {
         let (_, b, _) = *self.poisoned.lock().remove(page, page + 1).first()?;
         self.rmap_remove(b, 1);
         self.npoisoned.fetch_sub(1, Ordering::AcqRel);
@@ -551,7 +496,7 @@ impl FileMap {
     /// Return: the `(page, block, count)` runs they held.
     ///
     /// Context: inode rwsem exclusive.
-    pub fn unpoison_range(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
+    pub(crate) fn unpoison_range(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
         if self.npoisoned.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
@@ -677,7 +622,17 @@ impl FileMap {
 
 #[cfg(test)]
 mod tests {
-    use super::{FileMap, Poisoned, Rmap, PMD_ORDER};
+    use super::{FileMap, PoisonedRange, Rmap, PMD_ORDER};
+
+    /// Poisons page `page` if it still maps `block` (one lock-then-walk step of one page).
+    fn poison1(
+        m: &FileMap,
+        page: u64,
+        block: u64,
+        record: impl FnOnce(&[(u64, u64)]) -> Result<(), nix::errno::Errno>,
+    ) -> Result<PoisonedRange, nix::errno::Errno> {
+        m.poison_range(page, page + 1, |_, b| b == block, record)
+    }
 
     #[test]
     fn rmap_follows_map_unmap_and_poison() {
@@ -689,7 +644,7 @@ mod tests {
         assert_eq!(r.lookup(1024 + 100), Some((9, 612)));
         assert_eq!(r.lookup(77), Some((9, 3)));
         assert_eq!(r.lookup(78), None);
-        m.poison_page(700, 1024 + 188, || Ok(())).unwrap();
+        poison1(&m, 700, 1024 + 188, |_| Ok(())).unwrap();
         assert_eq!(
             r.lookup(1024 + 188),
             Some((9, 700)),
@@ -751,21 +706,15 @@ mod tests {
     fn poison_splits_a_pmd_and_keeps_the_block_in_the_map() {
         let m = FileMap::new(11, 1);
         m.map(0, PMD_ORDER, 4096).unwrap();
-        let mut recorded = false;
-        let r = m
-            .poison_page(300, 4096 + 300, || {
-                recorded = true;
-                Ok(())
-            })
-            .unwrap();
-        assert!(recorded);
-        assert_eq!(
-            r,
-            Poisoned::Mapped {
-                first: 0,
-                nr_pages: 512
-            }
-        );
+        let mut recorded = Vec::new();
+        let r = poison1(&m, 300, 4096 + 300, |b| {
+            recorded = b.to_vec();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(recorded, vec![(4096 + 300, 1)]);
+        assert_eq!(r.runs, vec![(300, 4096 + 300, 1)]);
+        assert_eq!(r.unmap, vec![(0, 512)], "the whole PMD entry is unmapped");
         let e = m.dax_entries();
         assert_eq!(e.len(), 511);
         assert!(e.iter().all(|x| x.order == 0 && !x.entry.is_locked()));
@@ -778,11 +727,13 @@ mod tests {
         assert_eq!(ent.len(), 512);
         assert_eq!(ent[300].value, 4096 + 300);
         assert_eq!(m.mapped_pages(), 512);
-        assert_eq!(m.poison_page(300, 4396, || Ok(())), Ok(Poisoned::Already));
-        assert_eq!(m.poison_page(301, 999, || Ok(())), Ok(Poisoned::Moved));
+        let again = poison1(&m, 300, 4396, |_| panic!("nothing new to record")).unwrap();
+        assert_eq!((again.already, again.runs.len()), (1, 0));
+        let moved = poison1(&m, 301, 999, |_| panic!("nothing to record")).unwrap();
+        assert!(moved.runs.is_empty() && moved.unmap.is_empty());
         // A failed record leaves nothing changed.
         assert_eq!(
-            m.poison_page(5, 4101, || Err(nix::errno::Errno::ENOSPC)),
+            poison1(&m, 5, 4101, |_| Err(nix::errno::Errno::ENOSPC)),
             Err(nix::errno::Errno::ENOSPC)
         );
         assert_eq!(m.lookup(5), Some((4101, 0)));
