@@ -278,3 +278,148 @@ fn private_partial_unmap_mprotect_mremap_madvise() {
     m.unmount();
     r.assert_fsck_clean("after the mapping operations");
 }
+
+/// A tmpfs mounted with `huge=always` (the backing whose pages the kernel can map by PMD), on a
+/// scratch directory; unmounted (lazily, so a panic never leaves it) when dropped.
+struct HugeTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl HugeTmpfs {
+    fn new() -> HugeTmpfs {
+        let dir = scratch();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "huge=always,size=256M",
+                "daxfs-test-huge",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            o.status.success(),
+            "mount -t tmpfs -o huge=always (needs CONFIG_TRANSPARENT_HUGEPAGE): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        HugeTmpfs { dir }
+    }
+
+    /// A formatted region of `size` in this tmpfs, with its mount point.
+    fn region(&self, size: &str) -> Region {
+        let dir = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let path = dir.path().join("region");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        daxfs_ok([
+            std::ffi::OsStr::new("mkfs"),
+            path.as_os_str(),
+            "--size".as_ref(),
+            size.as_ref(),
+        ]);
+        Region { dir, path, mnt }
+    }
+}
+
+impl Drop for HugeTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// One `KEY VALUE` line of `pmd_smaps`'s output.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {key:?} in {out}"))
+}
+
+fn kb(out: &str, key: &str) -> u64 {
+    field(out, key).parse().unwrap()
+}
+
+/// With the region on a `huge=always` tmpfs, the 2 MiB extents of a PMD-mapped file are mapped
+/// by the kernel as PMDs (`ShmemPmdMapped` in `/proc/PID/smaps`) at the 2 MiB-aligned address
+/// the library reserves; a file too small for a PMD entry is mapped by PTEs; and without the
+/// library the same program maps the FUSE file, whose page-cache pages are never PMD-mapped.
+fn pmd_smaps_on(transport: &str) {
+    let huge = HugeTmpfs::new();
+    let r = huge.region("64M");
+    let m = r.mount(&opts(transport, "always"));
+    let big = create_rw(&m.p("big"));
+    big.write_all_at(&pattern(1, 2 * MB2), 0).unwrap();
+    big.sync_all().unwrap();
+    let small = create_rw(&m.p("small"));
+    small.write_all_at(&pattern(2, 256 << 10), 0).unwrap();
+    small.sync_all().unwrap();
+    let maps = daxfs_ok([
+        "stat".as_ref(),
+        "--mappings".as_ref(),
+        m.p("big").as_os_str(),
+    ]);
+    let pmds = maps.lines().filter(|l| l.contains(" pmd ")).count();
+    assert_eq!(pmds, 2, "the 4 MiB file is not two PMD entries:\n{maps}");
+
+    let prog = program(
+        r.dir.path(),
+        "pmd_smaps",
+        include_str!("direct_c/pmd_smaps.c"),
+    );
+    let region = std::fs::canonicalize(&r.path).unwrap();
+    let len = (2 * MB2).to_string();
+    let out = ok_output(
+        "pmd_smaps of the PMD file under daxfs exec",
+        &under_exec(&prog, &[m.p("big").as_os_str(), len.as_ref()]),
+    );
+    assert_eq!(field(&out, "path"), region.to_str().unwrap(), "{out}");
+    assert_eq!(field(&out, "aligned2m"), "1", "{out}");
+    assert_eq!(kb(&out, "rss"), 4096, "{out}");
+    assert_eq!(
+        kb(&out, "shmem_pmd"),
+        4096,
+        "the two 2 MiB extents are not PMD-mapped:\n{out}"
+    );
+
+    let len = (256 << 10).to_string();
+    let out = ok_output(
+        "pmd_smaps of the small file under daxfs exec",
+        &under_exec(&prog, &[m.p("small").as_os_str(), len.as_ref()]),
+    );
+    assert_eq!(field(&out, "path"), region.to_str().unwrap(), "{out}");
+    assert_eq!(kb(&out, "rss"), 256, "{out}");
+    assert_eq!(
+        kb(&out, "shmem_pmd"),
+        0,
+        "a 256 KiB file PMD-mapped?\n{out}"
+    );
+
+    let len = (2 * MB2).to_string();
+    let o = Command::new(&prog)
+        .args([m.p("big").as_os_str(), len.as_ref()])
+        .output()
+        .unwrap();
+    let out = ok_output("pmd_smaps without the library", &o);
+    assert_eq!(field(&out, "path"), m.p("big").to_str().unwrap(), "{out}");
+    assert_eq!(kb(&out, "shmem_pmd") + kb(&out, "file_pmd"), 0, "{out}");
+    drop((big, small));
+    m.unmount();
+    r.assert_fsck_clean(&format!("after the PMD mappings ({transport:?})"));
+}
+
+#[test]
+fn pmd_extents_are_pmd_mapped_on_a_huge_tmpfs() {
+    require_fuse!();
+    pmd_smaps_on("");
+}
+
+#[test]
+fn pmd_extents_are_pmd_mapped_on_a_huge_tmpfs_io_uring() {
+    require_fuse!();
+    assert!(enable_uring(), "FUSE-over-io_uring is not available");
+    pmd_smaps_on("io_uring");
+}
