@@ -1,13 +1,13 @@
 //! The daemon side of the control ioctls (`crate::ioctl`) and of `FS_IOC_FSGETXATTR`.
 //!
-//! Owns: decoding a request's bytes, validating them with the `ioctl` module's helpers, the
-//! permission rule for poison requests, calling the embedded API, and encoding the answer. Rules
-//! kept: validation happens before anything changes (`EINVAL` for a bad version, size or range;
-//! `EPERM` for a caller that is neither root nor the mount's owner); an unknown request number is
-//! `ENOTTY`, as a driver answers.
+//! Owns: decoding a request's bytes (header, version, size, flags), calling the embedded API,
+//! and encoding the answer. It decides no policy: poison permission, ranges, alignment and file
+//! kind are checked by `memory_failure` (once, before anything changes: `EPERM` for a caller that
+//! is neither root nor the mount's owner, `EINVAL` for a bad range); a bad version or size is
+//! `EINVAL` here; an unknown request number is `ENOTTY`, as a driver answers.
 
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{iflags, Ctx, DaxFs, Errno, FileKind, FsResult, Ino, ShutdownMode, XflagsChange};
+use crate::fs::{iflags, Ctx, DaxFs, Errno, FsResult, Ino, ShutdownMode, XflagsChange};
 use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
@@ -19,13 +19,6 @@ pub struct Caller {
     pub ctx: Ctx,
     /// The uid the daemon runs as (the mount's owner).
     pub owner_uid: u32,
-}
-
-impl Caller {
-    /// Root or the mount's owner: may inject and clear poison (docs/DESIGN.md, "Memory failure", rule 6).
-    pub fn may_change_poison(&self) -> bool {
-        self.ctx.uid == 0 || self.ctx.uid == self.owner_uid
-    }
 }
 
 /// One ioctl as the kernel sent it.
@@ -186,8 +179,8 @@ fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> 
     fs.set_xflags(ino, &change, &caller.ctx)
 }
 
-/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: validated here, handled by
-/// `memory_failure`, answered once the range is unmapped.
+/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: decoded here; permitted, validated and
+/// handled by `memory_failure`; answered once the range is unmapped.
 fn poison(
     fs: &DaxFs,
     inval: &dyn mf::Invalidator,
@@ -197,23 +190,15 @@ fn poison(
     input: &[u8],
     reply: Reply,
 ) {
+    // Decoding only: the header, the flags and the reserved field. Who may do it, the range,
+    // its alignment and the file kind are memory_failure's to decide (once).
     let checked = (|| {
         let req: DaxfsPoison = check_header(input)?;
-        if !caller.may_change_poison() {
-            return Err(Errno::EPERM);
+        mf::check_caller(caller.ctx.uid, caller.owner_uid)?;
+        if req.flags & !POISON_BY_REGION != 0 || req._reserved != 0 {
+            return Err(Errno::EINVAL);
         }
-        let by_region = req.flags & POISON_BY_REGION != 0;
-        let limit = if by_region {
-            fs.region_stat().size
-        } else {
-            let a = fs.getattr(ino)?;
-            if a.kind != FileKind::Regular {
-                return Err(Errno::EINVAL);
-            }
-            a.size
-        };
-        check_poison(&req, limit)?;
-        Ok((req.offset, req.len, by_region))
+        Ok((req.offset, req.len, req.flags & POISON_BY_REGION != 0))
     })();
     let (off, len, by_region) = match checked {
         Ok(r) => r,
@@ -389,21 +374,5 @@ mod tests {
         assert_eq!(seen[1].ino, 0);
         assert_eq!(seen[1].file_offset, u64::MAX);
         assert_eq!(seen[149].region_offset, (100 + 298) * 4096);
-    }
-
-    #[test]
-    fn poison_permission() {
-        let who = |uid, owner_uid| Caller {
-            ctx: Ctx {
-                uid,
-                gid: 0,
-                pid: 1,
-            },
-            owner_uid,
-        };
-        let (root, owner, other) = (who(0, 1000), who(1000, 1000), who(65534, 0));
-        assert!(root.may_change_poison());
-        assert!(owner.may_change_poison());
-        assert!(!other.may_change_poison());
     }
 }

@@ -2,7 +2,11 @@
 //! `memory_failure()` path does (docs/DESIGN.md, "Memory failure").
 //!
 //! An inject names a file range or a region range; it is validated whole first (`EINVAL` before
-//! anything changes) and then applied as ranges, never a page at a time:
+//! anything changes) and then applied as ranges, never a page at a time. Every policy check is
+//! made here, once: who may inject or clear ([`check_caller`], `policy.rs`), and the range,
+//! alignment and file kind (`handler::region_blocks` / `handler::file_pages`, at the start of
+//! each inject and clear). The control ioctl (`fuse/control.rs`) only decodes the request and
+//! encodes the answer.
 //! 1. **Reverse map** ([`rmap`], `Rmap::within`): a region range splits into runs of blocks held
 //!    by one (inode, file page) run; blocks no file maps (free, or file-system metadata) are just
 //!    recorded bad and, being bad, never allocated.
@@ -53,6 +57,7 @@
 //! user mapping. The plain forms (`inject_file`, ...) wait for it, for embedded use.
 
 pub mod handler;
+mod policy;
 pub mod records;
 pub mod rmap;
 
@@ -61,6 +66,7 @@ use parking_lot::Mutex;
 use crate::fs::{FsResult, Ino};
 
 pub use handler::{inject_file, inject_file_then, inject_region, inject_region_then, Injected};
+pub use policy::check_caller;
 pub use records::{clear_file, clear_file_then, clear_region, clear_region_then, list, BadRange};
 
 /// A file byte range to unmap: `(ino, offset, len)`.
