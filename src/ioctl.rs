@@ -15,13 +15,15 @@
 //!
 //! ## Rules every request keeps
 //!
-//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=8 (7 and 8, the direct-mapping requests of
+//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=10 (7 and 8, the direct-mapping requests of
 //!   `daxfs exec`, are in [`direct`]).
 //! - Every struct starts with `version: u32, size: u32`. The caller sets `version` to
 //!   [`DAXFS_ABI_VERSION`] and `size` to `size_of` the struct; anything else is `EINVAL`
 //!   ([`check_header`]). A later ABI version appends fields and bumps both.
 //! - All requests are `_IOWR` (the header is always read back, answers are written back)
-//!   except `INJECT_POISON` and `CLEAR_POISON`, which only take input (`_IOW`).
+//!   except `INJECT_POISON` and `CLEAR_POISON`, which only take input (`_IOW`). Their reporting
+//!   forms `INJECT_POISON_REPORT` and `CLEAR_POISON_REPORT` (9 and 10) take the same input and
+//!   answer what was done ([`DaxfsPoisonReport`]); the `_IOW` forms stay for older callers.
 //!
 //! | request | number | value | struct | bytes |
 //! |---|---|---|---|---|
@@ -33,6 +35,8 @@
 //! | `DAXFS_IOC_REQ_STATS` | `_IOWR(0xDA, 6, DaxfsReqStats)` | `0xc210da06` | [`DaxfsReqStats`] | 528 |
 //! | `DAXFS_IOC_DIRECT_INFO` | `_IOWR(0xDA, 7, DaxfsDirectInfo)` | `0xd0b0da07` | [`direct::DaxfsDirectInfo`] | 4272 |
 //! | `DAXFS_IOC_GET_FMAP` | `_IOWR(0xDA, 8, DaxfsFmap)` | `0xe048da08` | [`direct::DaxfsFmap`] | 8264 |
+//! | `DAXFS_IOC_INJECT_POISON_REPORT` | `_IOWR(0xDA, 9, DaxfsPoisonReport)` | `0xc058da09` | [`DaxfsPoisonReport`] | 88 |
+//! | `DAXFS_IOC_CLEAR_POISON_REPORT` | `_IOWR(0xDA, 10, DaxfsPoisonReport)` | `0xc058da0a` | [`DaxfsPoisonReport`] | 88 |
 
 use std::mem::size_of;
 
@@ -108,13 +112,17 @@ pub struct DaxfsMapping {
     pub file_index: u64,
     /// First region block.
     pub region_block: u64,
-    /// Entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`), as the `dax` layer names them.
+    /// Entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`), as the `dax` layer names them, or
+    /// [`MAPPING_POISONED`] for a poisoned page (which has no entry; order 0).
     pub flags: u32,
     /// 0 = PTE (4 KiB), 9 = PMD (2 MiB).
     pub order: u8,
     /// Zero.
     pub _pad: [u8; 3],
 }
+
+/// `DaxfsMapping::flags` of a poisoned page: nothing maps it, `region_block` is its bad block.
+pub const MAPPING_POISONED: u32 = 1 << 8;
 
 /// Entries per `DAXFS_IOC_GET_MAPPINGS` call.
 pub const MAPPINGS_PER_CALL: usize = 128;
@@ -161,6 +169,54 @@ pub struct DaxfsPoison {
     pub offset: u64,
     /// Length in bytes (> 0).
     pub len: u64,
+}
+
+/// `DAXFS_IOC_INJECT_POISON_REPORT` / `DAXFS_IOC_CLEAR_POISON_REPORT`: the input of
+/// [`DaxfsPoison`], then what the request did. Page and block counts are 4 KiB units.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DaxfsPoisonReport {
+    /// [`DAXFS_ABI_VERSION`].
+    pub version: u32,
+    /// `size_of` this struct.
+    pub size: u32,
+    /// In: 0 or [`POISON_BY_REGION`].
+    pub flags: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// In: byte offset in the file or region.
+    pub offset: u64,
+    /// In: length in bytes (> 0).
+    pub len: u64,
+    /// Out: the byte range acted on, `[start, end)`: the request widened to whole pages.
+    pub start: u64,
+    /// Out: see `start`.
+    pub end: u64,
+    /// Out: file pages newly poisoned (inject) or cleared, now holes (clear).
+    pub pages: u64,
+    /// Out: region blocks newly recorded bad (inject) or removed from the table (clear).
+    pub blocks: u64,
+    /// Out: pages (file requests) or blocks (region requests) of the range already in the
+    /// requested state: poisoned already (inject), not poisoned (clear).
+    pub already: u64,
+    /// Out: pages of a file range with no block (inject: nothing to poison there).
+    pub holes: u64,
+    /// Out: files whose pages changed.
+    pub files: u64,
+}
+
+impl DaxfsPoisonReport {
+    /// The request part, as [`DaxfsPoison`] carries it.
+    pub fn request(&self) -> DaxfsPoison {
+        DaxfsPoison {
+            version: self.version,
+            size: size_of::<DaxfsPoison>() as u32,
+            flags: self.flags,
+            _reserved: self._reserved,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
 }
 
 /// One bad range.
@@ -239,6 +295,20 @@ pub const DAXFS_IOC_INJECT_POISON: u32 =
 /// `_IOW(0xDA, 4, DaxfsPoison)`.
 pub const DAXFS_IOC_CLEAR_POISON: u32 =
     ioc(IOC_WRITE, DAXFS_IOC_MAGIC, 4, size_of::<DaxfsPoison>());
+/// `_IOWR(0xDA, 9, DaxfsPoisonReport)`.
+pub const DAXFS_IOC_INJECT_POISON_REPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    DAXFS_IOC_MAGIC,
+    9,
+    size_of::<DaxfsPoisonReport>(),
+);
+/// `_IOWR(0xDA, 10, DaxfsPoisonReport)`.
+pub const DAXFS_IOC_CLEAR_POISON_REPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    DAXFS_IOC_MAGIC,
+    10,
+    size_of::<DaxfsPoisonReport>(),
+);
 /// `_IOWR(0xDA, 5, DaxfsBadBlocks)`.
 pub const DAXFS_IOC_LIST_BADBLOCKS: u32 = ioc(
     IOC_READ | IOC_WRITE,
@@ -327,6 +397,8 @@ unsafe impl Pod for DaxfsMappings {}
 // SAFETY: see above.
 unsafe impl Pod for DaxfsPoison {}
 // SAFETY: see above.
+unsafe impl Pod for DaxfsPoisonReport {}
+// SAFETY: see above.
 unsafe impl Pod for DaxfsBadBlock {}
 // SAFETY: see above.
 unsafe impl Pod for DaxfsBadBlocks {}
@@ -339,6 +411,7 @@ const _: () = assert!(size_of::<DaxfsStat>() == 72);
 const _: () = assert!(size_of::<DaxfsMapping>() == 24);
 const _: () = assert!(size_of::<DaxfsMappings>() == 24 + 24 * MAPPINGS_PER_CALL);
 const _: () = assert!(size_of::<DaxfsPoison>() == 32);
+const _: () = assert!(size_of::<DaxfsPoisonReport>() == 88);
 const _: () = assert!(size_of::<DaxfsBadBlock>() == 32);
 const _: () = assert!(size_of::<DaxfsBadBlocks>() == 24 + 32 * BADBLOCKS_PER_CALL);
 const _: () = assert!(size_of::<DaxfsReqStats>() == 16 + 8 * REQ_STATS_SLOTS);
@@ -371,6 +444,7 @@ versioned!(
     DaxfsStat,
     DaxfsMappings,
     DaxfsPoison,
+    DaxfsPoisonReport,
     DaxfsBadBlocks,
     DaxfsReqStats
 );
@@ -421,6 +495,8 @@ pub fn request_name(cmd: u32) -> Option<&'static str> {
         DAXFS_IOC_GET_MAPPINGS => "DAXFS_IOC_GET_MAPPINGS",
         DAXFS_IOC_INJECT_POISON => "DAXFS_IOC_INJECT_POISON",
         DAXFS_IOC_CLEAR_POISON => "DAXFS_IOC_CLEAR_POISON",
+        DAXFS_IOC_INJECT_POISON_REPORT => "DAXFS_IOC_INJECT_POISON_REPORT",
+        DAXFS_IOC_CLEAR_POISON_REPORT => "DAXFS_IOC_CLEAR_POISON_REPORT",
         DAXFS_IOC_LIST_BADBLOCKS => "DAXFS_IOC_LIST_BADBLOCKS",
         DAXFS_IOC_REQ_STATS => "DAXFS_IOC_REQ_STATS",
         _ => return direct::request_name(cmd),
@@ -452,6 +528,12 @@ mod tests {
         assert_eq!(DAXFS_IOC_CLEAR_POISON, 0x4020_da04);
         assert_eq!(DAXFS_IOC_LIST_BADBLOCKS, 0xc818_da05);
         assert_eq!(DAXFS_IOC_REQ_STATS, 0xc210_da06);
+        assert_eq!(DAXFS_IOC_INJECT_POISON_REPORT, 0xc058_da09);
+        assert_eq!(DAXFS_IOC_CLEAR_POISON_REPORT, 0xc058_da0a);
+        assert_eq!(
+            DAXFS_IOC_CLEAR_POISON_REPORT as u64,
+            nix::request_code_readwrite!(0xDA, 10, size_of::<DaxfsPoisonReport>()) as u64
+        );
         assert_eq!(
             DAXFS_IOC_REQ_STATS as u64,
             nix::request_code_readwrite!(0xDA, 6, size_of::<DaxfsReqStats>()) as u64
@@ -468,6 +550,14 @@ mod tests {
             (DAXFS_IOC_GET_MAPPINGS, size_of::<DaxfsMappings>()),
             (DAXFS_IOC_INJECT_POISON, size_of::<DaxfsPoison>()),
             (DAXFS_IOC_CLEAR_POISON, size_of::<DaxfsPoison>()),
+            (
+                DAXFS_IOC_INJECT_POISON_REPORT,
+                size_of::<DaxfsPoisonReport>(),
+            ),
+            (
+                DAXFS_IOC_CLEAR_POISON_REPORT,
+                size_of::<DaxfsPoisonReport>(),
+            ),
             (DAXFS_IOC_LIST_BADBLOCKS, size_of::<DaxfsBadBlocks>()),
             (DAXFS_IOC_REQ_STATS, size_of::<DaxfsReqStats>()),
         ] {

@@ -845,6 +845,7 @@ fn bad_blocks_api_and_reverse_map() {
             4096,
             &daxfs::memory_failure::NoInvalidate,
         )
+        .map(|c| c.blocks)
     };
     assert_eq!(clear(&fs), Ok(1));
     assert_eq!(

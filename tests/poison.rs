@@ -36,6 +36,13 @@ fn mappings(file: &Path) -> Vec<(u64, String, u64, u64)> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
+            // A fifth word `poisoned` exactly on the lines flagged MAPPING_POISONED.
+            let flags = u64::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
+            assert_eq!(
+                f.get(4) == Some(&"poisoned"),
+                flags & u64::from(MAPPING_POISONED) != 0,
+                "{l}"
+            );
             (
                 f[0].parse().unwrap(),
                 f[1].to_string(),
@@ -189,19 +196,24 @@ fn pg(data: &[u8], page: u64) -> &[u8] {
     &data[(page * PAGE) as usize..((page + 1) * PAGE) as usize]
 }
 
-/// The first 2 MiB are 511 PTE entries without `hole` (blocks `pmd0 + page`), then one PMD.
+/// The first 2 MiB are 511 PTE entries and, at `hole`, the poisoned page's line (its bad block,
+/// flag `MAPPING_POISONED`, the word `poisoned`), all on blocks `pmd0 + page`; then one PMD.
 fn assert_split_around(maps: &[(u64, String, u64, u64)], pmd0: u64, hole: u64) {
-    assert_eq!(maps.len(), 512, "{:?}", &maps[..maps.len().min(4)]);
-    let mut want = (0..512u64).filter(|&p| p != hole);
-    for e in &maps[..511] {
-        let p = want.next().unwrap();
+    assert_eq!(maps.len(), 513, "{:?}", &maps[..maps.len().min(4)]);
+    for (p, e) in maps[..512].iter().enumerate() {
+        let p = p as u64;
+        let flags = if p == hole {
+            u64::from(MAPPING_POISONED)
+        } else {
+            0
+        };
         assert_eq!(
             (e.0, e.1.as_str(), e.2, e.3),
-            (p, "pte", pmd0 + p, 0),
-            "PTE entries after the split"
+            (p, "pte", pmd0 + p, flags),
+            "PTE entries after the split, the poisoned page among them"
         );
     }
-    assert_eq!((maps[511].0, maps[511].1.as_str()), (512, "pmd"));
+    assert_eq!((maps[512].0, maps[512].1.as_str()), (512, "pmd"));
 }
 
 #[test]
@@ -471,7 +483,17 @@ fn poison_survives_remount_and_daemon_sigkill() {
     assert_eq!(read_page(&f, 601).unwrap(), pg(&data, 601));
     assert_eq!(list_json(&m.mnt).len(), 2);
     let maps = mappings(&path);
-    assert_eq!(maps.len(), 511 * 2, "both PMD entries split");
+    assert_eq!(maps.len(), 512 * 2, "both PMD entries split");
+    let bad: Vec<u64> = maps
+        .iter()
+        .filter(|e| e.3 & u64::from(MAPPING_POISONED) != 0)
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        bad,
+        [300, 600],
+        "the poisoned pages are shown after a remount"
+    );
     drop(f);
     m.unmount();
 }
@@ -1102,4 +1124,223 @@ fn poison_list_coalesces_like_sysfs_and_json_has_offset_and_length() {
         format!("{} 16\n", b * 8),
         "sysfs format: adjacent ranges are one line"
     );
+}
+
+/// `daxfs poison ARGS` on `target`; stdout and stderr.
+fn poison_cli(args: &[&OsStr]) -> (bool, String, String) {
+    let mut a = vec![OsStr::new("poison")];
+    a.extend_from_slice(args);
+    let o = daxfs(&a);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `poison inject`/`clear` say what they did (pages, holes, pages poisoned already, rounding;
+/// `--json`, `--quiet`), `stat --mappings` shows poisoned pages, and a bad request names its
+/// problem; on every transport and `dax=` mode.
+#[test]
+fn poison_cli_reports_what_it_did_on_every_mode() {
+    require_fuse!();
+    for opts in option_sets() {
+        let r = Region::new("64M");
+        let m = r.mount(opts);
+        let path = m.p("f");
+        let data = pattern(5, 4 << 20);
+        let f = File::create(&path).unwrap();
+        f.write_all_at(&data, 0).unwrap();
+        f.set_len(8 << 20).unwrap(); // pages 1024.. are holes
+        drop(f);
+        let file = path.as_os_str();
+        let w = path.display().to_string();
+        let run = |args: &[&str]| {
+            let mut a: Vec<&OsStr> = args[..1].iter().map(OsStr::new).collect();
+            a.push(file);
+            a.extend(args[1..].iter().map(OsStr::new));
+            let (ok, out, err) = poison_cli(&a);
+            assert!(ok, "{opts}: poison {args:?}: {err}");
+            out
+        };
+        assert_eq!(
+            run(&["inject", "--offset", "0", "--len", "2M"]),
+            format!("poisoned 512 pages [0x0, 0x200000) of {w}\n"),
+            "{opts}"
+        );
+        assert_eq!(
+            run(&["inject", "--offset", "4k"]),
+            "page 1 was poisoned already\n",
+            "{opts}"
+        );
+        assert_eq!(
+            run(&["inject", "--offset", &((1031 * PAGE).to_string())]),
+            "page 1031 is a hole: nothing is mapped there, nothing poisoned\n",
+            "{opts}"
+        );
+        assert_eq!(
+            run(&["inject", "--offset", &((2 << 20) + 123).to_string()]),
+            format!(
+                "offset 2097275 rounded to the page [2097152, 2101248)\n\
+                 poisoned 1 page [0x200000, 0x201000) of {w}\n"
+            ),
+            "{opts}"
+        );
+        let j: serde_json::Value =
+            serde_json::from_str(&run(&["inject", "--offset", "3M", "--len", "8k", "--json"]))
+                .unwrap();
+        assert_eq!(
+            (
+                &j["pages"],
+                &j["blocks"],
+                &j["holes"],
+                &j["start"],
+                &j["end"]
+            ),
+            (
+                &serde_json::json!(2),
+                &serde_json::json!(2),
+                &serde_json::json!(0),
+                &serde_json::json!(3 << 20),
+                &serde_json::json!((3 << 20) + 8192)
+            ),
+            "{opts}: {j}"
+        );
+        assert_eq!(run(&["inject", "--offset", "3100k", "--quiet"]), "");
+        let f = File::open(&path).unwrap();
+        assert_errno(read_page(&f, 3100 / 4), libc::EIO);
+        assert_eq!(read_page(&f, 3100 / 4 + 1).unwrap(), pg(&data, 776));
+        // Every poisoned page is a line of the mappings, flagged.
+        let j: serde_json::Value = serde_json::from_str(&daxfs_ok([
+            OsStr::new("stat"),
+            "--mappings".as_ref(),
+            file,
+            "--json".as_ref(),
+        ]))
+        .unwrap();
+        let bad: Vec<u64> = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["poisoned"] == serde_json::json!(true))
+            .map(|e| e["file_index"].as_u64().unwrap())
+            .collect();
+        let want: Vec<u64> = (0..512).chain([512, 768, 769, 775]).collect();
+        assert_eq!(
+            bad, want,
+            "{opts}: poisoned pages in stat --mappings --json"
+        );
+        // Clear: what was cleared, then that nothing was left to clear.
+        assert_eq!(
+            run(&["clear", "--offset", "0", "--len", "2M"]),
+            format!("cleared 512 pages [0x0, 0x200000) of {w}: they read as zeros now\n"),
+            "{opts}"
+        );
+        assert_eq!(
+            run(&["clear", "--offset", "0", "--len", "2M"]),
+            "512 pages of [0x0, 0x200000) were not poisoned: nothing to clear there\n",
+            "{opts}"
+        );
+        assert_eq!(read_page(&f, 5).unwrap(), vec![0u8; PAGE as usize]);
+        // By region offset: the block of file page 900.
+        let b = block_of(&path, 900) * PAGE;
+        let mnt = m.mnt.display().to_string();
+        let region = |verb: &str| {
+            let off = b.to_string();
+            let a: Vec<&OsStr> = [verb, "--region", &mnt, "--offset", &off]
+                .into_iter()
+                .map(OsStr::new)
+                .collect();
+            let (ok, out, err) = poison_cli(&a);
+            assert!(ok, "{opts}: poison {verb} --region: {err}");
+            out
+        };
+        let span = format!("[{b:#x}, {:#x})", b + PAGE);
+        assert_eq!(
+            region("inject"),
+            format!("poisoned 1 block {span} of the region of {mnt} (1 page of 1 file)\n"),
+            "{opts}"
+        );
+        assert_errno(read_page(&f, 900), libc::EIO);
+        assert_eq!(
+            region("clear"),
+            format!(
+                "cleared 1 bad block {span} of the region of {mnt} (1 page of 1 file; cleared \
+                 file pages read as zeros)\n"
+            ),
+            "{opts}"
+        );
+        drop(f);
+        // Bad requests name the problem.
+        let err = |args: &[&OsStr]| {
+            let (ok, out, err) = poison_cli(args);
+            assert!(!ok, "{opts}: {args:?} succeeded: {out}");
+            assert!(!err.contains("panicked"), "{err}");
+            err
+        };
+        let e = err(&[
+            OsStr::new("inject"),
+            file,
+            "--offset".as_ref(),
+            "100M".as_ref(),
+        ]);
+        assert!(
+            e.contains(&format!("offset 100 MiB is past the end of {w} (8 MiB)")),
+            "{e}"
+        );
+        let e = err(&[
+            OsStr::new("inject"),
+            file,
+            "--offset".as_ref(),
+            "7M".as_ref(),
+            "--len".as_ref(),
+            "2M".as_ref(),
+        ]);
+        assert!(
+            e.contains("runs past the end of") && e.contains("(8 MiB)"),
+            "{e}"
+        );
+        let e = err(&[
+            OsStr::new("inject"),
+            m.mnt.as_os_str(),
+            "--offset".as_ref(),
+            "0".as_ref(),
+        ]);
+        assert!(e.contains("is a directory"), "{e}");
+        let e = err(&[
+            OsStr::new("inject"),
+            "--region".as_ref(),
+            file,
+            "--offset".as_ref(),
+            "0".as_ref(),
+        ]);
+        assert!(
+            e.contains("--region needs the mount point, not a file"),
+            "{e}"
+        );
+        let e = err(&[
+            OsStr::new("inject"),
+            "--region".as_ref(),
+            m.mnt.as_os_str(),
+            "--offset".as_ref(),
+            "100".as_ref(),
+        ]);
+        assert!(e.contains("is not 4 KiB-aligned"), "{e}");
+        let outside = r.dir.path().join("not-daxfs");
+        fs::write(&outside, [0u8; 8192]).unwrap();
+        let e = err(&[
+            OsStr::new("inject"),
+            outside.as_os_str(),
+            "--offset".as_ref(),
+            "0".as_ref(),
+        ]);
+        assert!(
+            e.contains("is not on a daxfs mount")
+                && !e.contains("ENOTTY")
+                && !e.contains("os error"),
+            "{e}"
+        );
+        m.unmount();
+        r.assert_fsck_clean(opts);
+    }
 }

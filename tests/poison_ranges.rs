@@ -84,7 +84,8 @@ fn a_million_bad_pages_in_a_thousand_ranges_persist_coalesce_split_and_fsck_clea
     assert_eq!(fs.bad_ranges()[0], (r0.0, 1010));
     assert_eq!(fs.bad_ranges().len(), 1000);
     let cleared = mf::clear_region(&fs, (r0.0 + 100) * PAGE, 50 * PAGE, &NoInvalidate).unwrap();
-    assert_eq!(cleared, 50);
+    assert_eq!((cleared.blocks, cleared.already), (50, 0));
+    assert_eq!(cleared.range, ((r0.0 + 100) * PAGE, (r0.0 + 150) * PAGE));
     assert_eq!(fs.bad_ranges()[..2], [(r0.0, 100), (r0.0 + 150, 860)]);
     assert_eq!(blocks(&fs.bad_ranges()), 1_000_000 + 10 - 50);
     fs.close().unwrap();
@@ -169,7 +170,16 @@ fn a_whole_pmd_and_a_gib_are_poisoned_by_one_call_each() {
     }
     fs.read(ino, 512 * PAGE, &mut buf).unwrap();
     assert_eq!(buf, page(512));
-    let m = fs.mappings(ino).unwrap();
+    let (bad, m): (Vec<_>, Vec<_>) = fs
+        .mappings(ino)
+        .unwrap()
+        .into_iter()
+        .partition(|e| e.poisoned());
+    assert_eq!(
+        bad.iter().map(|e| e.file_index).collect::<Vec<_>>(),
+        (0..512).collect::<Vec<_>>(),
+        "the mappings show each poisoned page"
+    );
     assert!(
         m.iter().all(|e| e.file_index >= 512),
         "the PMD entry is gone"
@@ -219,8 +229,12 @@ fn a_whole_pmd_and_a_gib_are_poisoned_by_one_call_each() {
     fs.read(ino, gib1 * PAGE, &mut buf).unwrap();
     assert_eq!(buf, page(gib1), "after remount too");
     // Clearing the GiB is one call too: its pages become holes, its blocks leave the table.
-    let n = mf::clear_file(&fs, ino, 4 << 20, 1 << 30, &NoInvalidate).unwrap();
-    assert_eq!(n, 262_144);
+    let c = mf::clear_file(&fs, ino, 4 << 20, 1 << 30, &NoInvalidate).unwrap();
+    assert_eq!(
+        (c.pages_cleared(), c.blocks, c.already),
+        (262_144, 262_144, 0)
+    );
+    assert_eq!((c.range, c.files()), ((4 << 20, (4 << 20) + (1 << 30)), 1));
     assert_eq!(blocks(&fs.bad_ranges()), 512);
     fs.read(ino, (gib0 + 5) * PAGE, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0), "a cleared page reads zeros");
@@ -338,7 +352,12 @@ fn region_inject_poisons_every_file_page_on_the_range_in_one_record() {
             "page {p}"
         );
     }
-    let m = fs.mappings(ino).unwrap();
+    let (bad, m): (Vec<_>, Vec<_>) = fs
+        .mappings(ino)
+        .unwrap()
+        .into_iter()
+        .partition(|e| e.poisoned());
+    assert_eq!(bad.len(), 600, "the mappings show each poisoned page");
     assert_eq!(
         m.len(),
         100 + 324,

@@ -29,12 +29,17 @@ pub fn explain(what: &Path, req: &str, e: nix::errno::Errno) -> String {
         ENOTTY | EINVAL if req == "stat" => {
             format!("{w} is not on a daxfs mount (or the daemon speaks another ABI version): {e}")
         }
-        ENOTTY => format!("{w} is not on a daxfs mount ({req}: {e})"),
+        ENOTTY => format!("{w} is not on a daxfs mount"),
         ENOSYS => format!("{req}: not implemented by this daxfs daemon yet ({e})"),
         EPERM => format!("{req} on {w}: only root or the mount's owner may do this ({e})"),
+        EINVAL if req.starts_with("poison") => format!(
+            "{req} on {w}: the daemon refused the range (a region range must lie in the data \
+             area, after the region's metadata; a file range inside the file, which may have \
+             shrunk meanwhile) or speaks another ABI version ({e})"
+        ),
         EINVAL => format!(
-            "{req} on {w}: the daemon refused the arguments (offset or length out of range, zero \
-             length, unaligned region offset, or another ABI version) ({e})"
+            "{req} on {w}: the daemon refused the arguments (out of range, or another ABI \
+             version) ({e})"
         ),
         ENOTCONN => {
             format!("{w}: the daxfs daemon is gone; run 'daxfs umount' on the mount point ({e})")
@@ -92,25 +97,42 @@ pub fn mappings(file: &Path) -> Result<Vec<MappingInfo>, String> {
     }
 }
 
-/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`.
+/// `DAXFS_IOC_INJECT_POISON_REPORT` / `DAXFS_IOC_CLEAR_POISON_REPORT`: what the daemon did, or
+/// `None` from a daemon that predates the reporting requests (then the `_IOW` forms did it).
 pub fn poison(
     target: &Path,
     by_region: bool,
     offset: u64,
     len: u64,
     clear: bool,
-) -> Result<(), String> {
+) -> Result<Option<DaxfsPoisonReport>, String> {
     let f = File::open(target).map_err(|e| format!("cannot open {}: {e}", target.display()))?;
-    let mut p = DaxfsPoison::new_request();
+    let mut p = DaxfsPoisonReport::new_request();
     p.flags = if by_region { POISON_BY_REGION } else { 0 };
     p.offset = offset;
     p.len = len;
-    let (cmd, name) = if clear {
-        (DAXFS_IOC_CLEAR_POISON, "poison clear")
+    let (cmd, old, name) = if clear {
+        (
+            DAXFS_IOC_CLEAR_POISON_REPORT,
+            DAXFS_IOC_CLEAR_POISON,
+            "poison clear",
+        )
     } else {
-        (DAXFS_IOC_INJECT_POISON, "poison inject")
+        (
+            DAXFS_IOC_INJECT_POISON_REPORT,
+            DAXFS_IOC_INJECT_POISON,
+            "poison inject",
+        )
     };
-    ioctl(&f, cmd, &mut p).map_err(|e| explain(target, name, e))
+    match ioctl(&f, cmd, &mut p) {
+        Ok(()) => Ok(Some(p)),
+        Err(nix::errno::Errno::ENOTTY) => {
+            let mut q = p.request();
+            ioctl(&f, old, &mut q).map_err(|e| explain(target, name, e))?;
+            Ok(None)
+        }
+        Err(e) => Err(explain(target, name, e)),
+    }
 }
 
 /// `DAXFS_IOC_LIST_BADBLOCKS`, every page.

@@ -12,6 +12,7 @@ mod helper;
 mod logger;
 mod mkfs;
 mod mount;
+mod poison;
 mod units;
 
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ enum Cmd {
     #[command(after_help = "Example:\n  daxfs poison inject /mnt/daxfs/file --offset 2M")]
     Poison {
         #[command(subcommand)]
-        cmd: PoisonCmd,
+        cmd: poison::PoisonCmd,
     },
     /// The catalogue of historical fs/dax.c entry-locking bugs: list them, replay one.
     #[command(after_help = "Example:\n  daxfs bugs list")]
@@ -161,61 +162,7 @@ struct MountArgs {
     ready_fd: Option<i32>,
 }
 
-#[derive(Args, Debug)]
-#[group(required = true, multiple = false, id = "where")]
-struct PoisonTarget {
-    /// A file on a daxfs mount; OFFSET is in the file.
-    file: Option<PathBuf>,
-    /// A daxfs mount point; OFFSET is in the region (4 KiB aligned).
-    #[arg(long, value_name = "MOUNTPOINT")]
-    region: Option<PathBuf>,
-}
-
-/// The byte range of `poison inject` and `poison clear`.
-#[derive(Args, Debug)]
-struct PoisonRange {
-    /// Byte offset, e.g. 1228800, 300k, 2M.
-    #[arg(long, value_parser = parse_size)]
-    offset: u64,
-    /// Length in bytes (whole 4 KiB pages are affected).
-    #[arg(long, value_parser = parse_size, default_value = "4096")]
-    len: u64,
-}
-
-#[derive(Subcommand, Debug)]
-enum PoisonCmd {
-    /// Make a range fail as a media error would: reads get EIO, mmap access SIGBUS.
-    #[command(after_help = "Example:\n  daxfs poison inject /mnt/daxfs/file --offset 2M --len 8k")]
-    Inject {
-        #[command(flatten)]
-        target: PoisonTarget,
-        #[command(flatten)]
-        range: PoisonRange,
-    },
-    /// List the bad ranges of a mount.
-    ///
-    /// One line per range as /sys/block/pmemX/badblocks prints them: `<sector> <count>` (512-byte
-    /// sectors of the region); nothing when there are none. --json adds the owning file and the
-    /// offset in it where known.
-    #[command(after_help = "Example:\n  daxfs poison list /mnt/daxfs --json")]
-    List {
-        /// A daxfs mount point.
-        mountpoint: PathBuf,
-        /// Print JSON, with the owning file and file offset where known.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Clear poison in a range (the data there is lost; it reads as zeros).
-    #[command(after_help = "Example:\n  daxfs poison clear --region /mnt/daxfs --offset 8M")]
-    Clear {
-        #[command(flatten)]
-        target: PoisonTarget,
-        #[command(flatten)]
-        range: PoisonRange,
-    },
-}
-
-type CmdResult = Result<ExitCode, String>;
+pub(crate) type CmdResult = Result<ExitCode, String>;
 
 /// How long fsck and stat wait for a just-unmounted daemon to release its region.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -322,7 +269,7 @@ fn run(cli: Cli) -> CmdResult {
             (None, Some(t)) => stat(&t, json),
             (None, None) => Err("give a REGION or MOUNTPOINT, or --mappings FILE".into()),
         },
-        Cmd::Poison { cmd } => poison(cmd),
+        Cmd::Poison { cmd } => poison::run(cmd),
         Cmd::InstallHelper { dir } => install_helper(&dir),
         Cmd::Exec(a) => exec::run(a),
     }
@@ -502,110 +449,25 @@ fn stat_mappings(file: &Path, json: bool) -> CmdResult {
                     "order_bits": m.order,
                     "region_block": m.region_block,
                     "flags": m.flags,
+                    "poisoned": m.poisoned(),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
+        // `INDEX ORDER BLOCK FLAGS`, and a fifth word `poisoned` on a poisoned page's line.
         for m in &maps {
             println!(
-                "{} {} {} {:#x}",
+                "{} {} {} {:#x}{}",
                 m.file_index,
                 order_name(m.order),
                 m.region_block,
-                m.flags
+                m.flags,
+                if m.poisoned() { " poisoned" } else { "" }
             );
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn poison(cmd: PoisonCmd) -> CmdResult {
-    match cmd {
-        PoisonCmd::Inject { target, range } => poison_change(target, range, false),
-        PoisonCmd::Clear { target, range } => poison_change(target, range, true),
-        PoisonCmd::List { mountpoint, json } => {
-            let bad = ctl::badblocks(&mountpoint)?;
-            if json {
-                let paths = if bad.iter().any(|b| b.ino != 0) {
-                    inode_paths(&mountpoint)
-                } else {
-                    Default::default()
-                };
-                let v: Vec<_> = bad
-                    .iter()
-                    .map(|b| {
-                        serde_json::json!({
-                            "sector": b.region_offset / 512,
-                            "count": b.len / 512,
-                            "offset": b.region_offset,
-                            "length": b.len,
-                            "region_offset": b.region_offset,
-                            "len": b.len,
-                            "ino": (b.ino != 0).then_some(b.ino),
-                            "path": paths.get(&b.ino),
-                            "file_offset": (b.file_offset != u64::MAX).then_some(b.file_offset),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else if bad.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                // A pipe keeps the sysfs format (nothing at all); a person gets a sentence.
-                println!("no bad blocks");
-            } else {
-                // Coalesced as /sys/block/pmemX/badblocks prints them: adjacent ranges of
-                // different owners are one line.
-                let mut lines: Vec<(u64, u64)> = Vec::new();
-                for b in &bad {
-                    match lines.last_mut() {
-                        Some((s, n)) if *s + *n == b.region_offset => *n += b.len,
-                        _ => lines.push((b.region_offset, b.len)),
-                    }
-                }
-                for (s, n) in lines {
-                    println!("{} {}", s / 512, n / 512);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn poison_change(target: PoisonTarget, range: PoisonRange, clear: bool) -> CmdResult {
-    let PoisonRange { offset, len } = range;
-    if len == 0 {
-        return Err("--len must be larger than 0".into());
-    }
-    let (path, by_region) = match (target.file, target.region) {
-        (Some(f), None) => (f, false),
-        (None, Some(m)) => (m, true),
-        _ => return Err("give either FILE or --region MOUNTPOINT".into()),
-    };
-    ctl::poison(&path, by_region, offset, len, clear)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Inode number → path under `root` (first path found), for `poison list --json`.
-fn inode_paths(root: &Path) -> std::collections::HashMap<u64, String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = std::collections::HashMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if let Ok(md) = std::fs::symlink_metadata(&p) {
-                out.entry(md.ino())
-                    .or_insert_with(|| p.display().to_string());
-                if md.is_dir() {
-                    stack.push(p);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn install_helper(dir: &Path) -> CmdResult {
@@ -655,8 +517,8 @@ mod tests {
         let c = Cli::try_parse_from(["daxfs", "poison", "inject", "f", "--offset", "2M"]).unwrap();
         match c.cmd {
             Cmd::Poison {
-                cmd: PoisonCmd::Inject { range, .. },
-            } => assert_eq!((range.offset, range.len), (2 << 20, 4096)),
+                cmd: poison::PoisonCmd::Inject { range, .. },
+            } => assert_eq!((range.offset, range.len), (2 << 20, None)),
             _ => panic!("wrong command"),
         }
     }

@@ -12,11 +12,13 @@ use crate::store;
 
 impl DaxFs {
     /// The file's DAX entries, in file order: PMD (order 9) and PTE (order 0) entries with their
-    /// region block and flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY` bits of [`crate::dax`]).
+    /// region block and flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY` bits of [`crate::dax`]), and
+    /// between them each poisoned page as an order-0 line flagged [`MappingInfo::POISONED`]
+    /// with its bad block.
     pub fn mappings(&self, ino: Ino) -> FsResult<Vec<MappingInfo>> {
         let inode = self.inodes.get(ino)?;
         let _st = inode.state.read();
-        Ok(inode
+        let mut out: Vec<MappingInfo> = inode
             .map
             .dax_entries()
             .into_iter()
@@ -26,7 +28,21 @@ impl DaxFs {
                 region_block: m.entry.block(),
                 flags: m.entry.flags() as u32,
             })
-            .collect())
+            .collect();
+        let poisoned = inode.map.poisoned_runs(0, u64::MAX);
+        if !poisoned.is_empty() {
+            out.extend(poisoned.into_iter().flat_map(|(p, b, n)| {
+                (0..n).map(move |i| MappingInfo {
+                    file_index: p + i,
+                    order: 0,
+                    region_block: b + i,
+                    flags: MappingInfo::POISONED,
+                })
+            }));
+            // A poisoned page has no entry, so no two lines share a first page.
+            out.sort_by_key(|m| m.file_index);
+        }
+        Ok(out)
     }
 
     /// Splits the PMD (2 MiB) mapping covering file page `page` of `ino` into 4 KiB mappings of

@@ -167,8 +167,20 @@ pub struct MappingInfo {
     pub order: u8,
     /// First region block.
     pub region_block: u64,
-    /// DAX entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`) as named bits.
+    /// DAX entry flags (`LOCKED`, `PMD`, `ZERO`, `EMPTY`) as named bits, or
+    /// [`MappingInfo::POISONED`] alone for a poisoned page (order 0), which has no DAX entry.
     pub flags: u32,
+}
+
+impl MappingInfo {
+    /// `flags` of a poisoned page: no entry maps it (reads get `EIO`, mmap `SIGBUS`), its bad
+    /// block `region_block` is still the file's. Outside the DAX entry flag bits.
+    pub const POISONED: u32 = 1 << 8;
+
+    /// Whether this is a poisoned page.
+    pub fn poisoned(&self) -> bool {
+        self.flags & Self::POISONED != 0
+    }
 }
 
 /// Options for [`DaxFs::mkfs`](super::DaxFs::mkfs).

@@ -73,9 +73,10 @@ pub fn handle(
             }
             Err(e) => reply(Err(e)),
         },
-        DAXFS_IOC_INJECT_POISON | DAXFS_IOC_CLEAR_POISON => {
-            poison(fs, inval, caller, ino, cmd, input, reply)
-        }
+        DAXFS_IOC_INJECT_POISON
+        | DAXFS_IOC_CLEAR_POISON
+        | DAXFS_IOC_INJECT_POISON_REPORT
+        | DAXFS_IOC_CLEAR_POISON_REPORT => poison(fs, inval, caller, ino, cmd, input, reply),
         FS_IOC_FSSETXATTR | FS_IOC_SETFLAGS => {
             let r = if cmd == FS_IOC_SETFLAGS {
                 set_fl(fs, caller, ino, input)
@@ -179,8 +180,9 @@ fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> 
     fs.set_xflags(ino, &change, &caller.ctx)
 }
 
-/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON`: decoded here; permitted, validated and
-/// handled by `memory_failure`; answered once the range is unmapped.
+/// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON` and their `_REPORT` forms: decoded
+/// here; permitted, validated and handled by `memory_failure`; answered once the range is
+/// unmapped (the `_REPORT` forms with what was done).
 fn poison(
     fs: &DaxFs,
     inval: &dyn mf::Invalidator,
@@ -190,39 +192,102 @@ fn poison(
     input: &[u8],
     reply: Reply,
 ) {
+    let report = matches!(
+        cmd,
+        DAXFS_IOC_INJECT_POISON_REPORT | DAXFS_IOC_CLEAR_POISON_REPORT
+    );
     // Decoding only: the header, the flags and the reserved field. Who may do it, the range,
     // its alignment and the file kind are memory_failure's to decide (once).
     let checked = (|| {
-        let req: DaxfsPoison = check_header(input)?;
+        let req: DaxfsPoisonReport = if report {
+            check_header(input)?
+        } else {
+            let r: DaxfsPoison = check_header(input)?;
+            DaxfsPoisonReport {
+                flags: r.flags,
+                _reserved: r._reserved,
+                offset: r.offset,
+                len: r.len,
+                ..DaxfsPoisonReport::new_request()
+            }
+        };
         mf::check_caller(caller.ctx.uid, caller.owner_uid)?;
         if req.flags & !POISON_BY_REGION != 0 || req._reserved != 0 {
             return Err(Errno::EINVAL);
         }
-        Ok((req.offset, req.len, req.flags & POISON_BY_REGION != 0))
+        Ok(req)
     })();
-    let (off, len, by_region) = match checked {
+    let req = match checked {
         Ok(r) => r,
         Err(e) => return reply(Err(e)),
     };
-    let done = |r: FsResult<u64>| reply(r.map(|_| Vec::new()));
-    match (cmd == DAXFS_IOC_INJECT_POISON, by_region) {
-        (true, true) => mf::inject_region_then(
-            fs,
-            off,
-            len,
-            inval,
-            Box::new(move |r| done(r.map(|i| i.blocks))),
-        ),
+    let (off, len, by_region) = (req.offset, req.len, req.flags & POISON_BY_REGION != 0);
+    let done = move |r: FsResult<DaxfsPoisonReport>| {
+        reply(r.map(|a| {
+            if report {
+                a.as_bytes().to_vec()
+            } else {
+                Vec::new()
+            }
+        }))
+    };
+    let inject = matches!(
+        cmd,
+        DAXFS_IOC_INJECT_POISON | DAXFS_IOC_INJECT_POISON_REPORT
+    );
+    let injected = move |r: FsResult<mf::Injected>| r.map(|i| injected_report(req, &i));
+    let cleared = move |r: FsResult<mf::Cleared>| r.map(|c| cleared_report(req, &c));
+    match (inject, by_region) {
+        (true, true) => {
+            mf::inject_region_then(fs, off, len, inval, Box::new(move |r| done(injected(r))))
+        }
         (true, false) => mf::inject_file_then(
             fs,
             ino,
             off,
             len,
             inval,
-            Box::new(move |r| done(r.map(|i| i.blocks))),
+            Box::new(move |r| done(injected(r))),
         ),
-        (false, true) => mf::clear_region_then(fs, off, len, inval, Box::new(done)),
-        (false, false) => mf::clear_file_then(fs, ino, off, len, inval, Box::new(done)),
+        (false, true) => {
+            mf::clear_region_then(fs, off, len, inval, Box::new(move |r| done(cleared(r))))
+        }
+        (false, false) => mf::clear_file_then(
+            fs,
+            ino,
+            off,
+            len,
+            inval,
+            Box::new(move |r| done(cleared(r))),
+        ),
+    }
+}
+
+/// The answer of an inject request `req`.
+fn injected_report(req: DaxfsPoisonReport, i: &mf::Injected) -> DaxfsPoisonReport {
+    DaxfsPoisonReport {
+        start: i.range.0,
+        end: i.range.1,
+        pages: i.pages_poisoned(),
+        blocks: i.blocks,
+        already: i.already,
+        holes: i.holes,
+        files: i.files(),
+        ..req
+    }
+}
+
+/// The answer of a clear request `req`.
+fn cleared_report(req: DaxfsPoisonReport, c: &mf::Cleared) -> DaxfsPoisonReport {
+    DaxfsPoisonReport {
+        start: c.range.0,
+        end: c.range.1,
+        pages: c.pages_cleared(),
+        blocks: c.blocks,
+        already: c.already,
+        holes: 0,
+        files: c.files(),
+        ..req
     }
 }
 
@@ -281,6 +346,8 @@ pub fn badblocks_page(all: &[mf::BadRange], cursor: u64) -> DaxfsBadBlocks {
     }
     out
 }
+
+const _: () = assert!(crate::fs::MappingInfo::POISONED == MAPPING_POISONED);
 
 /// One page of `mappings` starting at `cursor` (entries with `file_index >= cursor`).
 pub fn mappings_page(all: &[crate::fs::MappingInfo], cursor: u64) -> DaxfsMappings {

@@ -14,11 +14,14 @@ const MAX_RETRIES: usize = 8;
 /// What an injection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Injected {
+    /// The byte range acted on, `[start, end)`: the request widened to whole pages.
+    pub range: (u64, u64),
     /// Blocks newly recorded bad.
     pub blocks: u64,
     /// File pages poisoned by this call, as `(ino, first page, pages)` runs.
     pub pages: Vec<(Ino, u64, u64)>,
-    /// Pages of a file range that were poisoned already.
+    /// A file range: its pages that were poisoned already. A region range: its blocks that were
+    /// recorded bad already.
     pub already: u64,
     /// Pages of a file range that are holes: no media there, nothing poisoned.
     pub holes: u64,
@@ -30,6 +33,14 @@ impl Injected {
     /// File pages poisoned by this call.
     pub fn pages_poisoned(&self) -> u64 {
         self.pages.iter().map(|r| r.2).sum()
+    }
+
+    /// The files whose pages this call poisoned.
+    pub fn files(&self) -> u64 {
+        let mut inos: Vec<Ino> = self.pages.iter().map(|r| r.0).collect();
+        inos.sort_unstable();
+        inos.dedup();
+        inos.len() as u64
     }
 }
 
@@ -92,7 +103,10 @@ pub fn inject_region_then(
         Ok(r) => r,
         Err(e) => return then(Err(e)),
     };
-    let mut out = Injected::default();
+    let mut out = Injected {
+        range: (first * BLOCK, end * BLOCK),
+        ..Injected::default()
+    };
     match fs.mf_record_bad(&[(first, end - first)]) {
         Ok(n) => out.blocks = n,
         Err(e) => return then(Err(e)),
@@ -114,6 +128,7 @@ pub fn inject_region_then(
             break;
         }
     }
+    out.already = (end - first) - out.blocks;
     finish(out, res, inval, then);
 }
 
@@ -171,7 +186,10 @@ pub fn inject_file_then(
         Ok(r) => r,
         Err(e) => return then(Err(e)),
     };
-    let mut out = Injected::default();
+    let mut out = Injected {
+        range: (range.0 * BLOCK, range.1 * BLOCK),
+        ..Injected::default()
+    };
     let res = poison_pages(fs, ino, range, |_, _| true, true, &mut out);
     if res.is_err() {
         // Nothing was poisoned (the record failed before any page was marked).

@@ -67,7 +67,9 @@ use crate::fs::{FsResult, Ino};
 
 pub use handler::{inject_file, inject_file_then, inject_region, inject_region_then, Injected};
 pub use policy::check_caller;
-pub use records::{clear_file, clear_file_then, clear_region, clear_region_then, list, BadRange};
+pub use records::{
+    clear_file, clear_file_then, clear_region, clear_region_then, list, BadRange, Cleared,
+};
 
 /// A file byte range to unmap: `(ino, offset, len)`.
 pub type FileRange = (Ino, u64, u64);

@@ -25,6 +25,35 @@ pub struct BadRange {
     pub file_offset: Option<u64>,
 }
 
+/// What a clear did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cleared {
+    /// The byte range acted on, `[start, end)`: the request widened to whole pages.
+    pub range: (u64, u64),
+    /// File pages cleared (holes now), as `(ino, first page, pages)` runs.
+    pub pages: Vec<(Ino, u64, u64)>,
+    /// Blocks removed from the bad-block table.
+    pub blocks: u64,
+    /// A file range: its pages that were not poisoned. A region range: its blocks that were not
+    /// recorded bad.
+    pub already: u64,
+}
+
+impl Cleared {
+    /// File pages cleared.
+    pub fn pages_cleared(&self) -> u64 {
+        self.pages.iter().map(|r| r.2).sum()
+    }
+
+    /// The files whose pages this call cleared.
+    pub fn files(&self) -> u64 {
+        let mut inos: Vec<Ino> = self.pages.iter().map(|r| r.0).collect();
+        inos.sort_unstable();
+        inos.dedup();
+        inos.len() as u64
+    }
+}
+
 /// Every bad range, in region order, cut where the owner changes.
 ///
 /// Context: the bad-block set (read) and the reverse map's mutex, one range at a time; cost is
@@ -69,11 +98,12 @@ pub fn list(fs: &DaxFs) -> Vec<BadRange> {
 
 /// Hands the pages that became holes to `inval` (they read zeros now: the kernel must drop
 /// whatever it cached), then `then` gets `res`.
+/// (Also after an error: the pages cleared before it are holes already.)
 fn finish(
     holes: Vec<(Ino, u64, u64)>,
-    res: FsResult<u64>,
+    res: FsResult<Cleared>,
     inval: &dyn Invalidator,
-    then: Then<u64>,
+    then: Then<Cleared>,
 ) {
     let ranges = dedup(
         holes
@@ -103,8 +133,8 @@ fn clear_pages(
 
 /// `poison clear --region`: clears every bad block of the region range (validated as for
 /// injection: `EINVAL` before anything changes): file pages poisoned on them become holes, then
-/// the range leaves the table. `then` gets the number of blocks cleared once the file pages that
-/// became holes are dropped from the kernel's caches.
+/// the range leaves the table. `then` gets what was cleared once the file pages that became holes
+/// are dropped from the kernel's caches.
 ///
 /// Context: takes inode rwsems one at a time; never waits for the kernel.
 pub fn clear_region_then(
@@ -112,7 +142,7 @@ pub fn clear_region_then(
     offset: u64,
     len: u64,
     inval: &dyn Invalidator,
-    then: Then<u64>,
+    then: Then<Cleared>,
 ) {
     let (first, end) = match region_blocks(fs, offset, len) {
         Ok(r) => r,
@@ -131,7 +161,12 @@ pub fn clear_region_then(
             }
         }
         n += fs.mf_unrecord_bad(&[(first, end - first)])?;
-        Ok(n)
+        Ok(Cleared {
+            range: (first * BLOCK, end * BLOCK),
+            pages: holes.clone(),
+            blocks: n,
+            already: (end - first) - n,
+        })
     })();
     finish(holes, res, inval, then);
 }
@@ -139,13 +174,18 @@ pub fn clear_region_then(
 /// [`clear_region_then`], waiting for the result.
 ///
 /// Context: blocks until the invalidation is done (never on a FUSE serving thread).
-pub fn clear_region(fs: &DaxFs, offset: u64, len: u64, inval: &dyn Invalidator) -> FsResult<u64> {
+pub fn clear_region(
+    fs: &DaxFs,
+    offset: u64,
+    len: u64,
+    inval: &dyn Invalidator,
+) -> FsResult<Cleared> {
     wait(|then| clear_region_then(fs, offset, len, inval, then))
 }
 
 /// `poison clear FILE`: clears the poisoned pages of bytes `[offset, offset + len)` of `ino`
-/// (they become holes, in one commit); `then` gets the number of pages cleared once the kernel
-/// dropped them.
+/// (they become holes, in one commit); `then` gets what was cleared once the kernel dropped
+/// them.
 ///
 /// Context: takes the inode rwsem once; never waits for the kernel.
 pub fn clear_file_then(
@@ -154,12 +194,19 @@ pub fn clear_file_then(
     offset: u64,
     len: u64,
     inval: &dyn Invalidator,
-    then: Then<u64>,
+    then: Then<Cleared>,
 ) {
     let mut holes = Vec::new();
-    let res = file_pages(fs, ino, offset, len)
-        .and_then(|range| clear_pages(fs, ino, range, &mut holes))
-        .map(|_| holes.iter().map(|h| h.2).sum());
+    let res = file_pages(fs, ino, offset, len).and_then(|(first, end)| {
+        let blocks = clear_pages(fs, ino, (first, end), &mut holes)?;
+        let cleared: u64 = holes.iter().map(|h| h.2).sum();
+        Ok(Cleared {
+            range: (first * BLOCK, end * BLOCK),
+            pages: holes.clone(),
+            blocks,
+            already: (end - first) - cleared,
+        })
+    });
     finish(holes, res, inval, then);
 }
 
@@ -172,6 +219,6 @@ pub fn clear_file(
     offset: u64,
     len: u64,
     inval: &dyn Invalidator,
-) -> FsResult<u64> {
+) -> FsResult<Cleared> {
     wait(|then| clear_file_then(fs, ino, offset, len, inval, then))
 }
