@@ -15,7 +15,7 @@
 //!
 //! ## Rules every request keeps
 //!
-//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=10 (7 and 8, the direct-mapping requests of
+//! - Magic [`DAXFS_IOC_MAGIC`] (`0xDA`), numbers 1..=11 (7 and 8, the direct-mapping requests of
 //!   `daxfs exec`, are in [`direct`]).
 //! - Every struct starts with `version: u32, size: u32`. The caller sets `version` to
 //!   [`DAXFS_ABI_VERSION`] and `size` to `size_of` the struct; anything else is `EINVAL`
@@ -37,6 +37,7 @@
 //! | `DAXFS_IOC_GET_FMAP` | `_IOWR(0xDA, 8, DaxfsFmap)` | `0xe048da08` | [`direct::DaxfsFmap`] | 8264 |
 //! | `DAXFS_IOC_INJECT_POISON_REPORT` | `_IOWR(0xDA, 9, DaxfsPoisonReport)` | `0xc058da09` | [`DaxfsPoisonReport`] | 88 |
 //! | `DAXFS_IOC_CLEAR_POISON_REPORT` | `_IOWR(0xDA, 10, DaxfsPoisonReport)` | `0xc058da0a` | [`DaxfsPoisonReport`] | 88 |
+//! | `DAXFS_IOC_SERVER_INFO` | `_IOWR(0xDA, 11, DaxfsServerInfo)` | `0xc010da0b` | [`DaxfsServerInfo`] | 16 |
 
 use std::mem::size_of;
 
@@ -275,6 +276,33 @@ pub struct DaxfsReqStats {
     pub counts: [u64; REQ_STATS_SLOTS],
 }
 
+/// `DaxfsServerInfo::transport`: requests come by reads of `/dev/fuse`.
+pub const TRANSPORT_DEV_FUSE: u32 = 1;
+/// `DaxfsServerInfo::transport`: requests come through FUSE-over-io_uring rings.
+pub const TRANSPORT_IO_URING: u32 = 2;
+
+/// `DAXFS_IOC_SERVER_INFO`: how the daemon serves the mount (`daxfs stat MOUNTPOINT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DaxfsServerInfo {
+    /// [`DAXFS_ABI_VERSION`].
+    pub version: u32,
+    /// `size_of` this struct.
+    pub size: u32,
+    /// In: 0 (no flags defined yet; anything else is `EINVAL`).
+    pub flags: u32,
+    /// Out: [`TRANSPORT_DEV_FUSE`] or [`TRANSPORT_IO_URING`], as agreed with the kernel at INIT.
+    pub transport: u32,
+}
+
+/// `_IOWR(0xDA, 11, DaxfsServerInfo)`.
+pub const DAXFS_IOC_SERVER_INFO: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    DAXFS_IOC_MAGIC,
+    11,
+    size_of::<DaxfsServerInfo>(),
+);
+
 /// `_IOWR(0xDA, 1, DaxfsStat)`.
 pub const DAXFS_IOC_STAT: u32 = ioc(
     IOC_READ | IOC_WRITE,
@@ -399,6 +427,8 @@ unsafe impl Pod for DaxfsPoison {}
 // SAFETY: see above.
 unsafe impl Pod for DaxfsPoisonReport {}
 // SAFETY: see above.
+unsafe impl Pod for DaxfsServerInfo {}
+// SAFETY: see above.
 unsafe impl Pod for DaxfsBadBlock {}
 // SAFETY: see above.
 unsafe impl Pod for DaxfsBadBlocks {}
@@ -412,6 +442,7 @@ const _: () = assert!(size_of::<DaxfsMapping>() == 24);
 const _: () = assert!(size_of::<DaxfsMappings>() == 24 + 24 * MAPPINGS_PER_CALL);
 const _: () = assert!(size_of::<DaxfsPoison>() == 32);
 const _: () = assert!(size_of::<DaxfsPoisonReport>() == 88);
+const _: () = assert!(size_of::<DaxfsServerInfo>() == 16);
 const _: () = assert!(size_of::<DaxfsBadBlock>() == 32);
 const _: () = assert!(size_of::<DaxfsBadBlocks>() == 24 + 32 * BADBLOCKS_PER_CALL);
 const _: () = assert!(size_of::<DaxfsReqStats>() == 16 + 8 * REQ_STATS_SLOTS);
@@ -445,6 +476,7 @@ versioned!(
     DaxfsMappings,
     DaxfsPoison,
     DaxfsPoisonReport,
+    DaxfsServerInfo,
     DaxfsBadBlocks,
     DaxfsReqStats
 );
@@ -497,6 +529,7 @@ pub fn request_name(cmd: u32) -> Option<&'static str> {
         DAXFS_IOC_CLEAR_POISON => "DAXFS_IOC_CLEAR_POISON",
         DAXFS_IOC_INJECT_POISON_REPORT => "DAXFS_IOC_INJECT_POISON_REPORT",
         DAXFS_IOC_CLEAR_POISON_REPORT => "DAXFS_IOC_CLEAR_POISON_REPORT",
+        DAXFS_IOC_SERVER_INFO => "DAXFS_IOC_SERVER_INFO",
         DAXFS_IOC_LIST_BADBLOCKS => "DAXFS_IOC_LIST_BADBLOCKS",
         DAXFS_IOC_REQ_STATS => "DAXFS_IOC_REQ_STATS",
         _ => return direct::request_name(cmd),
@@ -530,6 +563,7 @@ mod tests {
         assert_eq!(DAXFS_IOC_REQ_STATS, 0xc210_da06);
         assert_eq!(DAXFS_IOC_INJECT_POISON_REPORT, 0xc058_da09);
         assert_eq!(DAXFS_IOC_CLEAR_POISON_REPORT, 0xc058_da0a);
+        assert_eq!(DAXFS_IOC_SERVER_INFO, 0xc010_da0b);
         assert_eq!(
             DAXFS_IOC_CLEAR_POISON_REPORT as u64,
             nix::request_code_readwrite!(0xDA, 10, size_of::<DaxfsPoisonReport>()) as u64

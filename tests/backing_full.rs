@@ -63,7 +63,7 @@ fn fill_until_error(p: &Path, chunk: usize, limit: u64) -> (u64, std::io::Error)
 
 fn full_backing_store(opts: &str) {
     require_fuse!();
-    if opts.contains("io_uring") {
+    if opts.split(',').any(|o| o == "io_uring") {
         assert!(enable_uring(), "FUSE-over-io_uring is not available");
     }
     let small = SmallTmpfs::new("64M");

@@ -139,7 +139,7 @@ fn info_and_fmap_on(transport: &str) {
 #[test]
 fn info_fmap_and_revocation_round_trip() {
     require_fuse!();
-    info_and_fmap_on("");
+    info_and_fmap_on("noio_uring");
 }
 
 #[test]

@@ -109,7 +109,7 @@ fn map_sync_on(transport: &str) {
 #[test]
 fn map_sync_stores_reach_the_region_without_requests() {
     require_fuse!();
-    map_sync_on("");
+    map_sync_on("noio_uring");
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn dax_poison_on(transport: &str) {
 #[test]
 fn dax_poison_raises_the_hardware_signal() {
     require_fuse!();
-    dax_poison_on("");
+    dax_poison_on("noio_uring");
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn revoke_fork_on(transport: &str) {
 #[test]
 fn revocation_reaches_a_process_and_its_forked_child() {
     require_fuse!();
-    revoke_fork_on("");
+    revoke_fork_on("noio_uring");
 }
 
 #[test]
@@ -414,7 +414,7 @@ fn pmd_smaps_on(transport: &str) {
 #[test]
 fn pmd_extents_are_pmd_mapped_on_a_huge_tmpfs() {
     require_fuse!();
-    pmd_smaps_on("");
+    pmd_smaps_on("noio_uring");
 }
 
 #[test]

@@ -350,9 +350,18 @@ fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
         assert!(fs.split_pmd(a.ino, 10).unwrap());
         assert!(!fs.split_pmd(a.ino, 10).unwrap());
         let m = fs.mappings(a.ino).unwrap();
-        assert_eq!(m.len(), 512 + 511);
+        assert_eq!(
+            m.len(),
+            512 + 512,
+            "511 entries and the poisoned page's line"
+        );
         assert!(m.iter().all(|e| e.order == 0));
-        assert!(!m.iter().any(|e| e.file_index == 700));
+        let bad_lines: Vec<_> = m.iter().filter(|e| e.poisoned()).collect();
+        assert_eq!(bad_lines.len(), 1);
+        assert_eq!(
+            (bad_lines[0].file_index, bad_lines[0].region_block),
+            (700, bad)
+        );
         // Other pages of the split range still read; the bad one fails.
         let mut b = vec![0u8; 4096];
         assert_eq!(fs.read(a.ino, 699 * 4096, &mut b).unwrap(), 4096);
@@ -363,8 +372,8 @@ fn poisoned_pmd_is_split_and_stays_split_after_reopen() {
     let m = fs.mappings(ino).unwrap();
     assert_eq!(
         m.len(),
-        1 + 511,
-        "the bad run was merged back into a PMD entry"
+        1 + 512,
+        "the bad run was merged back into a PMD entry (511 entries and the poisoned page)"
     );
     assert_eq!(m[0].order, 9, "the clean run is a PMD entry again");
     assert_eq!(fs.bad_ranges(), vec![(bad, 1)]);

@@ -475,3 +475,99 @@ fn without_kernel_support_the_mount_serves_through_dev_fuse() {
     m.unmount();
     set_uring(true);
 }
+
+/// The transport `daxfs stat --json MOUNTPOINT` reports.
+fn transport_of(m: &MountGuard) -> String {
+    let out = daxfs_ok([
+        std::ffi::OsStr::new("stat"),
+        m.mnt.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["transport"].as_str().unwrap_or("none").to_string()
+}
+
+/// `io_uring=auto` is the default: the rings when the fuse module offers them, `/dev/fuse`
+/// quietly when it does not; `noio_uring` forces `/dev/fuse`. `daxfs stat` and the log say which.
+#[test]
+fn auto_is_the_default_and_stat_and_the_log_name_the_transport() {
+    let Some(_s) = setup(true) else {
+        return;
+    };
+    let r = Region::new("64M");
+    for (opts, want) in [
+        ("", "io_uring"),
+        ("io_uring=auto", "io_uring"),
+        ("noio_uring", "dev_fuse"),
+    ] {
+        let log = r.dir.path().join("daemon.log");
+        let _ = std::fs::remove_file(&log);
+        let mut args = vec![
+            std::ffi::OsStr::new("mount"),
+            r.path.as_os_str(),
+            r.mnt.as_os_str(),
+            "--log".as_ref(),
+            log.as_os_str(),
+        ];
+        if !opts.is_empty() {
+            args.extend([std::ffi::OsStr::new("-o"), std::ffi::OsStr::new(opts)]);
+        }
+        daxfs_ok(&args);
+        let m = MountGuard::adopt(&r.path, &r.mnt);
+        std::fs::write(m.p("f"), pattern(1, 10_000)).unwrap();
+        assert_eq!(transport_of(&m), want, "-o {opts:?}");
+        let rings = get(&request_counters(&m), "IO_URING");
+        assert_eq!(
+            rings > 0,
+            want == "io_uring",
+            "-o {opts:?}: {rings} ring requests"
+        );
+        let text = daxfs_ok([std::ffi::OsStr::new("stat"), m.mnt.as_os_str()]);
+        let line = if want == "io_uring" {
+            "transport:      io_uring"
+        } else {
+            "transport:      /dev/fuse"
+        };
+        assert!(text.contains(line), "-o {opts:?}: {text}");
+        m.unmount();
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        let says = if want == "io_uring" {
+            "transport: io_uring"
+        } else {
+            "transport: /dev/fuse"
+        };
+        assert!(
+            logged.contains(says),
+            "-o {opts:?}: log lacks {says:?}:\n{logged}"
+        );
+    }
+    // Without the module's consent the default is /dev/fuse, with no warning.
+    assert!(set_uring(false));
+    let log = r.dir.path().join("daemon-off.log");
+    daxfs_ok([
+        std::ffi::OsStr::new("mount"),
+        r.path.as_os_str(),
+        r.mnt.as_os_str(),
+        "--log".as_ref(),
+        log.as_os_str(),
+    ]);
+    let m = MountGuard::adopt(&r.path, &r.mnt);
+    assert_eq!(transport_of(&m), "dev_fuse");
+    // A remount may name the transport the default picked, not the other.
+    let remount = |o: &str| {
+        daxfs([
+            std::ffi::OsStr::new("mount"),
+            r.path.as_os_str(),
+            r.mnt.as_os_str(),
+            "-o".as_ref(),
+            o.as_ref(),
+        ])
+    };
+    assert!(remount("remount,noio_uring").status.success());
+    assert!(!remount("remount,io_uring").status.success());
+    m.unmount();
+    set_uring(true);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("transport: /dev/fuse"), "{logged}");
+    assert!(!logged.contains("WARN"), "io_uring=auto warned:\n{logged}");
+}

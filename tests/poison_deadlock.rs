@@ -136,7 +136,7 @@ fn deadlock_case(uring: bool, dax: &str) {
     let opts = if uring {
         format!("dax={dax},io_uring")
     } else {
-        format!("dax={dax}")
+        format!("dax={dax},noio_uring")
     };
     let m = mount(&r, &opts, if uring { 2 } else { 1 }, uring);
     let conn = connection_of(&m.mnt);

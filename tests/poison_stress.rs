@@ -88,7 +88,11 @@ fn mount(r: &Region, cfg: &Config) -> MountGuard {
     let opts = format!(
         "dax={}{}",
         cfg.dax,
-        if cfg.uring { ",io_uring" } else { "" }
+        if cfg.uring {
+            ",io_uring"
+        } else {
+            ",noio_uring"
+        }
     );
     for _ in 0..5 {
         if cfg.uring {

@@ -27,7 +27,7 @@ fn godown(path: &Path, flags: u32) -> std::io::Result<()> {
 }
 
 /// The mount options of each transport and data path the behaviour must hold on.
-const MODES: [&str; 3] = ["", "io_uring", "dax=never"];
+const MODES: [&str; 3] = ["noio_uring", "io_uring", "dax=never,noio_uring"];
 
 /// What the storm knows: name → (content seed, length, fsynced).
 type Written = BTreeMap<String, (u64, usize, bool)>;

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use common::*;
 
-const MODES: [&str; 3] = ["", "io_uring", "dax=never"];
+const MODES: [&str; 3] = ["noio_uring", "io_uring", "dax=never,noio_uring"];
 
 /// `open(dir, O_TMPFILE | O_RDWR | extra, 0o640)`.
 fn tmpfile(dir: &Path, extra: i32) -> std::io::Result<File> {

@@ -142,7 +142,8 @@ struct MountArgs {
     ///   suid, nosuid, dev, nodev (default for root: dev,suid; for others: nodev,nosuid),
     ///   exec, noexec, sync, dirsync;
     ///   relatime (default), strictatime, nostrictatime, noatime, atime, nodiratime, diratime;
-    ///   io_uring, noio_uring (default): serve through FUSE-over-io_uring;
+    ///   io_uring=auto (default): FUSE-over-io_uring when the fuse module's enable_uring
+    ///   is on, else /dev/fuse; io_uring: the rings (warn if refused); noio_uring: /dev/fuse;
     ///   io_uring_sched=idle (default)|normal: priority of the ring threads;
     ///   threads=N, log=FILE (as --threads, --log, for the mount helper).
     /// mount(8)'s generic options (defaults, auto, _netdev, x-*, ...) are accepted.
@@ -321,10 +322,15 @@ fn is_on_fuse(p: &Path) -> bool {
 }
 
 fn stat(target: &Path, json: bool) -> CmdResult {
+    use daxfs::fuse::{mounts::transport_in_use, Transport};
+    // The transport of a mount: the one its daemon agreed with the kernel.
+    let mut transport = None;
     let st: RegionStat = if is_on_fuse(target) {
+        transport = transport_in_use(target);
         ctl::stat(target)?
     } else if let Some(mp) = daxfs::fuse::mounts::region_mounted_on(target) {
         // A mounted region is asked through its mount.
+        transport = transport_in_use(&mp);
         ctl::stat(&mp)?
     } else if target.is_dir() {
         return Err(format!(
@@ -350,6 +356,13 @@ fn stat(target: &Path, json: bool) -> CmdResult {
     if json {
         let mut v = serde_json::to_value(&st).map_err(|e| e.to_string())?;
         v["path"] = serde_json::Value::String(target.display().to_string());
+        if let Some(t) = transport {
+            v["transport"] = match t {
+                Transport::IoUring => "io_uring",
+                _ => "dev_fuse",
+            }
+            .into();
+        }
         println!("{v}");
     } else {
         let bs = st.block_size.max(1);
@@ -372,6 +385,11 @@ fn stat(target: &Path, json: bool) -> CmdResult {
             st.inodes_used, st.inodes_total
         );
         println!("bad blocks:     {}", st.bad_blocks);
+        match transport {
+            Some(Transport::IoUring) => println!("transport:      io_uring (FUSE-over-io_uring)"),
+            Some(_) => println!("transport:      /dev/fuse"),
+            None => {}
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,7 +39,10 @@ use super::notify::{KernelNotifier, Notification};
 use super::stats::{Op, RequestStats};
 use crate::direct::DirectService;
 use crate::fs::{DaxFs, Errno, FileSystem, KillPriv, SetAttr};
-use crate::ioctl::DAXFS_IOC_REQ_STATS;
+use crate::ioctl::{
+    check_header, DaxfsServerInfo, Pod, Versioned, DAXFS_IOC_REQ_STATS, DAXFS_IOC_SERVER_INFO,
+    TRANSPORT_DEV_FUSE, TRANSPORT_IO_URING,
+};
 use convert::{ctx, kind, reply_empty, reply_entry, reply_xattr, time_set};
 pub(crate) use convert::{fattr, ferr};
 
@@ -602,6 +605,27 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         if cmd == DAXFS_IOC_REQ_STATS {
             // Answered here: the counters are the adapter's, not the fs layer's.
             match self.stats.ioctl_answer(in_data) {
+                Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
+                Ok(_) => reply.error(FuseErrno::EINVAL),
+                Err(e) => reply.error(ferr(e)),
+            }
+            return;
+        }
+        if cmd == DAXFS_IOC_SERVER_INFO {
+            // Answered here: the transport was agreed by this adapter at INIT.
+            let r = check_header::<DaxfsServerInfo>(in_data).and_then(|q| {
+                if q.flags != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let mut out = DaxfsServerInfo::new_request();
+                out.transport = if self.io_uring.load(Ordering::Relaxed) {
+                    TRANSPORT_IO_URING
+                } else {
+                    TRANSPORT_DEV_FUSE
+                };
+                Ok(out.as_bytes().to_vec())
+            });
+            match r {
                 Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
                 Ok(_) => reply.error(FuseErrno::EINVAL),
                 Err(e) => reply.error(ferr(e)),

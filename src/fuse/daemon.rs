@@ -24,7 +24,7 @@ use super::mounts::{
     register, resolve_mountpoint, retry_while_releasing, unregister, DaemonRecord,
 };
 use super::notify::KernelNotifier;
-use super::options::MountConfig;
+use super::options::{MountConfig, Transport};
 use super::stats::RequestStats;
 use super::uring::{self, RingConfig};
 use crate::fs::atime::AtimeMode;
@@ -122,7 +122,11 @@ fn serve_steps(spec: &MountSpec, ready: &mut Option<std::fs::File>) -> Result<()
     // Layout leases for processes that map files directly (`daxfs exec`).
     adapter.set_direct(crate::direct::DirectService::start(&fs));
     let stats = adapter.stats_handle();
-    let uring = spec.config.io_uring.then(|| adapter.request_io_uring());
+    let uring = spec
+        .config
+        .transport
+        .wants_rings()
+        .then(|| adapter.request_io_uring());
     let session = start_session(spec, &mountpoint, adapter)?;
     notifier
         .connect(session.notifier())
@@ -271,12 +275,23 @@ fn run_session(
 ) -> std::io::Result<()> {
     match uring {
         Some(agreed) if agreed.load(Ordering::Relaxed) => {
+            log::info!(
+                "transport: io_uring ({:?}; FUSE-over-io_uring rings, one queue per CPU)",
+                spec.config.transport
+            );
             let config = RingConfig {
                 depth: RING_DEPTH,
                 payload: (MAX_WRITE as usize).max(8192),
                 idle_priority: spec.config.io_uring_idle,
             };
             session.run_with(move |d| uring::start(d, config, stats))
+        }
+        Some(_) if spec.config.transport == Transport::Auto => {
+            log::info!(
+                "transport: /dev/fuse (io_uring=auto: the fuse module's enable_uring is on but \
+                 the kernel did not agree to FUSE-over-io_uring at INIT)"
+            );
+            session.run()
         }
         Some(_) => {
             log::warn!(
@@ -286,7 +301,18 @@ fn run_session(
             );
             session.run()
         }
-        None => session.run(),
+        None => {
+            log::info!(
+                "transport: /dev/fuse ({:?}{})",
+                spec.config.transport,
+                if spec.config.transport == Transport::Auto {
+                    ": the fuse module's enable_uring is off"
+                } else {
+                    ""
+                }
+            );
+            session.run()
+        }
     }
 }
 

@@ -43,4 +43,4 @@ pub use daemon::{default_threads, serve, MountSpec};
 pub use error::{MountError, OpenError, OptionError};
 pub use mounts::{unmount, Unmounted};
 pub use notify::KernelNotifier;
-pub use options::{parse_options, MountConfig};
+pub use options::{parse_options, uring_offered, MountConfig, Transport};

@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 
 use super::error::{MountError, OpenError};
-use super::options::{parse_options, MountConfig};
+use super::options::{parse_options, MountConfig, Transport};
 
 /// One line of the mount table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -317,9 +317,34 @@ fn option_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// The transport the daemon of the mount at `mp` agreed with the kernel (`DAXFS_IOC_SERVER_INFO`):
+/// [`Transport::IoUring`] or [`Transport::DevFuse`]; `None` when it cannot tell.
+pub fn transport_in_use(mp: &Path) -> Option<Transport> {
+    use crate::ioctl::{DaxfsServerInfo, Versioned, DAXFS_IOC_SERVER_INFO, TRANSPORT_IO_URING};
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(mp).ok()?;
+    let mut q = DaxfsServerInfo::new_request();
+    // SAFETY: `q` is a live #[repr(C)] struct of exactly _IOC_SIZE(DAXFS_IOC_SERVER_INFO) bytes
+    // (the ABI's size assertion), exclusively borrowed for the call; `f` stays open meanwhile.
+    let rc = unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            DAXFS_IOC_SERVER_INFO as _,
+            &mut q as *mut DaxfsServerInfo,
+        )
+    };
+    (rc == 0).then_some(if q.transport == TRANSPORT_IO_URING {
+        Transport::IoUring
+    } else {
+        Transport::DevFuse
+    })
+}
+
 /// Whether the daemon option `opt` (`dax=`, `io_uring`, `noio_uring`, `io_uring_sched=`) names
-/// what `current` already has; `None` for other options.
-fn same_as_served(opt: &str, current: &MountConfig) -> Option<bool> {
+/// what `current` already has; `None` for other options. A transport option also names what is
+/// in force when it names the transport in use (`in_use`: `io_uring` on a mount whose
+/// `io_uring=auto` picked the rings).
+fn same_as_served(opt: &str, current: &MountConfig, in_use: Option<Transport>) -> Option<bool> {
     let key = opt.split_once('=').map_or(opt, |(k, _)| k);
     if !SERVED_SETTINGS.contains(&key) {
         return None;
@@ -329,7 +354,7 @@ fn same_as_served(opt: &str, current: &MountConfig) -> Option<bool> {
         "dax" => want.dax == current.dax,
         "io_uring_sched" => want.io_uring_idle == current.io_uring_idle,
         "dax_bugs" => want.dax_bugs == current.dax_bugs,
-        _ => want.io_uring == current.io_uring,
+        _ => want.transport == current.transport || Some(want.transport) == in_use,
     })
 }
 
@@ -352,7 +377,7 @@ pub fn remount(mountpoint: &Path, opts: &str) -> Result<(), MountError> {
     }
     // How the daemon serves the mount: options that cannot change are accepted when they name
     // what is already in force (mount(8) and xfstests pass the original options again).
-    let serving = served_config(&mp);
+    let serving = served_config(&mp).map(|c| (c, transport_in_use(&mp)));
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         if o == "remount" || set_mount_flag(&mut flags, o) {
             continue;
@@ -399,9 +424,12 @@ const REMOUNT_IGNORED: &[&str] = &[
 
 /// Whether a remount may name `o`, an option that is not a mount flag: a daemon setting naming
 /// the value in force (`serving`), or one of mount(8)'s options that change nothing.
-fn remount_option_allowed(o: &str, serving: Option<&MountConfig>) -> Result<(), MountError> {
+fn remount_option_allowed(
+    o: &str,
+    serving: Option<&(MountConfig, Option<Transport>)>,
+) -> Result<(), MountError> {
     let key = o.split_once('=').map_or(o, |(k, _)| k);
-    if serving.is_some_and(|current| same_as_served(o, current) == Some(true)) {
+    if serving.is_some_and(|(current, in_use)| same_as_served(o, current, *in_use) == Some(true)) {
         return Ok(());
     }
     if SERVED_SETTINGS.contains(&key)
@@ -511,14 +539,25 @@ mod tests {
         .collect();
         assert_eq!(option_args(&args), ["dax=never,io_uring", "rw"]);
         let cur = super::super::options::parse_options("dax=never,io_uring").unwrap();
-        assert_eq!(same_as_served("dax=never", &cur), Some(true));
-        assert_eq!(same_as_served("dax=always", &cur), Some(false));
-        assert_eq!(same_as_served("io_uring", &cur), Some(true));
-        assert_eq!(same_as_served("noio_uring", &cur), Some(false));
-        assert_eq!(same_as_served("io_uring_sched=idle", &cur), Some(true));
-        assert_eq!(same_as_served("io_uring_sched=normal", &cur), Some(false));
-        assert_eq!(same_as_served("ro", &cur), None);
-        assert_eq!(same_as_served("threads=2", &cur), None);
+        let same = |o: &str| same_as_served(o, &cur, Some(Transport::IoUring));
+        assert_eq!(same("dax=never"), Some(true));
+        assert_eq!(same("dax=always"), Some(false));
+        assert_eq!(same("io_uring"), Some(true));
+        assert_eq!(same("noio_uring"), Some(false));
+        assert_eq!(same("io_uring=auto"), Some(false));
+        assert_eq!(same("io_uring_sched=idle"), Some(true));
+        assert_eq!(same("io_uring_sched=normal"), Some(false));
+        assert_eq!(same("ro"), None);
+        // The default, io_uring=auto: the transport it picked may be named too.
+        let auto = super::super::options::parse_options("dax=never").unwrap();
+        let on_rings = |o: &str| same_as_served(o, &auto, Some(Transport::IoUring));
+        assert_eq!(on_rings("io_uring=auto"), Some(true));
+        assert_eq!(on_rings("io_uring"), Some(true));
+        assert_eq!(on_rings("noio_uring"), Some(false));
+        let on_dev = |o: &str| same_as_served(o, &auto, Some(Transport::DevFuse));
+        assert_eq!(on_dev("noio_uring"), Some(true));
+        assert_eq!(on_dev("io_uring"), Some(false));
+        assert_eq!(same("threads=2"), None);
     }
 
     #[test]

@@ -8,6 +8,39 @@
 use super::error::OptionError;
 use crate::fs::DaxMode;
 
+/// Which transport carries a mount's requests (`-o io_uring=auto|io_uring|noio_uring`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `io_uring=auto` (the default): the rings when the fuse module offers them
+    /// (`/sys/module/fuse/parameters/enable_uring` is on), else `/dev/fuse`, quietly. daxfs never
+    /// turns the module parameter on itself.
+    Auto,
+    /// `io_uring`: FUSE-over-io_uring rings, one queue per CPU served on that CPU
+    /// (`fuse/uring.rs`); `/dev/fuse` with a warning when the kernel does not offer them.
+    IoUring,
+    /// `noio_uring`: reads and writes of `/dev/fuse` by the session threads.
+    DevFuse,
+}
+
+impl Transport {
+    /// Whether to ask the kernel for the rings at INIT.
+    pub fn wants_rings(self) -> bool {
+        match self {
+            Transport::Auto => uring_offered(),
+            Transport::IoUring => true,
+            Transport::DevFuse => false,
+        }
+    }
+}
+
+/// The fuse module parameter that lets a server use FUSE-over-io_uring.
+pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether the fuse module offers FUSE-over-io_uring (its `enable_uring` parameter is on).
+pub fn uring_offered() -> bool {
+    std::fs::read_to_string(ENABLE_URING).is_ok_and(|v| matches!(v.trim(), "Y" | "y" | "1"))
+}
+
 /// What the options ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountConfig {
@@ -39,9 +72,9 @@ pub struct MountConfig {
     pub log: Option<String>,
     /// `remount`: change the flags of an existing mount instead (see `mounts::remount`).
     pub remount: bool,
-    /// `io_uring`: serve requests through FUSE-over-io_uring rings when the kernel offers it
-    /// (`fuse.enable_uring=1`), one queue per CPU served on that CPU (`fuse/uring.rs`).
-    pub io_uring: bool,
+    /// `io_uring=auto` (the default), `io_uring`, `noio_uring`: which transport carries the
+    /// requests ([`Transport`]).
+    pub transport: Transport,
     /// `io_uring_sched=idle|normal`: queue threads at `SCHED_IDLE` under a starvation watchdog
     /// (default) or at normal priority (`fuse/uring/priority.rs`).
     pub io_uring_idle: bool,
@@ -67,7 +100,7 @@ impl Default for MountConfig {
             threads: None,
             log: None,
             remount: false,
-            io_uring: false,
+            transport: Transport::Auto,
             io_uring_idle: true,
             dax_bugs: crate::dax::Bugs::NONE,
         }
@@ -119,7 +152,7 @@ const IGNORED: &[&str] = &[
 /// The options daxfs itself understands, for the refusal message.
 pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
-nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring, noio_uring, io_uring_sched=idle|normal, \
+nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring=auto, io_uring, noio_uring, io_uring_sched=idle|normal, \
 dax_bugs=ID:ID (and mount(8)'s generic options such as \
 defaults, auto, user, _netdev, x-*)";
 
@@ -159,8 +192,16 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, OptionError> {
             ("diratime", None) => c.nodiratime = false,
             ("sync", None) => c.sync = true,
             ("dirsync", None) => c.dirsync = true,
-            ("io_uring", None) => c.io_uring = true,
-            ("noio_uring", None) => c.io_uring = false,
+            ("io_uring", None) => c.transport = Transport::IoUring,
+            ("io_uring", Some("auto")) => c.transport = Transport::Auto,
+            ("noio_uring", None) => c.transport = Transport::DevFuse,
+            ("io_uring", Some(_)) => {
+                return Err(bad(
+                    opt,
+                    "use io_uring (the rings), io_uring=auto (the rings when the kernel offers \
+                     them: the default) or noio_uring (/dev/fuse)",
+                ))
+            }
             ("io_uring_sched", Some("idle")) => c.io_uring_idle = true,
             ("io_uring_sched", Some("normal")) => c.io_uring_idle = false,
             ("io_uring_sched", Some(_)) => {
@@ -292,10 +333,15 @@ mod tests {
             parse_options("threads=0"),
             Err(OptionError::BadValue { .. })
         ));
-        assert_eq!(parse_options("io_uring=1"), Err(unknown("io_uring=1")));
-        assert!(parse_options("io_uring").unwrap().io_uring);
-        assert!(!parse_options("io_uring,noio_uring").unwrap().io_uring);
-        assert!(!parse_options("").unwrap().io_uring);
+        assert!(matches!(
+            parse_options("io_uring=1"),
+            Err(OptionError::BadValue { .. })
+        ));
+        let t = |o: &str| parse_options(o).unwrap().transport;
+        assert_eq!(t("io_uring"), Transport::IoUring);
+        assert_eq!(t("io_uring,noio_uring"), Transport::DevFuse);
+        assert_eq!(t("noio_uring,io_uring=auto"), Transport::Auto);
+        assert_eq!(t(""), Transport::Auto, "the default");
         assert!(parse_options("").unwrap().io_uring_idle);
         assert!(
             !parse_options("io_uring_sched=normal")

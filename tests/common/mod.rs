@@ -30,10 +30,15 @@ pub fn enable_uring() -> bool {
     true
 }
 
-/// The mount options a behaviour is checked under: each `dax=` mode, and `io_uring` when
+/// The mount options a behaviour is checked under: each `dax=` mode through `/dev/fuse`
+/// (`noio_uring`: the default `io_uring=auto` would take the rings), and `io_uring` when
 /// [`enable_uring`] could turn the rings on (it fails in CI when it cannot).
 pub fn option_sets() -> Vec<&'static str> {
-    let mut v = vec!["dax=always", "dax=never", "dax=inode"];
+    let mut v = vec![
+        "dax=always,noio_uring",
+        "dax=never,noio_uring",
+        "dax=inode,noio_uring",
+    ];
     if enable_uring() {
         v.push("io_uring");
     }
