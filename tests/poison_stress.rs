@@ -442,17 +442,16 @@ fn io_uring_dax_never() {
 }
 
 /// The D-state check can fail: with the daemon stopped, a read waits for its `READ` reply while
-/// holding the page-cache folio locked, and a second read of the same page waits for that lock
-/// in D state without ever running; the watch must report it once it has waited 5 s, and the
-/// recovery (aborting the connection) must free both readers.
-// Ignored: not reliable. With the daemon stopped, the kernel may leave both readers in an
-// interruptible wait in request_wait_answer (state S, not D): the watch then never reports,
-// the deadline's panic unwinds with the daemon still stopped, and the unmount hangs. Seen once,
-// in a CI run beside a CPU hog. Run it by hand with `--ignored`. To fix: put the readers in a
-// killable wait on purpose (a signal with a handler sends them there), and send SIGCONT from a
-// guard's drop.
+/// holding the page-cache folio locked, and a second read of the same page waits for that lock;
+/// the watch must report a task that has waited 5 s in D state without running, and the recovery
+/// (aborting the connection) must free both readers.
+///
+/// A reader waiting for its reply sleeps interruptibly at first (state S: FUSE's
+/// `request_wait_answer`); a signal with a handler moves it to the killable wait (state D) for the
+/// rest of the request. So the readers get `SIGUSR1` (a no-op handler, inherited across the fork)
+/// until the watch reports: the D state is made, not hoped for. The daemon is resumed by a guard
+/// even when an assertion fails, so the unmount never waits for a stopped daemon.
 #[test]
-#[ignore = "readers may wait interruptibly (S), so no D state: see the comment"]
 fn the_watch_reports_a_task_blocked_in_d_state() {
     require_fuse!();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -470,11 +469,33 @@ fn the_watch_reports_a_task_blocked_in_d_state() {
     let m = mount(&r, &cfg);
     let mut w = Watch::new(&m.mnt, poison_util::connection_of(&m.mnt), m.pid as i32);
     let f = std::fs::File::open(m.p("f")).unwrap();
-    let stop = |sig| {
-        // SAFETY: signalling the mount's daemon, which this test started.
-        unsafe { libc::kill(m.pid as i32, sig) };
-    };
-    stop(libc::SIGSTOP);
+    /// Sends SIGCONT to the daemon when dropped.
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            // SAFETY: signalling the mount's daemon, which this test started.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    extern "C" fn ignore(_: libc::c_int) {}
+    // SAFETY: a no-op handler for a signal nothing else in this process uses; the forked readers
+    // inherit it, so SIGUSR1 interrupts their wait instead of killing them.
+    unsafe { libc::signal(libc::SIGUSR1, ignore as *const () as libc::sighandler_t) };
+    // SAFETY: as in Resume::drop.
+    unsafe { libc::kill(m.pid as i32, libc::SIGSTOP) };
+    let resume = Resume(m.pid as i32);
+    // A stop takes effect when each of the daemon's threads next runs (late on a busy machine):
+    // until then it may still serve the reads. Wait until every thread is stopped.
+    let daemon = m.pid as i32;
+    wait_until(
+        "the daemon's threads to stop",
+        Duration::from_millis(10),
+        || {
+            poison_util::tasks_of(&[daemon])
+                .iter()
+                .all(|&(p, t)| poison_util::task_state(p, t) == Some('T'))
+        },
+    );
     let read = |f: &std::fs::File| {
         let mut b = vec![0u8; PAGE as usize];
         let _ = f.read_at(&mut b, 0);
@@ -484,18 +505,24 @@ fn the_watch_reports_a_task_blocked_in_d_state() {
     let second = poison_util::spawn(|| read(&f));
     let t = Instant::now();
     let report = loop {
+        for pid in [first, second] {
+            // SAFETY: signalling our own children (the handler is a no-op).
+            unsafe { libc::kill(pid, libc::SIGUSR1) };
+        }
         if let Some(report) = w.tick(&[first, second]) {
             break report;
         }
         assert!(
             t.elapsed() < DEADLINE,
-            "no task reported after {DEADLINE:?}; longest D state {:?}",
-            w.worst
+            "no task reported after {DEADLINE:?}; longest D state {:?}; the readers:\n{}\n{}",
+            w.worst,
+            poison_util::task_report(first, first),
+            poison_util::task_report(second, second)
         );
         std::thread::sleep(Duration::from_millis(50));
     };
     w.recover(&[first, second]);
-    stop(libc::SIGCONT);
+    drop(resume);
     drop(m);
     assert!(report.contains("in D state for"), "{report}");
     assert!(w.worst.0 > watch::D_LIMIT, "{:?}", w.worst);

@@ -112,7 +112,7 @@ pub fn run(cmd: PoisonCmd) -> CmdResult {
 /// A size in words: `4 MiB` when exact, else `4.1 MiB (4299161 bytes)`.
 fn size_words(n: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }
@@ -286,89 +286,104 @@ fn were(n: u64) -> &'static str {
 
 /// The report of an inject or clear, one line per fact.
 fn sentences(req: &Request, r: &DaxfsPoisonReport, clear: bool) -> String {
-    let mut out = String::new();
-    let w = req.path.display();
+    let mut out = rounding(req, r);
+    let w = req.path.display().to_string();
     let span = format!("[{:#x}, {:#x})", r.start, r.end);
-    let one_page = r.end - r.start == PAGE;
-    let first_page = r.start / PAGE;
-    // Rounding: what was asked is not what was done.
+    out += &match (req.by_region, clear) {
+        (true, _) => region_sentences(&w, &span, r, clear),
+        (false, true) => clear_sentences(&w, &span, r),
+        (false, false) => inject_sentences(&w, &span, r),
+    };
+    out
+}
+
+/// What was asked is not what was done: the range widened to whole pages.
+fn rounding(req: &Request, r: &DaxfsPoisonReport) -> String {
     let (off, len) = req.given;
     match len {
         None if off % PAGE != 0 => {
-            let _ = writeln!(
-                out,
-                "offset {off} rounded to the page [{}, {})",
+            format!(
+                "offset {off} rounded to the page [{}, {})\n",
                 r.start, r.end
-            );
+            )
         }
-        Some(n) if off % PAGE != 0 || (off + n) % PAGE != 0 => {
-            let _ = writeln!(
-                out,
-                "range [{off}, {}) rounded to whole pages [{}, {})",
-                off + n,
-                r.start,
-                r.end
-            );
-        }
-        _ => {}
+        Some(n) if off % PAGE != 0 || (off + n) % PAGE != 0 => format!(
+            "range [{off}, {}) rounded to whole pages [{}, {})\n",
+            off + n,
+            r.start,
+            r.end
+        ),
+        _ => String::new(),
     }
-    if req.by_region {
-        let files = if r.pages == 0 {
-            "no file uses them".to_string()
-        } else {
-            format!("{} of {}", count(r.pages, "page"), count(r.files, "file"))
-        };
-        if clear {
-            let _ = writeln!(
-                out,
-                "cleared {} {span} of the region of {w} ({files}; cleared file pages read as zeros)",
-                count(r.blocks, "bad block")
-            );
-            if r.already > 0 {
-                let _ = writeln!(
-                    out,
-                    "{} of {span} {} not bad: nothing to clear there",
-                    count(r.already, "block"),
-                    were(r.already)
-                );
-            }
-        } else {
-            let _ = writeln!(
-                out,
-                "poisoned {} {span} of the region of {w} ({files})",
-                count(r.blocks, "block")
-            );
-            if r.already > 0 {
-                let _ = writeln!(
-                    out,
-                    "{} of {span} {} bad already",
-                    count(r.already, "block"),
-                    were(r.already)
-                );
-            }
-        }
-        return out;
-    }
+}
+
+/// `--region` inject or clear: blocks, and the file pages on them.
+fn region_sentences(w: &str, span: &str, r: &DaxfsPoisonReport, clear: bool) -> String {
+    let mut out = String::new();
+    let files = if r.pages == 0 {
+        "no file uses them".to_string()
+    } else {
+        format!("{} of {}", count(r.pages, "page"), count(r.files, "file"))
+    };
+    let n = count(r.already, "block");
     if clear {
-        if r.pages > 0 {
+        let _ = writeln!(
+            out,
+            "cleared {} {span} of the region of {w} ({files}; cleared file pages read as zeros)",
+            count(r.blocks, "bad block")
+        );
+        if r.already > 0 {
             let _ = writeln!(
                 out,
-                "cleared {} {span} of {w}: they read as zeros now",
-                count(r.pages, "page")
-            );
-        }
-        if r.already > 0 && one_page {
-            let _ = writeln!(out, "page {first_page} is not poisoned: nothing to clear");
-        } else if r.already > 0 {
-            let _ = writeln!(
-                out,
-                "{} of {span} {} not poisoned: nothing to clear there",
-                count(r.already, "page"),
+                "{n} of {span} {} not bad: nothing to clear there",
                 were(r.already)
             );
         }
-        return out;
+    } else {
+        let _ = writeln!(
+            out,
+            "poisoned {} {span} of the region of {w} ({files})",
+            count(r.blocks, "block")
+        );
+        if r.already > 0 {
+            let _ = writeln!(out, "{n} of {span} {} bad already", were(r.already));
+        }
     }
+    out
+}
+
+/// File clear: pages cleared, pages that were not poisoned.
+fn clear_sentences(w: &str, span: &str, r: &DaxfsPoisonReport) -> String {
+    let mut out = String::new();
+    if r.pages > 0 {
+        let _ = writeln!(
+            out,
+            "cleared {} {span} of {w}: they read as zeros now",
+            count(r.pages, "page")
+        );
+    }
+    if r.already > 0 && r.end - r.start == PAGE {
+        let _ = writeln!(
+            out,
+            "page {} is not poisoned: nothing to clear",
+            r.start / PAGE
+        );
+    } else if r.already > 0 {
+        let _ = writeln!(
+            out,
+            "{} of {span} {} not poisoned: nothing to clear there",
+            count(r.already, "page"),
+            were(r.already)
+        );
+    }
+    out
+}
+
+/// File inject: pages poisoned, holes, pages poisoned already.
+fn inject_sentences(w: &str, span: &str, r: &DaxfsPoisonReport) -> String {
+    let mut out = String::new();
+    let one_page = r.end - r.start == PAGE;
+    let first_page = r.start / PAGE;
     if r.pages > 0 {
         let _ = writeln!(out, "poisoned {} {span} of {w}", count(r.pages, "page"));
     }
