@@ -28,6 +28,24 @@ fn short_ok(fm: &FileModel, end: u64, stop: u64) -> bool {
     end % PAGE == 0 && fm.any_maybe(end / PAGE, stop.div_ceil(PAGE))
 }
 
+/// The daemon's entries of pages `[first, end)` (poisoned ones flagged), for a failure message.
+fn daemon_view(f: &File, first: u64, end: u64) -> String {
+    match super::poisoner::mappings_from(f.as_raw_fd(), first.saturating_sub(512)) {
+        Ok(m) => m
+            .iter()
+            .filter(|e| e.file_index < end && e.file_index + (1 << e.order) > first)
+            .map(|e| {
+                format!(
+                    "{}:{}@{}/{:#x}",
+                    e.file_index, e.order, e.region_block, e.flags
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(e) => e,
+    }
+}
+
 /// Reads `[off, off + len)` and compares it with the model (see the module comment). Return:
 /// whether it failed with `EIO` (allowed).
 pub fn verify_range(
@@ -110,7 +128,13 @@ fn op_write(
             lk.apply_write(off, &buf[..n]);
             if (n as u64) < len {
                 if !short_ok(lk.fm, end, off + len) {
-                    return Err(format!("file {fi}: short write {n} of [{off}, +{len})"));
+                    return Err(format!(
+                        "file {fi}: short write {n} of [{off}, +{len}) (size {}); the daemon's \
+                         entries from page {}: {}",
+                        lk.size(),
+                        end / PAGE,
+                        daemon_view(f, end / PAGE, (off + len).div_ceil(PAGE))
+                    ));
                 }
                 lk.mark_unknown(end, off + len);
                 st.add(Kind::WriteShort, 1);

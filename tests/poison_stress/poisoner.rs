@@ -53,7 +53,7 @@ pub fn list_bad(root: i32) -> Result<Vec<DaxfsBadBlock>, String> {
 }
 
 /// The file's mappings from page `from` on (one call's worth).
-fn mappings_from(fd: i32, from: u64) -> Result<Vec<DaxfsMapping>, String> {
+pub fn mappings_from(fd: i32, from: u64) -> Result<Vec<DaxfsMapping>, String> {
     let r: DaxfsMappings = paged(fd, DAXFS_IOC_GET_MAPPINGS, |q: &mut DaxfsMappings| {
         q.cursor = from
     })?;
