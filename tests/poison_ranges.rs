@@ -318,6 +318,24 @@ fn the_range_chain_is_copy_on_write_and_a_stale_chain_block_is_never_trusted() {
         "{found:?}"
     );
     assert!(DaxFs::open(&t.path, &OpenOptions::default()).is_err());
+    // fsck --repair resets the damaged table: then fsck is clean and the region mounts, with
+    // no bad range left (the damaged record cannot be trusted for any of them).
+    let repaired = DaxFs::fsck(&t.path, true).unwrap();
+    assert!(
+        repaired.contains(&CorruptReason::BadTable(DecodeError::BadChainStale)),
+        "{repaired:?}"
+    );
+    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), vec![]);
+    let fs = DaxFs::open(&t.path, &OpenOptions::default()).unwrap();
+    assert!(fs.bad_ranges().is_empty(), "{:?}", fs.bad_ranges());
+    mf::inject_region(&fs, (first + 5) * PAGE, PAGE, &NoInvalidate).unwrap();
+    assert_eq!(
+        fs.bad_ranges(),
+        vec![(first + 5, 1)],
+        "the reset table takes new ranges"
+    );
+    fs.close().unwrap();
+    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), vec![]);
 }
 
 #[test]
