@@ -122,6 +122,25 @@ fn size_words(n: u64) -> String {
     format!("{} ({n} bytes)", crate::units::human(n))
 }
 
+/// Checks that the byte range `[offset, end)` lies inside `what`, of `size` bytes; `hint` ends
+/// the message of a range that runs past its end.
+fn within((offset, end): (u64, u64), size: u64, what: &str, hint: &str) -> Result<(), String> {
+    if offset >= size {
+        return Err(format!(
+            "offset {} is past the end of {what} ({})",
+            size_words(offset),
+            size_words(size)
+        ));
+    }
+    if end > size {
+        return Err(format!(
+            "the range [{offset:#x}, {end:#x}) runs past the end of {what} ({}){hint}",
+            size_words(size)
+        ));
+    }
+    Ok(())
+}
+
 /// What `inject`/`clear` asks: the target, whether it is a region offset, the byte range.
 struct Request {
     path: PathBuf,
@@ -168,20 +187,8 @@ fn check(target: PoisonTarget, range: PoisonRange, verb: &str) -> Result<Request
                 offset - offset % PAGE
             ));
         }
-        let size = ctl::stat(&path)?.size;
-        if offset >= size {
-            return Err(format!(
-                "offset {} is past the end of the region of {w} ({})",
-                size_words(offset),
-                size_words(size)
-            ));
-        }
-        if end > size {
-            return Err(format!(
-                "the range [{offset:#x}, {end:#x}) runs past the end of the region of {w} ({})",
-                size_words(size)
-            ));
-        }
+        let what = format!("the region of {w}");
+        within((offset, end), ctl::stat(&path)?.size, &what, "")?;
     } else {
         if md.is_dir() {
             return Err(format!(
@@ -194,21 +201,12 @@ fn check(target: PoisonTarget, range: PoisonRange, verb: &str) -> Result<Request
                 "{w} is not a regular file: only file data can be poisoned"
             ));
         }
-        let size = md.size();
-        if offset >= size {
-            return Err(format!(
-                "offset {} is past the end of {w} ({})",
-                size_words(offset),
-                size_words(size)
-            ));
-        }
-        if end > size {
-            return Err(format!(
-                "the range [{offset:#x}, {end:#x}) runs past the end of {w} ({}): give a shorter \
-                 --len",
-                size_words(size)
-            ));
-        }
+        within(
+            (offset, end),
+            md.size(),
+            &w.to_string(),
+            ": give a shorter --len",
+        )?;
     }
     Ok(Request {
         path,

@@ -118,6 +118,22 @@ impl<F: FileSystem> DaxFuse<F> {
         self.io_uring.clone()
     }
 
+    /// Answers `DAXFS_IOC_SERVER_INFO`: the transport agreed at INIT. `EINVAL` for a bad header
+    /// or nonzero `flags`.
+    fn server_info(&self, input: &[u8]) -> Result<Vec<u8>, Errno> {
+        let q: DaxfsServerInfo = check_header(input)?;
+        if q.flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut out = DaxfsServerInfo::new_request();
+        out.transport = if self.io_uring.load(Ordering::Relaxed) {
+            TRANSPORT_IO_URING
+        } else {
+            TRANSPORT_DEV_FUSE
+        };
+        Ok(out.as_bytes().to_vec())
+    }
+
     /// The filesystem changed `ino`'s mode as a side effect (S_ISUID/S_ISGID dropped by a write
     /// or fallocate). After a WRITE or FALLOCATE the kernel invalidates only size and times
     /// (`FUSE_STATX_MODSIZE`), so `stat -c %A` (a statx for the mode alone) would keep showing
@@ -602,42 +618,19 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         reply: ReplyIoctl,
     ) {
         self.stats.count(Op::Ioctl);
-        if cmd == DAXFS_IOC_REQ_STATS {
-            // Answered here: the counters are the adapter's, not the fs layer's.
-            match self.stats.ioctl_answer(in_data) {
-                Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
-                Ok(_) => reply.error(FuseErrno::EINVAL),
-                Err(e) => reply.error(ferr(e)),
-            }
-            return;
-        }
-        if cmd == DAXFS_IOC_SERVER_INFO {
-            // Answered here: the transport was agreed by this adapter at INIT.
-            let r = check_header::<DaxfsServerInfo>(in_data).and_then(|q| {
-                if q.flags != 0 {
-                    return Err(Errno::EINVAL);
-                }
-                let mut out = DaxfsServerInfo::new_request();
-                out.transport = if self.io_uring.load(Ordering::Relaxed) {
-                    TRANSPORT_IO_URING
-                } else {
-                    TRANSPORT_DEV_FUSE
-                };
-                Ok(out.as_bytes().to_vec())
-            });
-            match r {
-                Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
-                Ok(_) => reply.error(FuseErrno::EINVAL),
-                Err(e) => reply.error(ferr(e)),
-            }
-            return;
-        }
         // The answer may come later, from the notifier thread (poison: `super::control`).
         let answer = move |r: Result<Vec<u8>, Errno>| match r {
             Ok(out) if out.len() <= out_size as usize => reply.ioctl(0, &out),
             Ok(_) => reply.error(FuseErrno::EINVAL),
             Err(e) => reply.error(ferr(e)),
         };
+        match cmd {
+            // Answered here: the counters are the adapter's, not the fs layer's.
+            DAXFS_IOC_REQ_STATS => return answer(self.stats.ioctl_answer(in_data)),
+            // Answered here: the transport was agreed by this adapter at INIT.
+            DAXFS_IOC_SERVER_INFO => return answer(self.server_info(in_data)),
+            _ => {}
+        }
         match &self.ioctls {
             Some(h) => h.ioctl(ctx(req), ino.0, cmd, in_data, Box::new(answer)),
             None => answer(Err(Errno::ENOTTY)),

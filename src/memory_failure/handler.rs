@@ -32,15 +32,12 @@ pub struct Injected {
 impl Injected {
     /// File pages poisoned by this call.
     pub fn pages_poisoned(&self) -> u64 {
-        self.pages.iter().map(|r| r.2).sum()
+        super::runs_summary(&self.pages).0
     }
 
     /// The files whose pages this call poisoned.
     pub fn files(&self) -> u64 {
-        let mut inos: Vec<Ino> = self.pages.iter().map(|r| r.0).collect();
-        inos.sort_unstable();
-        inos.dedup();
-        inos.len() as u64
+        super::runs_summary(&self.pages).1
     }
 }
 

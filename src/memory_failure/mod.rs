@@ -140,6 +140,14 @@ fn wait<T: Send + 'static>(start: impl FnOnce(Then<T>)) -> FsResult<T> {
     rx.recv().unwrap_or(Err(crate::fs::Errno::EIO))
 }
 
+/// File page runs `(ino, first page, pages)`: how many pages, and how many distinct files.
+fn runs_summary(runs: &[(Ino, u64, u64)]) -> (u64, u64) {
+    let mut inos: Vec<Ino> = runs.iter().map(|r| r.0).collect();
+    inos.sort_unstable();
+    inos.dedup();
+    (runs.iter().map(|r| r.2).sum(), inos.len() as u64)
+}
+
 /// Sorts and merges duplicate ranges.
 fn dedup(mut v: Vec<FileRange>) -> Vec<FileRange> {
     v.sort_unstable();

@@ -42,15 +42,12 @@ pub struct Cleared {
 impl Cleared {
     /// File pages cleared.
     pub fn pages_cleared(&self) -> u64 {
-        self.pages.iter().map(|r| r.2).sum()
+        super::runs_summary(&self.pages).0
     }
 
     /// The files whose pages this call cleared.
     pub fn files(&self) -> u64 {
-        let mut inos: Vec<Ino> = self.pages.iter().map(|r| r.0).collect();
-        inos.sort_unstable();
-        inos.dedup();
-        inos.len() as u64
+        super::runs_summary(&self.pages).1
     }
 }
 
