@@ -15,10 +15,10 @@ use nix::errno::Errno;
 
 use super::commit::commit_inode;
 use super::daxfs::DaxFs;
-use super::filemap::Rmap;
 use super::inode::Inode;
 use super::types::Ino;
 use super::FsResult;
+use crate::memory_failure::Rmap;
 use crate::store::Tx;
 
 impl DaxFs {

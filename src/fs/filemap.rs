@@ -12,29 +12,26 @@
 //!   their reply, writes copy their bytes, while the entries are locked);
 //! - [`FileMap::unmap_range`] (truncate, punch hole, eviction) locks each entry, erases it or, if a
 //!   PMD entry is only partly covered, splits it into PTE entries first;
-//! - `FileMap::poison_range` (memory failure only; crate-private) is the lock-then-walk step:
-//!   lock the entries covering the range (the whole PMD entry for any sub-page), derive the
-//!   mapping size from the entries, and split them around the poisoned pages.
+//! - memory failure's lock-then-walk (`crate::memory_failure::walk`) locks with
+//!   [`FileMap::lock_range`] and splits the entries around the poisoned pages.
 //!
-//! A poisoned page has no DAX entry (nothing may map it) but still owns its bad block: it is kept
-//! in a per-inode `page → block` set, so the persistent block map ([`FileMap::entries`] includes
-//! poisoned pages as order-0 entries) and the reverse map still see it, and a read that includes
-//! it fails with `EIO`. The set is rebuilt at mount from the bad-block table.
+//! What this map holds but does not own: the inode's poisoned pages ([`PoisonedPages`]) and a
+//! handle on the filesystem's reverse map ([`Rmap`]), both memory failure's types. A poisoned page
+//! has no DAX entry but still owns its bad block, so the persistent block map
+//! ([`FileMap::entries`] includes poisoned pages as order-0 entries) and the reverse map still
+//! see it; this map keeps the reverse map in step with every block it installs or erases, and
+//! forgets poisoned pages it unmaps; only memory failure marks pages poisoned.
 //!
-//! Lock order: inode rwsem (held by the callers of everything but `poison_range`) → entry locks in
-//! ascending file order → the poisoned-set mutex (a leaf; never held while sleeping on an entry).
-//! Memory failure takes no inode rwsem at all.
+//! Lock order: inode rwsem (held by the callers of everything here; memory failure takes none)
+//! → entry locks in ascending file order → the poisoned-set and reverse-map mutexes (leaves;
+//! never held while sleeping on an entry).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::Mutex;
 
 use crate::dax::{DaxEntry, DaxEntryGuard, DaxError, DaxMapping, DaxMappingInfo, DaxOptions};
 use crate::index::Entry;
-
-use super::runs::PageRuns;
+use crate::memory_failure::{PoisonedPages, Rmap};
 
 pub use crate::geometry::{PMD_ORDER, PMD_PAGES};
 
@@ -43,100 +40,12 @@ thread_local! {
     static GUARDS: RefCell<Vec<Vec<DaxEntryGuard>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What [`FileMap::poison_range`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoisonedRange {
-    /// Pages newly poisoned, as `(page, block, count)` runs.
-    pub runs: Vec<(u64, u64, u64)>,
-    /// Pages of the range that were poisoned already.
-    pub already: u64,
-    /// Pages of the range with no block (holes).
-    pub holes: u64,
-    /// The entries changed, as `(first page, pages)`: whole entries (512 pages for a PMD), the
-    /// ranges to unmap from user mappings.
-    pub unmap: Vec<(u64, u64)>,
-}
-
-/// The reverse map of one filesystem: region block → (inode, file page) for every block a file
-/// map holds (mapped by an entry or poisoned), as runs keyed by first block. Kept in step by
-/// [`FileMap`] (a block enters before its entry is installed and leaves after its entry is
-/// erased), so it never misses a mapped block; memory failure verifies its answer under the entry
-/// lock. Context: one mutex, a leaf, taken on allocation and unmapping, never on reads.
-#[derive(Default)]
-pub struct Rmap {
-    runs: Mutex<BTreeMap<u64, (u64, u64, u64)>>,
-}
-
-impl Rmap {
-    /// An empty reverse map.
-    pub fn new() -> Rmap {
-        Rmap::default()
-    }
-
-    /// Notes that blocks `[block, +len)` back pages `[page, +len)` of inode `ino`.
-    pub fn insert(&self, block: u64, len: u64, ino: u64, page: u64) {
-        self.runs.lock().insert(block, (len, ino, page));
-    }
-
-    /// Forgets blocks `[block, +len)`, cutting the runs that hold them.
-    pub fn remove(&self, block: u64, len: u64) {
-        let end = block + len;
-        let mut runs = self.runs.lock();
-        let mut touched = Vec::new();
-        for (&s, &(l, ino, pg)) in runs.range(..end).rev() {
-            if s + l <= block {
-                break;
-            }
-            touched.push((s, l, ino, pg));
-        }
-        for (s, l, ino, pg) in touched {
-            runs.remove(&s);
-            if s < block {
-                runs.insert(s, (block - s, ino, pg));
-            }
-            if s + l > end {
-                runs.insert(end, (s + l - end, ino, pg + (end - s)));
-            }
-        }
-    }
-
-    /// `(ino, page)` holding `block`, if any.
-    pub fn lookup(&self, block: u64) -> Option<(u64, u64)> {
-        let runs = self.runs.lock();
-        let (&s, &(l, ino, pg)) = runs.range(..=block).next_back()?;
-        (block < s + l).then_some((ino, pg + (block - s)))
-    }
-
-    /// The runs holding blocks of `[first, end)`, cut to it: `(block, len, ino, page)`.
-    pub fn within(&self, first: u64, end: u64) -> Vec<(u64, u64, u64, u64)> {
-        let runs = self.runs.lock();
-        let from = match runs.range(..=first).next_back() {
-            Some((&s, &(l, _, _))) if s + l > first => s,
-            _ => first,
-        };
-        let mut out = Vec::new();
-        for (&s, &(l, ino, pg)) in runs.range(from..end) {
-            let (a, z) = (s.max(first), (s + l).min(end));
-            if a < z {
-                out.push((a, z - a, ino, pg + (a - s)));
-            }
-        }
-        out
-    }
-
-    /// Number of runs.
-    pub fn runs(&self) -> usize {
-        self.runs.lock().len()
-    }
-}
-
 /// A file's block map.
 pub struct FileMap {
     dax: DaxMapping,
     rmap: std::sync::OnceLock<std::sync::Arc<Rmap>>,
     mapped: AtomicU64,
-    poisoned: Mutex<PageRuns>,
-    npoisoned: AtomicU64,
+    poisoned: PoisonedPages,
 }
 
 /// Entries of a page range, locked in ascending order; unlocked on drop.
@@ -154,6 +63,11 @@ impl RangeLock {
     /// The locked entries in file order.
     pub fn guards(&self) -> &[DaxEntryGuard] {
         &self.guards
+    }
+
+    /// Takes the locked entries out (the caller unlocks or changes each; dropping one unlocks it).
+    pub fn take_guards(&mut self) -> Vec<DaxEntryGuard> {
+        std::mem::take(&mut self.guards)
     }
 
     /// The region block of file page `page` and the first page after its entry, if a locked entry
@@ -198,8 +112,7 @@ impl FileMap {
             dax: DaxMapping::new(ino, generation, opts),
             rmap: std::sync::OnceLock::new(),
             mapped: AtomicU64::new(0),
-            poisoned: Mutex::new(PageRuns::new()),
-            npoisoned: AtomicU64::new(0),
+            poisoned: PoisonedPages::new(),
         }
     }
 
@@ -352,14 +265,10 @@ impl FileMap {
                 }
             }
         }
-        if self.npoisoned.load(Ordering::Acquire) > 0 {
-            let gone = self.poisoned.lock().remove(start, end);
-            for (_, b, n) in gone {
-                self.rmap_remove(b, n);
-                freed.push((b, n));
-                self.mapped.fetch_sub(n, Ordering::Relaxed);
-                self.npoisoned.fetch_sub(n, Ordering::AcqRel);
-            }
+        for (_, b, n) in self.poisoned.forget(start, end) {
+            self.rmap_remove(b, n);
+            freed.push((b, n));
+            self.mapped.fetch_sub(n, Ordering::Relaxed);
         }
         freed
     }
@@ -389,83 +298,6 @@ impl FileMap {
         freed
     }
 
-    /// Memory failure of file pages `[first, end)` in one step, lock-then-walk over the range:
-    /// locks every entry covering a page of it (ascending; a PMD entry as a whole), takes blocks
-    /// and mapping sizes from the locked entries, keeps the pages `keep(page, block)` accepts,
-    /// runs `record` with their blocks as ranges (the durable record; on an error nothing has
-    /// changed), marks them poisoned, erases their PTE entries and splits PMD entries around them
-    /// (the rest of a PMD stays mapped by PTE entries, or the entry goes when all of it is
-    /// poisoned), and unlocks everything at the new orders.
-    ///
-    /// Context: takes no inode rwsem (a reader holding the rwsem shared may hold an entry we
-    /// wait for; we never wait for the rwsem while holding an entry); may sleep; `record` runs
-    /// with the entries locked. Crate-private: memory failure is the only caller (the public
-    /// path is `crate::memory_failure`, which records, then invalidates).
-    pub(crate) fn poison_range(
-        &self,
-        first: u64,
-        end: u64,
-        keep: impl Fn(u64, u64) -> bool,
-        record: impl FnOnce(&[(u64, u64)]) -> Result<(), nix::errno::Errno>,
-    ) -> Result<PoisonedRange, nix::errno::Errno> {
-        let mut locks = self.lock_range(first, end)?;
-        let mut out = PoisonedRange::default();
-        // Per locked entry: the sub-range of its pages to poison.
-        let mut cut: Vec<Option<(u64, u64)>> = Vec::with_capacity(locks.guards.len());
-        for g in &locks.guards {
-            let (s, e) = (g.index().max(first), (g.index() + g.nr_pages()).min(end));
-            let Some(b0) = g.block_of(s).ok().flatten() else {
-                cut.push(None);
-                continue;
-            };
-            let kept: Vec<u64> = (s..e).filter(|&p| keep(p, b0 + (p - s))).collect();
-            match (kept.first(), kept.last()) {
-                (Some(&a), Some(&z)) if (z - a + 1) as usize == kept.len() => {
-                    out.runs.push((a, b0 + (a - s), z - a + 1));
-                    cut.push(Some((a, z + 1)));
-                }
-                (None, _) => cut.push(None),
-                _ => return Err(nix::errno::Errno::EIO), // blocks of one entry are consecutive
-            }
-        }
-        out.already = self
-            .poisoned_runs(first, end)
-            .iter()
-            .map(|r| r.2)
-            .sum::<u64>();
-        let mapped: u64 = locks
-            .guards
-            .iter()
-            .filter(|g| g.entry().has_block())
-            .map(|g| (g.index() + g.nr_pages()).min(end) - g.index().max(first))
-            .sum();
-        out.holes = (end - first).saturating_sub(mapped + out.already);
-        if out.runs.is_empty() {
-            return Ok(out);
-        }
-        let blocks: Vec<(u64, u64)> = out.runs.iter().map(|&(_, b, n)| (b, n)).collect();
-        record(&blocks)?;
-        {
-            let mut p = self.poisoned.lock();
-            for &(page, b, n) in &out.runs {
-                p.insert(page, b, n);
-            }
-        }
-        let total: u64 = out.runs.iter().map(|r| r.2).sum();
-        self.npoisoned.fetch_add(total, Ordering::AcqRel);
-        for (g, c) in std::mem::take(&mut locks.guards).into_iter().zip(cut) {
-            let Some((a, z)) = c else { continue };
-            out.unmap.push((g.index(), g.nr_pages()));
-            let whole = a == g.index() && z == g.index() + g.nr_pages();
-            if g.order() == PMD_ORDER && !whole {
-                g.split_and_unlock_holes(a..z).map_err(eio)?;
-            } else {
-                g.delete().map_err(eio)?;
-            }
-        }
-        Ok(out)
-    }
-
     /// Splits the PMD entry covering `page` into 512 PTE entries of the same blocks (locked
     /// while it is split). Return: whether there was a PMD entry to split.
     ///
@@ -485,9 +317,8 @@ impl FileMap {
     ///
     /// Context: inode rwsem exclusive.
     pub(crate) fn unpoison(&self, page: u64) -> Option<u64> {
-        let (_, b, _) = *self.poisoned.lock().remove(page, page + 1).first()?;
+        let (_, b, _) = *self.poisoned.forget(page, page + 1).first()?;
         self.rmap_remove(b, 1);
-        self.npoisoned.fetch_sub(1, Ordering::AcqRel);
         self.mapped.fetch_sub(1, Ordering::Relaxed);
         Some(b)
     }
@@ -497,13 +328,9 @@ impl FileMap {
     ///
     /// Context: inode rwsem exclusive.
     pub(crate) fn unpoison_range(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
-        if self.npoisoned.load(Ordering::Acquire) == 0 {
-            return Vec::new();
-        }
-        let runs = self.poisoned.lock().remove(first, end);
+        let runs = self.poisoned.forget(first, end);
         for &(_, b, n) in &runs {
             self.rmap_remove(b, n);
-            self.npoisoned.fetch_sub(n, Ordering::AcqRel);
             self.mapped.fetch_sub(n, Ordering::Relaxed);
         }
         runs
@@ -511,22 +338,16 @@ impl FileMap {
 
     /// Whether some page of `[first, end)` is poisoned (no lock when the inode has no poison).
     pub fn any_poisoned(&self, first: u64, end: u64) -> bool {
-        self.npoisoned.load(Ordering::Acquire) > 0 && self.poisoned.lock().any_within(first, end)
+        self.poisoned.any_within(first, end)
     }
 
     /// The bad block of poisoned page `page`.
     pub fn poisoned_block(&self, page: u64) -> Option<u64> {
-        if self.npoisoned.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        self.poisoned.lock().get(page)
+        self.poisoned.block_of(page)
     }
 
     /// Poisoned pages of `[first, end)` with their bad blocks.
     pub fn poisoned_in(&self, first: u64, end: u64) -> Vec<(u64, u64)> {
-        if self.npoisoned.load(Ordering::Acquire) == 0 {
-            return Vec::new();
-        }
         self.poisoned_runs(first, end)
             .into_iter()
             .flat_map(|(p, b, n)| (0..n).map(move |i| (p + i, b + i)))
@@ -535,15 +356,17 @@ impl FileMap {
 
     /// Poisoned pages of `[first, end)` as `(page, block, count)` runs.
     pub fn poisoned_runs(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
-        if self.npoisoned.load(Ordering::Acquire) == 0 {
-            return Vec::new();
-        }
-        self.poisoned.lock().within(first, end)
+        self.poisoned.within(first, end)
     }
 
     /// Number of poisoned pages.
     pub fn poisoned_count(&self) -> u64 {
-        self.npoisoned.load(Ordering::Acquire)
+        self.poisoned.count()
+    }
+
+    /// The inode's poisoned pages (memory failure marks them; see [`PoisonedPages`]).
+    pub fn poisoned(&self) -> &PoisonedPages {
+        &self.poisoned
     }
 
     /// Entries intersecting `[start, end)` with `value` = region block of the entry's first page,
@@ -562,7 +385,7 @@ impl FileMap {
                 })
             })
             .collect();
-        if self.npoisoned.load(Ordering::Acquire) == 0 {
+        if self.poisoned.count() == 0 {
             return out;
         }
         // One linear merge of the two sorted lists (a failed GiB is 262,144 poisoned pages: no
@@ -631,43 +454,7 @@ impl FileMap {
 
 #[cfg(test)]
 mod tests {
-    use super::{FileMap, PoisonedRange, Rmap, PMD_ORDER};
-
-    /// Poisons page `page` if it still maps `block` (one lock-then-walk step of one page).
-    fn poison1(
-        m: &FileMap,
-        page: u64,
-        block: u64,
-        record: impl FnOnce(&[(u64, u64)]) -> Result<(), nix::errno::Errno>,
-    ) -> Result<PoisonedRange, nix::errno::Errno> {
-        m.poison_range(page, page + 1, |_, b| b == block, record)
-    }
-
-    #[test]
-    fn rmap_follows_map_unmap_and_poison() {
-        let r = std::sync::Arc::new(Rmap::new());
-        let m = FileMap::new(9, 1);
-        m.attach_rmap(r.clone());
-        m.map(512, PMD_ORDER, 1024).unwrap();
-        m.map(3, 0, 77).unwrap();
-        assert_eq!(r.lookup(1024 + 100), Some((9, 612)));
-        assert_eq!(r.lookup(77), Some((9, 3)));
-        assert_eq!(r.lookup(78), None);
-        poison1(&m, 700, 1024 + 188, |_| Ok(())).unwrap();
-        assert_eq!(
-            r.lookup(1024 + 188),
-            Some((9, 700)),
-            "a poisoned page keeps its block"
-        );
-        m.unmap_range(600, 610);
-        assert_eq!(r.lookup(1024 + 90), None);
-        assert_eq!(r.lookup(1024 + 87), Some((9, 599)));
-        assert_eq!(r.lookup(1024 + 98), Some((9, 610)));
-        assert_eq!(m.unpoison(700), Some(1024 + 188));
-        assert_eq!(r.lookup(1024 + 188), None);
-        m.unmap_range(0, u64::MAX);
-        assert_eq!(r.runs(), 0);
-    }
+    use super::{FileMap, PMD_ORDER};
 
     #[test]
     fn pmd_split_on_partial_unmap() {
@@ -709,84 +496,5 @@ mod tests {
             assert!(m.dax_entries().iter().all(|x| x.entry.is_locked()));
         }
         m.dax().check_invariants().unwrap();
-    }
-
-    #[test]
-    fn poison_splits_a_pmd_and_keeps_the_block_in_the_map() {
-        let m = FileMap::new(11, 1);
-        m.map(0, PMD_ORDER, 4096).unwrap();
-        let mut recorded = Vec::new();
-        let r = poison1(&m, 300, 4096 + 300, |b| {
-            recorded = b.to_vec();
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(recorded, vec![(4096 + 300, 1)]);
-        assert_eq!(r.runs, vec![(300, 4096 + 300, 1)]);
-        assert_eq!(r.unmap, vec![(0, 512)], "the whole PMD entry is unmapped");
-        let e = m.dax_entries();
-        assert_eq!(e.len(), 511);
-        assert!(e.iter().all(|x| x.order == 0 && !x.entry.is_locked()));
-        assert!(!e.iter().any(|x| x.index == 300));
-        assert_eq!(m.lookup(300), None);
-        assert_eq!(m.lookup(301), Some((4096 + 301, 0)));
-        assert!(m.any_poisoned(0, 512) && !m.any_poisoned(301, 512));
-        // The persistent map still sees one run of 512 blocks.
-        let ent = m.entries();
-        assert_eq!(ent.len(), 512);
-        assert_eq!(ent[300].value, 4096 + 300);
-        assert_eq!(m.mapped_pages(), 512);
-        let again = poison1(&m, 300, 4396, |_| panic!("nothing new to record")).unwrap();
-        assert_eq!((again.already, again.runs.len()), (1, 0));
-        let moved = poison1(&m, 301, 999, |_| panic!("nothing to record")).unwrap();
-        assert!(moved.runs.is_empty() && moved.unmap.is_empty());
-        // A failed record leaves nothing changed.
-        assert_eq!(
-            poison1(&m, 5, 4101, |_| Err(nix::errno::Errno::ENOSPC)),
-            Err(nix::errno::Errno::ENOSPC)
-        );
-        assert_eq!(m.lookup(5), Some((4101, 0)));
-        assert_eq!(m.poisoned_count(), 1);
-        // Truncating over it forgets it.
-        let freed = m.unmap_range(256, 512);
-        assert_eq!(freed.iter().map(|r| r.1).sum::<u64>(), 256);
-        assert_eq!(m.poisoned_count(), 0);
-        m.dax().check_invariants().unwrap();
-    }
-
-    #[test]
-    fn entries_merge_poisoned_runs_in_file_order() {
-        let m = FileMap::new(12, 1);
-        m.map(0, PMD_ORDER, 8192).unwrap();
-        m.map(1024, 0, 100).unwrap();
-        m.map(2048, PMD_ORDER, 16384).unwrap();
-        // A run inside the first PMD (split around it), pages before and after the PTE entry.
-        m.poison_range(10, 20, |_, _| true, |_| Ok(())).unwrap();
-        m.poison_range(2048 + 500, 2048 + 512, |_, _| true, |_| Ok(()))
-            .unwrap();
-        let e = m.entries();
-        let idx: Vec<u64> = e.iter().map(|x| x.index).collect();
-        let mut sorted = idx.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(idx, sorted, "file order, no page twice");
-        let pages: u64 = e.iter().map(|x| 1u64 << x.order).sum();
-        assert_eq!(
-            pages,
-            512 + 1 + 512,
-            "every page once, the poisoned ones included"
-        );
-        for x in &e {
-            let want = match x.index {
-                p if p < 512 => 8192 + p,
-                1024 => 100,
-                p => 16384 + (p - 2048),
-            };
-            assert_eq!(x.value, want, "page {}", x.index);
-        }
-        // A window in the middle of a run.
-        let w = m.entries_in(15, 1025);
-        assert_eq!(w.first().map(|x| (x.index, x.value)), Some((15, 8192 + 15)));
-        assert_eq!(w.last().map(|x| x.index), Some(1024));
     }
 }

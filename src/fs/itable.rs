@@ -19,12 +19,12 @@ use std::sync::{Arc, OnceLock};
 use nix::errno::Errno;
 use parking_lot::{Mutex, RwLock};
 
-use super::filemap::Rmap;
 use super::inode::{IState, Inode};
 use super::types::Ino;
 use super::volume::{eio, Volume};
 use super::FsResult;
 use crate::dax::DaxOptions;
+use crate::memory_failure::Rmap;
 use crate::store::{ChunkMap, Tx, ICHUNK_INODES, INODE_SIZE};
 
 type Slots = Box<[RwLock<Option<Arc<Inode>>>]>;

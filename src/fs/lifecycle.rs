@@ -294,10 +294,7 @@ fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BadRanges) {
         }
         for (bb, n) in bad.within(e.block, e.block + e.len) {
             let first = e.page + (bb - e.block);
-            if let Err(err) = inode
-                .map
-                .poison_range(first, first + n, |_, _| true, |_| Ok(()))
-            {
+            if let Err(err) = crate::memory_failure::walk::restore(&inode.map, first, first + n) {
                 log::error!("daxfs: inode {ino}: cannot poison pages {first}+{n}: {err}");
             }
         }

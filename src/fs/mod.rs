@@ -48,7 +48,6 @@ mod namespace;
 mod privs;
 mod probe;
 mod rename;
-mod runs;
 mod shutdown;
 mod space;
 mod time;

@@ -42,7 +42,7 @@ impl Injected {
 }
 
 /// Lock-then-walk on pages `[first, end)` of `ino`: poisons the pages `keep` accepts, recording
-/// their blocks with `record` under the entry locks (see `FileMap::poison_range`).
+/// their blocks with `record` under the entry locks (see [`super::walk`]).
 fn poison_pages(
     fs: &DaxFs,
     ino: Ino,
@@ -53,7 +53,7 @@ fn poison_pages(
 ) -> FsResult<()> {
     let inode = fs.mf_inode(ino)?;
     let added = Cell::new(0);
-    let r = inode.map.poison_range(first, end, keep, |blocks| {
+    let r = super::walk::poison_range(&inode.map, first, end, keep, |blocks| {
         if record {
             added.set(fs.mf_record_bad(blocks)?);
         }

@@ -7,10 +7,17 @@
 //! alignment and file kind (`handler::region_blocks` / `handler::file_pages`, at the start of
 //! each inject and clear). The control ioctl (`fuse/control.rs`) only decodes the request and
 //! encodes the answer.
+//!
+//! This module owns every piece of memory-failure state: the reverse map ([`Rmap`], one per
+//! mount), each inode's poisoned pages ([`PoisonedPages`], held opaquely by its block map), the
+//! lock-then-walk step (`walk.rs`, the only code that marks a page poisoned), the bad-block
+//! records (through the narrow `DaxFs::mf_*` hooks of `fs/badblocks.rs`) and the invalidation
+//! after inject and clear (through the adapter's [`Invalidator`]). The steps:
+//!
 //! 1. **Reverse map** ([`rmap`], `Rmap::within`): a region range splits into runs of blocks held
 //!    by one (inode, file page) run; blocks no file maps (free, or file-system metadata) are just
 //!    recorded bad and, being bad, never allocated.
-//! 2. **Lock-then-walk** ([`handler`], `FileMap::poison_range`): lock every DAX entry covering a
+//! 2. **Lock-then-walk** ([`handler`], `walk::poison_range`): lock every DAX entry covering a
 //!    page of the inode range (ascending; any sub-page of a PMD entry locks the whole 2 MiB
 //!    entry), check the entries still map the expected blocks (else they moved: look again), and
 //!    only then take the effective mapping size from each entry (2 MiB or 4 KiB; never from page
@@ -31,7 +38,7 @@
 //!    the block maps.
 //!
 //! Memory is per range, not per page: the bad-block set, the per-inode poisoned pages
-//! (`fs::runs::PageRuns`) and the reverse map are all run maps, so a poisoned GiB costs a few map
+//! ([`PoisonedPages`]) and the reverse map are all run maps, so a poisoned GiB costs a few map
 //! nodes, and `list` walks ranges and owner runs.
 //!
 //! # Lock order (no deadlock with reads, writes, faults, truncates, other injections)
@@ -57,19 +64,23 @@
 //! user mapping. The plain forms (`inject_file`, ...) wait for it, for embedded use.
 
 pub mod handler;
+pub mod poisoned;
 mod policy;
 pub mod records;
 pub mod rmap;
+pub(crate) mod walk;
 
 use parking_lot::Mutex;
 
 use crate::fs::{FsResult, Ino};
 
 pub use handler::{inject_file, inject_file_then, inject_region, inject_region_then, Injected};
+pub use poisoned::PoisonedPages;
 pub use policy::check_caller;
 pub use records::{
     clear_file, clear_file_then, clear_region, clear_region_then, list, BadRange, Cleared,
 };
+pub use rmap::Rmap;
 
 /// A file byte range to unmap: `(ino, offset, len)`.
 pub type FileRange = (Ino, u64, u64);

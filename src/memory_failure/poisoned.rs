@@ -1,20 +1,33 @@
-//! Runs of file pages on consecutive region blocks: `page → block` kept as `(first page, first
-//! block, count)` runs that coalesce when they touch (consecutive pages on consecutive blocks) and
-//! split when a page in the middle leaves. One map node per run, whatever its length: an inode's
-//! poisoned pages (a poisoned GiB is one run) live here.
+//! The poisoned pages of one inode: memory failure's record of which file pages are poisoned and
+//! which bad block each still holds (docs/DESIGN.md, "Memory failure").
 //!
-//! Context: a plain data structure; the owner serializes access.
+//! A poisoned page has no DAX entry (nothing may map it) but keeps its bad block, so the
+//! persistent block map and the reverse map still see the block, and a read that includes the
+//! page fails with `EIO`. The set is a run map ([`PageRuns`]: `(first page, first block, count)`
+//! runs that coalesce and split), so a poisoned GiB is one node.
+//!
+//! Ownership: each `FileMap` holds one [`PoisonedPages`], opaque to the filesystem. Only memory
+//! failure marks pages (`PoisonedPages::mark` is private to this module, used by lock-then-walk
+//! in `walk.rs` with the entries locked); the filesystem reads the set and forgets pages it
+//! unmaps (truncate, punch hole, a whole-page write, `poison clear`).
+//!
+//! Context: one mutex, a leaf (never held while sleeping on an entry), skipped entirely while the
+//! inode has no poisoned page (an atomic count).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 /// `page → block` runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PageRuns {
+pub(crate) struct PageRuns {
     map: BTreeMap<u64, (u64, u64)>,
 }
 
 impl PageRuns {
     /// No pages.
+    #[cfg(test)]
     pub fn new() -> PageRuns {
         PageRuns::default()
     }
@@ -98,6 +111,70 @@ impl PageRuns {
             }
         }
         gone
+    }
+}
+
+/// One inode's poisoned pages, with the bad block each holds.
+#[derive(Debug, Default)]
+pub struct PoisonedPages {
+    runs: Mutex<PageRuns>,
+    count: AtomicU64,
+}
+
+impl PoisonedPages {
+    /// No poisoned page.
+    pub fn new() -> PoisonedPages {
+        PoisonedPages::default()
+    }
+
+    /// Number of poisoned pages (no lock).
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Marks the `(page, block, count)` runs poisoned (none of their pages poisoned yet).
+    ///
+    /// Context: lock-then-walk only, with the entries covering the pages locked.
+    pub(super) fn mark(&self, runs: &[(u64, u64, u64)]) {
+        let mut set = self.runs.lock();
+        for &(page, block, n) in runs {
+            set.insert(page, block, n);
+        }
+        let total: u64 = runs.iter().map(|r| r.2).sum();
+        self.count.fetch_add(total, Ordering::AcqRel);
+    }
+
+    /// Forgets the poisoned pages of `[first, end)` (they are unmapped, rewritten or cleared).
+    /// Return: the `(page, block, count)` runs they held.
+    pub fn forget(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
+        if self.count() == 0 {
+            return Vec::new();
+        }
+        let gone = self.runs.lock().remove(first, end);
+        let total: u64 = gone.iter().map(|r| r.2).sum();
+        self.count.fetch_sub(total, Ordering::AcqRel);
+        gone
+    }
+
+    /// Whether some page of `[first, end)` is poisoned.
+    pub fn any_within(&self, first: u64, end: u64) -> bool {
+        self.count() > 0 && self.runs.lock().any_within(first, end)
+    }
+
+    /// The bad block of poisoned page `page`.
+    pub fn block_of(&self, page: u64) -> Option<u64> {
+        if self.count() == 0 {
+            return None;
+        }
+        self.runs.lock().get(page)
+    }
+
+    /// The poisoned pages of `[first, end)` as `(page, block, count)` runs.
+    pub fn within(&self, first: u64, end: u64) -> Vec<(u64, u64, u64)> {
+        if self.count() == 0 {
+            return Vec::new();
+        }
+        self.runs.lock().within(first, end)
     }
 }
 
