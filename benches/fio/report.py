@@ -19,16 +19,18 @@ TARGETS = [
     "dax-never",
     "dax-always-uring",
     "dax-never-uring",
+    "dax-default",
     "passthrough_hp",
     "passthrough_hp-uring",
 ]
-DAXFS = ["dax-always", "dax-never", "dax-always-uring", "dax-never-uring"]
+DAXFS = ["dax-always", "dax-never", "dax-always-uring", "dax-never-uring", "dax-default"]
 LABEL = {
     "tmpfs": "tmpfs",
     "dax-always": "daxfs dax=always",
     "dax-never": "daxfs dax=never",
     "dax-always-uring": "daxfs dax=always,io_uring",
     "dax-never-uring": "daxfs dax=never,io_uring",
+    "dax-default": "daxfs (no options)",
     "passthrough_hp": "passthrough_hp",
     "passthrough_hp-uring": "passthrough_hp -o io_uring",
 }
@@ -37,6 +39,7 @@ SHORT = {
     "dax-never": "never",
     "dax-always-uring": "always,io_uring",
     "dax-never-uring": "never,io_uring",
+    "dax-default": "no options",
 }
 # (row label, file, fio direction or metadata key, unit)
 ROWS = [

@@ -29,6 +29,14 @@ use crate::store::{ChunkMap, Tx, ICHUNK_INODES, INODE_SIZE};
 
 type Slots = Box<[RwLock<Option<Arc<Inode>>>]>;
 
+/// Chunks per group of the slot directory: a 1 TiB region's 128 Ki chunks are 2 Ki groups, so the
+/// directory made at mount is 48 KiB, whatever the region's size, and only groups holding a live
+/// inode exist.
+const GROUP_CHUNKS: u64 = 64;
+
+/// The slots of [`GROUP_CHUNKS`] chunks, each made on first use.
+type Group = Box<[OnceLock<Slots>]>;
+
 /// The free numbers and the chunks in use.
 struct Free {
     /// Free inode numbers of chunks in use → generation of their last use.
@@ -39,8 +47,9 @@ struct Free {
 
 /// Live inodes by number, and the free numbers.
 pub(crate) struct InodeTable {
-    /// One lazily made group of slots per chunk of the table.
-    slots: Vec<OnceLock<Slots>>,
+    /// Two levels, each made on first use: groups of chunks, then one group of slots per chunk
+    /// of the table (cost by use: nothing per unused chunk).
+    groups: Vec<OnceLock<Group>>,
     inodes_total: u64,
     free: Mutex<Free>,
     /// Region block → (inode, file page), kept by the file maps.
@@ -58,10 +67,13 @@ impl InodeTable {
         free: impl IntoIterator<Item = (u64, u64)>,
         dax_opts: DaxOptions,
     ) -> Self {
-        let mut slots = Vec::with_capacity(chunks.chunks() as usize);
-        slots.resize_with(chunks.chunks() as usize, OnceLock::new);
+        let mut groups = Vec::new();
+        groups.resize_with(
+            chunks.chunks().div_ceil(GROUP_CHUNKS) as usize,
+            OnceLock::new,
+        );
         InodeTable {
-            slots,
+            groups,
             inodes_total,
             free: Mutex::new(Free {
                 nums: free.into_iter().collect(),
@@ -74,8 +86,17 @@ impl InodeTable {
 
     /// The slot of `ino`, its chunk's group made on first use (`None` when out of range).
     fn slot(&self, ino: Ino) -> Option<&RwLock<Option<Arc<Inode>>>> {
-        let group = self.slots.get((ino / ICHUNK_INODES) as usize)?;
-        let g = group.get_or_init(|| {
+        let c = ino / ICHUNK_INODES;
+        let group = self
+            .groups
+            .get((c / GROUP_CHUNKS) as usize)?
+            .get_or_init(|| {
+                (0..GROUP_CHUNKS)
+                    .map(|_| OnceLock::new())
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice()
+            });
+        let g = group[(c % GROUP_CHUNKS) as usize].get_or_init(|| {
             (0..ICHUNK_INODES)
                 .map(|_| RwLock::new(None))
                 .collect::<Vec<_>>()
@@ -106,18 +127,21 @@ impl InodeTable {
 
     /// The live inode `ino` (`ENOENT` when free or out of range).
     pub(super) fn get(&self, ino: Ino) -> FsResult<Arc<Inode>> {
-        self.slots
-            .get((ino / ICHUNK_INODES) as usize)
+        let c = ino / ICHUNK_INODES;
+        self.groups
+            .get((c / GROUP_CHUNKS) as usize)
             .and_then(|g| g.get())
+            .and_then(|g| g[(c % GROUP_CHUNKS) as usize].get())
             .and_then(|g| g[(ino % ICHUNK_INODES) as usize].read().clone())
             .ok_or(Errno::ENOENT)
     }
 
     /// Every live inode, in inode order.
     pub(super) fn live(&self) -> Vec<Arc<Inode>> {
-        self.slots
+        self.groups
             .iter()
             .filter_map(|g| g.get())
+            .flat_map(|g| g.iter().filter_map(|c| c.get()))
             .flat_map(|g| g.iter().filter_map(|s| s.read().clone()))
             .collect()
     }
@@ -185,5 +209,45 @@ impl InodeTable {
     /// The reverse map (region block → inode, file page).
     pub(super) fn rmap(&self) -> &Rmap {
         &self.rmap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{InodeTable, GROUP_CHUNKS};
+    use crate::dax::DaxOptions;
+    use crate::fs::inode::IState;
+    use crate::store::{ChunkMap, InodeRec, ICHUNK_INODES};
+
+    #[test]
+    fn slots_are_made_by_use_across_groups() {
+        let chunks = 3 * GROUP_CHUNKS + 5;
+        let total = chunks * ICHUNK_INODES - 1;
+        let t = InodeTable::new(total, ChunkMap::empty(chunks, 0), [], DaxOptions::default());
+        assert_eq!(t.groups.len(), 4, "one directory entry per group of chunks");
+        assert!(
+            t.groups.iter().all(|g| g.get().is_none()),
+            "nothing made yet"
+        );
+        let far = (3 * GROUP_CHUNKS + 4) * ICHUNK_INODES + 7;
+        let near = ICHUNK_INODES + 1;
+        for ino in [far, near, total] {
+            let rec = InodeRec {
+                mode: 0o100644,
+                ..InodeRec::default()
+            };
+            t.install(t.make(ino, IState::new(rec)));
+        }
+        assert_eq!(t.get(far).map(|i| i.ino), Ok(far));
+        assert_eq!(t.get(near).map(|i| i.ino), Ok(near));
+        assert!(t.get(far + 1).is_err() && t.get(2).is_err());
+        assert!(
+            t.get(total + ICHUNK_INODES * GROUP_CHUNKS).is_err(),
+            "out of range"
+        );
+        let live: Vec<u64> = t.live().iter().map(|i| i.ino).collect();
+        assert_eq!(live, vec![near, far, total], "inode order");
+        let made = t.groups.iter().filter(|g| g.get().is_some()).count();
+        assert_eq!(made, 2, "only the groups holding inodes are made");
     }
 }
