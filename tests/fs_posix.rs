@@ -1061,3 +1061,91 @@ fn write_drops_file_capabilities_and_keeps_other_xattrs() {
         "the removal is durable"
     );
 }
+
+/// `RENAME_WHITEOUT` (overlayfs's deletion marker): the source name becomes a character device
+/// 0:0 of mode 0 owned by the caller, in the same commit as the move; it survives a reopen; an
+/// exchange with it is `EINVAL`; a failed rename leaks no inode.
+#[test]
+fn rename_whiteout_leaves_a_char_device_0_0_in_the_source_name() {
+    let t = region(32 << 20);
+    let (f, g, wino) = {
+        let fs = open(&t.path);
+        let (c, u) = (root(), user());
+        let d = fs.mkdir(ROOT_INO, n("d"), 0o777, &c).unwrap();
+        let f = fs
+            .mknod(ROOT_INO, n("f"), libc::S_IFREG | 0o644, 0, &c)
+            .unwrap();
+        let g = fs
+            .mknod(d.ino, n("g"), libc::S_IFREG | 0o644, 0, &c)
+            .unwrap();
+        let free = fs.statfs().unwrap().ffree;
+        // A move to a free name, across directories, by an unprivileged owner.
+        fs.rename(ROOT_INO, n("f"), d.ino, n("f2"), libc::RENAME_WHITEOUT, &u)
+            .unwrap();
+        assert_eq!(fs.lookup(d.ino, n("f2")).unwrap().ino, f.ino);
+        let w = fs.lookup(ROOT_INO, n("f")).unwrap();
+        assert_ne!(w.ino, f.ino);
+        assert_eq!(w.kind, FileKind::CharDevice);
+        assert_eq!((w.rdev, w.perm, w.nlink), (0, 0, 1));
+        assert_eq!((w.uid, w.gid), (u.uid, u.gid));
+        assert_eq!(
+            fs.statfs().unwrap().ffree,
+            free - 1,
+            "one inode for the whiteout"
+        );
+        // A replace: g's inode loses its name, a whiteout takes f2's.
+        fs.rename(d.ino, n("f2"), d.ino, n("g"), libc::RENAME_WHITEOUT, &c)
+            .unwrap();
+        assert_eq!(fs.lookup(d.ino, n("g")).unwrap().ino, f.ino);
+        assert_eq!(fs.getattr(g.ino).map(|a| a.nlink), Ok(0));
+        assert_eq!(
+            fs.lookup(d.ino, n("f2")).unwrap().kind,
+            FileKind::CharDevice
+        );
+        // Errors: an exchange with a whiteout, a missing source; neither takes an inode.
+        let free = fs.statfs().unwrap().ffree;
+        let x = libc::RENAME_WHITEOUT | libc::RENAME_EXCHANGE;
+        assert_eq!(
+            fs.rename(d.ino, n("g"), ROOT_INO, n("f"), x, &c),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            fs.rename(
+                d.ino,
+                n("nope"),
+                ROOT_INO,
+                n("y"),
+                libc::RENAME_WHITEOUT,
+                &c
+            ),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(
+            fs.rename(
+                d.ino,
+                n("g"),
+                ROOT_INO,
+                n("f"),
+                libc::RENAME_WHITEOUT | libc::RENAME_NOREPLACE,
+                &c
+            ),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(fs.statfs().unwrap().ffree, free);
+        fs.close().unwrap();
+        (f, g, w.ino)
+    };
+    let _ = g;
+    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), Vec::new());
+    let fs = open(&t.path);
+    let w = fs.lookup(ROOT_INO, n("f")).unwrap();
+    assert_eq!((w.ino, w.kind, w.rdev), (wino, FileKind::CharDevice, 0));
+    let d = fs.lookup(ROOT_INO, n("d")).unwrap();
+    let mut got = names(&fs, d.ino);
+    got.sort();
+    assert_eq!(got, vec![".", "..", "f2", "g"]);
+    assert_eq!(fs.lookup(d.ino, n("g")).unwrap().ino, f.ino);
+    // A whiteout is removed like any device node.
+    fs.unlink(ROOT_INO, n("f"), &root()).unwrap();
+    assert_eq!(fs.lookup(ROOT_INO, n("f")), Err(Errno::ENOENT));
+}

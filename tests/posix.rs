@@ -980,3 +980,57 @@ fn file_handles_survive_cache_drops() {
     drop((f, mnt));
     m.unmount();
 }
+
+/// `renameat2(RENAME_WHITEOUT)` through the kernel on every transport and mode: the moved file
+/// keeps its data, a character device 0:0 of mode 0 takes the old name (what overlayfs reads as
+/// "deleted"), and `RENAME_EXCHANGE | RENAME_WHITEOUT` is `EINVAL`.
+#[test]
+fn rename_whiteout_through_the_kernel_on_every_mode() {
+    require_fuse!();
+    for opts in option_sets() {
+        let r = Region::new("64M");
+        let m = r.mount(opts);
+        fs::write(m.p("a"), b"AAA").unwrap();
+        fs::write(m.p("c"), b"CCC").unwrap();
+        let rename2 = |from: &str, to: &str, flags: u32| {
+            // SAFETY: valid C paths.
+            cvt(unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    cpath(&m.p(from)).as_ptr(),
+                    libc::AT_FDCWD,
+                    cpath(&m.p(to)).as_ptr(),
+                    flags,
+                )
+            })
+        };
+        rename2("a", "b", libc::RENAME_WHITEOUT).unwrap_or_else(|e| panic!("{opts}: {e}"));
+        assert_eq!(read_all(&m.p("b")), b"AAA", "{opts}");
+        let w = fs::symlink_metadata(m.p("a")).unwrap();
+        assert!(w.file_type().is_char_device(), "{opts}: {w:?}");
+        assert_eq!(
+            (w.rdev(), w.mode() & 0o7777, w.nlink()),
+            (0, 0, 1),
+            "{opts}"
+        );
+        // Replacing an existing name.
+        rename2("b", "c", libc::RENAME_WHITEOUT).unwrap();
+        assert_eq!(read_all(&m.p("c")), b"AAA", "{opts}");
+        assert!(fs::symlink_metadata(m.p("b"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        assert_errno(
+            rename2("c", "a", libc::RENAME_WHITEOUT | libc::RENAME_EXCHANGE),
+            libc::EINVAL,
+        );
+        let mut names: Vec<String> = fs::read_dir(m.p(""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"], "{opts}");
+        m.unmount();
+        r.assert_fsck_clean(opts);
+    }
+}

@@ -109,7 +109,7 @@ pub trait FileSystem: Send + Sync {
     fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr, ctx: &Ctx) -> FsResult<Attr> {
         Err(Errno::ENOSYS)
     }
-    /// `rename(2)`; `flags` are `RENAME_NOREPLACE` / `RENAME_EXCHANGE` bits.
+    /// `rename(2)`; `flags` are `RENAME_NOREPLACE` / `RENAME_EXCHANGE` / `RENAME_WHITEOUT` bits.
     #[allow(clippy::too_many_arguments)]
     fn rename(
         &self,

@@ -225,7 +225,8 @@ impl DaxFs {
             .remove_entry(&self.vol, &self.inodes, parent, name, true)
     }
 
-    /// `flags`: 0, `libc::RENAME_NOREPLACE` or `libc::RENAME_EXCHANGE` (others: `EINVAL`).
+    /// `flags`: 0 or `libc::RENAME_NOREPLACE`, `libc::RENAME_EXCHANGE`, `libc::RENAME_WHITEOUT`
+    /// (others, or an exchange with another flag: `EINVAL`); a whiteout is owned by `ctx`.
     pub fn rename(
         &self,
         parent: Ino,
@@ -235,13 +236,12 @@ impl DaxFs {
         flags: u32,
         ctx: &Ctx,
     ) -> FsResult<()> {
-        let _ = ctx;
         let from = Place { dir: parent, name };
         let to = Place {
             dir: newparent,
             name: newname,
         };
-        rename::rename(&self.ns, &self.vol, &self.inodes, from, to, flags)
+        rename::rename(&self.ns, &self.vol, &self.inodes, (from, to), flags, ctx)
     }
 
     /// A new hard link `newname` in `newparent` to `ino`.

@@ -1,5 +1,8 @@
-//! `rename(2)` with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`: checked first (every errno decided
-//! before anything changes), then applied as one of three moves, committed as one transaction.
+//! `rename(2)` with `RENAME_NOREPLACE`, `RENAME_EXCHANGE` and `RENAME_WHITEOUT`: checked first
+//! (every errno decided before anything changes), then applied as one of three moves, committed as
+//! one transaction. A whiteout (overlayfs's "this name is deleted" marker: a character device
+//! 0:0, mode 0, owned by the caller) takes the source name in the same transaction, so no one ever
+//! sees the name missing, as the kernel's `vfs_rename` with `RENAME_WHITEOUT` promises.
 //!
 //! Rules it keeps: a directory never moves under itself (`EINVAL`); a replaced directory must be
 //! empty (`ENOTEMPTY`); a rename onto the same inode does nothing; a directory that changes parent
@@ -14,12 +17,12 @@ use nix::errno::Errno;
 use super::commit::inode_into;
 use super::dirents::{add_dirent, dirent_of, remove_dirent, set_dirent};
 use super::iflags;
-use super::inode::Inode;
+use super::inode::{IState, Inode};
 use super::itable::InodeTable;
 use super::names::{check_name, is_dot};
-use super::namespace::{Locked, Namespace};
+use super::namespace::{new_record, Locked, Namespace, NewNode};
 use super::time::now_ns;
-use super::types::{FileKind, Ino};
+use super::types::{Ctx, FileKind, Ino};
 use super::volume::Volume;
 use super::FsResult;
 use crate::store::Tx;
@@ -44,17 +47,19 @@ enum Move {
     Exchange(Ino, FileKind),
 }
 
-/// `flags`: 0, `libc::RENAME_NOREPLACE` or `libc::RENAME_EXCHANGE` (others: `EINVAL`).
+/// `flags`: 0 or `libc::RENAME_NOREPLACE`, `libc::RENAME_EXCHANGE`, `libc::RENAME_WHITEOUT`
+/// (`EINVAL` for others, for an exchange with either of the others); `ctx` owns the whiteout.
 pub(super) fn rename(
     ns: &Namespace,
     vol: &Volume,
     inodes: &InodeTable,
-    from: Place<'_>,
-    to: Place<'_>,
+    (from, to): (Place<'_>, Place<'_>),
     flags: u32,
+    ctx: &Ctx,
 ) -> FsResult<()> {
     vol.writable()?;
     let exchange = check_flags(flags)?;
+    let whiteout = flags & libc::RENAME_WHITEOUT != 0;
     check_name(from.name)?;
     check_name(to.name)?;
     if is_dot(from.name) || is_dot(to.name) {
@@ -80,9 +85,30 @@ pub(super) fn rename(
         Move::ToFree => None,
         Move::Replace(dino, _) | Move::Exchange(dino, _) => Some(inodes.get(dino)?),
     };
+    let w = if whiteout {
+        Some(new_whiteout(vol, inodes, &p, ctx)?)
+    } else {
+        None
+    };
     let mut set: Vec<&Arc<Inode>> = vec![&p, &np, &s];
     set.extend(d.as_ref());
-    apply(vol, &set, from, to, (sino, skind), mv)?;
+    let res = apply(
+        vol,
+        &set,
+        (from, to),
+        (sino, skind),
+        mv,
+        w.as_ref().map(|w| &w.0),
+    );
+    match (res, w) {
+        (Err(e), Some((w, gen))) => {
+            inodes.put_free(w.ino, gen);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+        (Ok(()), Some((w, _))) => inodes.install(w),
+        (Ok(()), None) => {}
+    }
     drop(guard);
     if let (Move::Replace(..), Some(d)) = (mv, &d) {
         ns.maybe_evict(vol, inodes, d);
@@ -90,14 +116,37 @@ pub(super) fn rename(
     Ok(())
 }
 
-/// Whether `flags` ask for an exchange; `EINVAL` for unknown flags or both at once.
+/// Whether `flags` ask for an exchange; `EINVAL` for unknown flags, or an exchange with
+/// `RENAME_NOREPLACE` or `RENAME_WHITEOUT` (as `do_renameat2`).
 fn check_flags(flags: u32) -> FsResult<bool> {
-    let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+    let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE | libc::RENAME_WHITEOUT;
     let exchange = flags & libc::RENAME_EXCHANGE != 0;
-    if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 || (noreplace && exchange) {
+    let others = flags & (libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT) != 0;
+    if flags & !known != 0 || (exchange && others) {
         return Err(Errno::EINVAL);
     }
     Ok(exchange)
+}
+
+/// A whiteout for a name in directory `p`: a new character device 0:0 with mode 0 (the kernel's
+/// `WHITEOUT_MODE` and `WHITEOUT_DEV`), owned by `ctx`, not yet in the table. Return: the inode
+/// and the generation its number had (for `put_free` if the rename fails).
+fn new_whiteout(
+    vol: &Volume,
+    inodes: &InodeTable,
+    p: &Inode,
+    ctx: &Ctx,
+) -> FsResult<(Arc<Inode>, u64)> {
+    let (ino, gen) = inodes.take_free(vol)?;
+    let node = NewNode {
+        kind: FileKind::CharDevice,
+        perm: 0,
+        umask: 0,
+        rdev: 0,
+        target: None,
+    };
+    let mut rec = new_record(p.ino, &p.state.read().rec, &node, ctx, gen + 1, now_ns());
+    Ok((inodes.make(ino, IState::new(rec)), gen))
 }
 
 /// What `name` names in the destination directory `np` (`ENOENT` when it was removed,
@@ -168,14 +217,15 @@ fn check_iflags(
     Ok(())
 }
 
-/// Applies a checked rename to the locked set (`p`, `np`, source, destination) and commits it.
+/// Applies a checked rename to the locked set (`p`, `np`, source, destination) and commits it;
+/// the whiteout `w`, when given, takes the source name in the same transaction.
 fn apply(
     vol: &Volume,
     set: &[&Arc<Inode>],
-    from: Place<'_>,
-    to: Place<'_>,
+    (from, to): (Place<'_>, Place<'_>),
     (sino, skind): (Ino, FileKind),
     mv: Move,
+    w: Option<&Arc<Inode>>,
 ) -> FsResult<()> {
     let (p, np) = (set[0], set[1]);
     let mut l = Locked::new(set);
@@ -188,7 +238,7 @@ fn apply(
     match mv {
         Move::ToFree => {
             add_dirent(vol, &mut tx, np, l.st(to.dir), to.name, src)?;
-            remove_dirent(&mut tx, p, l.st(from.dir), from.name)?;
+            vacate(&mut tx, p, l.st(from.dir), from.name, w)?;
         }
         Move::Replace(dino, dkind) => {
             let ddir = dkind == FileKind::Directory;
@@ -196,7 +246,7 @@ fn apply(
                 return Err(Errno::ENOTEMPTY);
             }
             set_dirent(&mut tx, np, l.st(to.dir), to.name, src)?;
-            remove_dirent(&mut tx, p, l.st(from.dir), from.name)?;
+            vacate(&mut tx, p, l.st(from.dir), from.name, w)?;
             drop_replaced(&mut l, dino, ddir, to.dir, now);
         }
         Move::Exchange(dino, dkind) => {
@@ -220,7 +270,24 @@ fn apply(
     for i in set {
         inode_into(vol, &mut tx, i, l.st(i.ino))?;
     }
+    if let Some(w) = w {
+        inode_into(vol, &mut tx, w, &mut w.state.write())?;
+    }
     vol.commit(tx)
+}
+
+/// The source name after its inode moved away: gone, or naming the whiteout `w`.
+fn vacate(
+    tx: &mut Tx,
+    p: &Inode,
+    pst: &mut IState,
+    name: &OsStr,
+    w: Option<&Arc<Inode>>,
+) -> FsResult<()> {
+    match w {
+        Some(w) => set_dirent(tx, p, pst, name, (w.ino, FileKind::CharDevice)),
+        None => remove_dirent(tx, p, pst, name).map(|_| ()),
+    }
 }
 
 /// The replaced inode `dino` loses the name in `newparent`: a directory loses all its links (and
