@@ -145,7 +145,7 @@ fn new_whiteout(
         rdev: 0,
         target: None,
     };
-    let mut rec = new_record(p.ino, &p.state.read().rec, &node, ctx, gen + 1, now_ns());
+    let rec = new_record(p.ino, &p.state.read().rec, &node, ctx, gen + 1, now_ns());
     Ok((inodes.make(ino, IState::new(rec)), gen))
 }
 
