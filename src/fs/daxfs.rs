@@ -24,6 +24,7 @@ use nix::errno::Errno;
 use super::atime::AtimeMode;
 use super::attrs::{self, attr_of, kill_suid};
 use super::commit::commit_inode;
+use super::exchange::{ExchangeRange, Exchanged};
 use super::iflags;
 use super::io::{self, DataPath};
 use super::itable::InodeTable;
@@ -417,6 +418,13 @@ impl DaxFs {
         let killed = kill_suid(&mut st, ctx);
         commit_inode(&self.vol, tx, &inode, &mut st)?;
         Ok(killed)
+    }
+
+    /// Exchanges two file ranges atomically (`XFS_IOC_EXCHANGE_RANGE`; see `exchange.rs` for
+    /// the checks and errors). Return: the byte ranges whose contents moved (the kernel's caches
+    /// of them are stale).
+    pub fn exchange_range(&self, req: &ExchangeRange, ctx: &Ctx) -> FsResult<Exchanged> {
+        super::exchange::exchange_range(&self.vol, &self.inodes, req, ctx)
     }
 
     /// `whence`: `SEEK_DATA` or `SEEK_HOLE` (others are the kernel's).

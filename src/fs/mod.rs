@@ -33,6 +33,7 @@ mod badblocks;
 mod commit;
 mod daxfs;
 mod dirents;
+mod exchange;
 mod file_layout;
 pub mod filemap;
 mod fsck;
@@ -58,6 +59,10 @@ mod xattrs;
 
 pub use api::{FileSystem, KillPriv, Opened, Written};
 pub use daxfs::DaxFs;
+pub use exchange::{
+    ExchangeRange, Exchanged, EXCHANGE_RANGE_ALL_FLAGS, EXCHANGE_RANGE_DRY_RUN,
+    EXCHANGE_RANGE_DSYNC, EXCHANGE_RANGE_FILE1_WRITTEN, EXCHANGE_RANGE_TO_EOF,
+};
 pub use probe::RegionContents;
 pub use shutdown::ShutdownMode;
 

@@ -6,9 +6,15 @@
 //! is neither root nor the mount's owner, `EINVAL` for a bad range); a bad version or size is
 //! `EINVAL` here; an unknown request number is `ENOTTY`, as a driver answers.
 
+use super::caller_fds;
 use super::notify::{KernelNotifier, Notification};
-use crate::fs::{iflags, Ctx, DaxFs, Errno, FsResult, Ino, ShutdownMode, XflagsChange};
-use crate::ioctl::xfs::{goingdown_flags, XFS_IOC_GOINGDOWN};
+use crate::fs::{
+    iflags, Ctx, DaxFs, Errno, ExchangeRange, FsResult, Ino, ShutdownMode, XflagsChange,
+    EXCHANGE_RANGE_ALL_FLAGS,
+};
+use crate::ioctl::xfs::{
+    goingdown_flags, ExchangeRangeArg, XFS_IOC_EXCHANGE_RANGE, XFS_IOC_GOINGDOWN,
+};
 use crate::ioctl::*;
 use crate::memory_failure as mf;
 
@@ -77,6 +83,17 @@ pub fn handle(
         | DAXFS_IOC_CLEAR_POISON
         | DAXFS_IOC_INJECT_POISON_REPORT
         | DAXFS_IOC_CLEAR_POISON_REPORT => poison(fs, inval, caller, ino, cmd, input, reply),
+        // The moved ranges' cached pages and both files' attributes go, then the answer.
+        XFS_IOC_EXCHANGE_RANGE => match exchange_range(fs, caller, ino, input) {
+            Ok(ranges) if !ranges.is_empty() => {
+                let notes = ranges
+                    .into_iter()
+                    .map(|(i, off, len)| Notification::data(i, off, len))
+                    .collect();
+                notifier.post(notes, Some(Box::new(move || reply(Ok(Vec::new())))));
+            }
+            r => reply(r.map(|_| Vec::new())),
+        },
         FS_IOC_FSSETXATTR | FS_IOC_SETFLAGS => {
             let r = if cmd == FS_IOC_SETFLAGS {
                 set_fl(fs, caller, ino, input)
@@ -97,6 +114,48 @@ pub fn handle(
         }
         _ => reply(answer(fs, ino, cmd, input)),
     }
+}
+
+/// `XFS_IOC_EXCHANGE_RANGE` issued on `ino` (file2): resolves the caller's `file1_fd` through
+/// `/proc` (`caller_fds`: never opened) and makes the checks only the fds allow, as the kernel
+/// does before the filesystem sees the request: a non-zero pad or an unknown flag `EINVAL`, no
+/// such fd `EBADF`, a file on another mount `EXDEV`, a file not open read-write or open
+/// `O_APPEND` `EBADF`. Return: the ranges whose contents moved.
+fn exchange_range(
+    fs: &DaxFs,
+    caller: Caller,
+    ino: Ino,
+    input: &[u8],
+) -> FsResult<Vec<(Ino, u64, u64)>> {
+    let arg = ExchangeRangeArg::decode(input).ok_or(Errno::EINVAL)?;
+    if arg.pad != 0 || arg.flags & !EXCHANGE_RANGE_ALL_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let pid = caller.ctx.pid;
+    let f1 = caller_fds::fd_info(pid, arg.file1_fd)?;
+    // file2's descriptor number is not in the request: the caller's fds open on it tell its
+    // mount and mode (an empty list: the fd table is unreadable; the fs layer still checks
+    // that file1's number is a live inode).
+    let ours: Vec<_> = caller_fds::fds_of_inode(pid, ino);
+    if !ours.is_empty() && !ours.iter().any(|f| f.mnt_id == f1.mnt_id) {
+        return Err(Errno::EXDEV);
+    }
+    let usable = |f: &caller_fds::FdInfo| f.read_write() && !f.append();
+    if !usable(&f1)
+        || (!ours.is_empty() && !ours.iter().any(|f| f.mnt_id == f1.mnt_id && usable(f)))
+    {
+        return Err(Errno::EBADF);
+    }
+    let req = ExchangeRange {
+        file1: f1.ino,
+        file1_offset: arg.file1_offset,
+        file2: ino,
+        file2_offset: arg.file2_offset,
+        length: arg.length,
+        flags: arg.flags,
+        fsize_limit: caller_fds::fsize_limit(pid),
+    };
+    Ok(fs.exchange_range(&req, &caller.ctx)?.ranges)
 }
 
 /// `XFS_IOC_GOINGDOWN`: the flags arrive only from a caller that sends them (never through

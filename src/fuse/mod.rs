@@ -27,6 +27,7 @@
 //! `close` and move mtime/size ownership to the kernel.
 
 pub mod adapter;
+pub mod caller_fds;
 pub mod control;
 pub mod daemon;
 pub mod error;
