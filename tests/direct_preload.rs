@@ -8,6 +8,7 @@ mod direct_util;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use direct_util::*;
@@ -422,4 +423,59 @@ fn pmd_extents_are_pmd_mapped_on_a_huge_tmpfs_io_uring() {
     require_fuse!();
     assert!(enable_uring(), "FUSE-over-io_uring is not available");
     pmd_smaps_on("io_uring");
+}
+
+/// A store through a writable shared direct mapping moves mtime and ctime, and a `stat` right
+/// after sees it (xfstests generic/080 and 215 under `daxfs exec`): the daemon updates the times
+/// when the mapping is made and drops the kernel's cached attributes before it answers.
+fn mapped_write_times_on(transport: &str) {
+    let r = Region::new("64M");
+    let m = r.mount(&opts(transport, "always"));
+    std::fs::write(m.p("f"), vec![0u8; 4096]).unwrap();
+    let before = std::fs::metadata(m.p("f")).unwrap();
+    // The clock must move past the creation's nanosecond (no timing assumption beyond that).
+    let t0 = before.modified().unwrap();
+    wait_until(
+        "the clock to pass the file's mtime",
+        Duration::from_millis(1),
+        || std::time::SystemTime::now() > t0,
+    );
+    let o = Command::new(daxfs_bin())
+        .args([
+            "exec",
+            "--",
+            "xfs_io",
+            "-c",
+            "mmap 0 4k",
+            "-c",
+            "mwrite -S 0x61 0 4k",
+        ])
+        .arg(m.p("f"))
+        .env("DAXFS_PRELOAD", preload_lib())
+        .output()
+        .expect("run xfs_io under daxfs exec");
+    ok_output("xfs_io mwrite under daxfs exec", &o);
+    let after = std::fs::metadata(m.p("f")).unwrap();
+    assert!(
+        after.modified().unwrap() > t0,
+        "{transport}: mtime {after:?}"
+    );
+    assert!(
+        std::os::unix::fs::MetadataExt::ctime_nsec(&after)
+            != std::os::unix::fs::MetadataExt::ctime_nsec(&before)
+            || std::os::unix::fs::MetadataExt::ctime(&after)
+                != std::os::unix::fs::MetadataExt::ctime(&before),
+        "{transport}: ctime"
+    );
+    assert_eq!(std::fs::read(m.p("f")).unwrap()[100], 0x61, "{transport}");
+    m.unmount();
+}
+
+#[test]
+fn mapped_writes_move_mtime_and_ctime_at_once() {
+    require_fuse!();
+    mapped_write_times_on("noio_uring");
+    if enable_uring() {
+        mapped_write_times_on("io_uring");
+    }
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::control::{self, Caller, Ioctl, Reply};
-use super::notify::KernelNotifier;
+use super::notify::{KernelNotifier, Notification, Then};
 use crate::direct::DirectService;
 use crate::fs::{Ctx, DaxFs, Ino};
 use crate::ioctl::direct::is_direct_request;
@@ -50,10 +50,30 @@ impl DaxIoctls {
     }
 }
 
+/// Whether a direct-mapping request changes the file's times: a `GET_FMAP` with `FMAP_WRITE`
+/// (a writable shared mapping made or faulted in).
+fn moves_times(cmd: u32, input: &[u8]) -> bool {
+    let flags = input
+        .get(8..12)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    cmd == crate::ioctl::direct::DAXFS_IOC_GET_FMAP && flags & crate::ioctl::direct::FMAP_WRITE != 0
+}
+
 impl IoctlHandler for DaxIoctls {
     fn ioctl(&self, ctx: Ctx, ino: Ino, cmd: u32, input: &[u8], reply: Reply) {
         if let Some(d) = self.direct.as_ref().filter(|_| is_direct_request(cmd)) {
-            return reply(d.handle_ioctl(&self.fs, &ctx, ino, cmd, input));
+            let r = d.handle_ioctl(&self.fs, &ctx, ino, cmd, input);
+            if r.is_ok() && moves_times(cmd, input) {
+                // The mapping write moved mtime/ctime: the kernel's cached attributes go first
+                // (attributes only: no page lock, no cycle with a fault), then the answer, so a
+                // `stat` after the first store sees the new times.
+                let then: Then = Box::new(move || reply(r));
+                return self
+                    .notifier
+                    .post(vec![Notification::attrs(ino)], Some(then));
+            }
+            return reply(r);
         }
         let caller = Caller {
             ctx,
