@@ -11,6 +11,20 @@ use std::path::Path;
 
 use common::*;
 
+/// `renameat2(2)` of two names in the mount.
+fn renameat2(m: &MountGuard, from: &str, to: &str, flags: u32) -> std::io::Result<i32> {
+    // SAFETY: valid C paths.
+    cvt(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cpath(&m.p(from)).as_ptr(),
+            libc::AT_FDCWD,
+            cpath(&m.p(to)).as_ptr(),
+            flags,
+        )
+    })
+}
+
 fn read_all(p: &Path) -> Vec<u8> {
     fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
@@ -196,18 +210,7 @@ fn links_symlinks_and_renames() {
     fs::remove_file(m.p("a2")).unwrap();
     assert_eq!(fs::metadata(m.p("a")).unwrap().nlink(), 1);
 
-    let rename2 = |from: &str, to: &str, flags: u32| {
-        // SAFETY: valid C paths.
-        cvt(unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                cpath(&m.p(from)).as_ptr(),
-                libc::AT_FDCWD,
-                cpath(&m.p(to)).as_ptr(),
-                flags,
-            )
-        })
-    };
+    let rename2 = |from: &str, to: &str, flags: u32| renameat2(&m, from, to, flags);
     assert_errno(rename2("a", "b", libc::RENAME_NOREPLACE), libc::EEXIST);
     rename2("a", "b", libc::RENAME_EXCHANGE).unwrap();
     assert_eq!(read_all(&m.p("a")), b"BBB");
@@ -992,18 +995,7 @@ fn rename_whiteout_through_the_kernel_on_every_mode() {
         let m = r.mount(opts);
         fs::write(m.p("a"), b"AAA").unwrap();
         fs::write(m.p("c"), b"CCC").unwrap();
-        let rename2 = |from: &str, to: &str, flags: u32| {
-            // SAFETY: valid C paths.
-            cvt(unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    cpath(&m.p(from)).as_ptr(),
-                    libc::AT_FDCWD,
-                    cpath(&m.p(to)).as_ptr(),
-                    flags,
-                )
-            })
-        };
+        let rename2 = |from: &str, to: &str, flags: u32| renameat2(&m, from, to, flags);
         rename2("a", "b", libc::RENAME_WHITEOUT).unwrap_or_else(|e| panic!("{opts}: {e}"));
         assert_eq!(read_all(&m.p("b")), b"AAA", "{opts}");
         let w = fs::symlink_metadata(m.p("a")).unwrap();

@@ -32,7 +32,7 @@ use nix::errno::Errno;
 
 use super::attrs::kill_suid;
 use super::commit::{inode_into, persist_data};
-use super::filemap::{FileMap, PMD_ORDER, PMD_PAGES};
+use super::filemap::{run_entries, FileMap};
 use super::iflags;
 use super::inode::{IState, Inode};
 use super::itable::InodeTable;
@@ -215,13 +215,8 @@ fn runs_of(map: &FileMap, first: u64, n: u64) -> Vec<(u64, u64, u64)> {
 /// aligned run of 512 lands on an aligned page, PTE entries elsewhere.
 fn map_runs(map: &FileMap, base: u64, runs: &[(u64, u64, u64)]) -> FsResult<()> {
     for &(rel, block, n) in runs {
-        let (mut p, mut b, end) = (base + rel, block, base + rel + n);
-        while p < end {
-            let pmd = p % PMD_PAGES == 0 && b % PMD_PAGES == 0 && end - p >= PMD_PAGES;
-            let order = if pmd { PMD_ORDER } else { 0 };
+        for (p, order, b) in run_entries(base + rel, block, n) {
             map.map(p, order, b)?;
-            p += 1 << order;
-            b += 1 << order;
         }
     }
     Ok(())

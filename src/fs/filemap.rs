@@ -40,6 +40,24 @@ thread_local! {
     static GUARDS: RefCell<Vec<Vec<DaxEntryGuard>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The entries that map a run of `n` file pages from `page` onto consecutive region blocks from
+/// `block`, as `(page, order, block)`: one PMD entry wherever the page and the block are both
+/// 2 MiB-aligned and 512 pages remain, PTE entries elsewhere (mount, exchange-range).
+pub fn run_entries(page: u64, block: u64, n: u64) -> impl Iterator<Item = (u64, u8, u64)> {
+    let end = page + n;
+    let mut at = (page, block);
+    std::iter::from_fn(move || {
+        let (p, b) = at;
+        if p >= end {
+            return None;
+        }
+        let pmd = p % PMD_PAGES == 0 && b % PMD_PAGES == 0 && end - p >= PMD_PAGES;
+        let order = if pmd { PMD_ORDER } else { 0 };
+        at = (p + (1 << order), b + (1 << order));
+        Some((p, order, b))
+    })
+}
+
 /// A file's block map.
 pub struct FileMap {
     dax: DaxMapping,
@@ -455,6 +473,17 @@ impl FileMap {
 #[cfg(test)]
 mod tests {
     use super::{FileMap, PMD_ORDER};
+
+    #[test]
+    fn runs_map_pmd_entries_only_where_both_sides_are_aligned() {
+        let v: Vec<_> = super::run_entries(510, 1022, 516).collect();
+        assert_eq!(v.len(), 2 + 1 + 2, "2 PTEs, one PMD at page 512 / block 1024, 2 PTEs");
+        assert_eq!(v[2], (512, PMD_ORDER, 1024));
+        assert_eq!(v[4], (1025, 0, 1537));
+        // Misaligned blocks: PTE entries only.
+        assert!(super::run_entries(0, 1, 1024).all(|(_, o, _)| o == 0));
+        assert_eq!(super::run_entries(7, 9, 0).count(), 0);
+    }
 
     #[test]
     fn pmd_split_on_partial_unmap() {

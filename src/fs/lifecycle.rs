@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::daxfs::DaxFs;
-use super::filemap::{PMD_ORDER, PMD_PAGES};
+use super::filemap::run_entries;
 use super::inode::{Dir, IState, Inode, Slot};
 use super::io::{fsync, DataPath};
 use super::itable::InodeTable;
@@ -282,15 +282,10 @@ fn inode_state(li: LoadedInode) -> IState {
 fn map_extents(inode: &Arc<Inode>, extents: &[Extent], bad: &BadRanges) {
     let ino = inode.ino;
     for e in extents {
-        let (mut p, mut b, end) = (e.page, e.block, e.page + e.len);
-        while p < end {
-            let pmd = p % PMD_PAGES == 0 && b % PMD_PAGES == 0 && end - p >= PMD_PAGES;
-            let order = if pmd { PMD_ORDER } else { 0 };
+        for (p, order, b) in run_entries(e.page, e.block, e.len) {
             if let Err(err) = inode.map.map(p, order, b) {
                 log::error!("daxfs: inode {ino}: cannot map page {p}: {err}");
             }
-            p += 1 << order;
-            b += 1 << order;
         }
         for (bb, n) in bad.within(e.block, e.block + e.len) {
             let first = e.page + (bb - e.block);

@@ -53,11 +53,13 @@ impl DaxIoctls {
 /// Whether a direct-mapping request changes the file's times: a `GET_FMAP` with `FMAP_WRITE`
 /// (a writable shared mapping made or faulted in).
 fn moves_times(cmd: u32, input: &[u8]) -> bool {
+    use crate::ioctl::direct::{DaxfsFmap, DAXFS_IOC_GET_FMAP, FMAP_WRITE};
+    let at = std::mem::offset_of!(DaxfsFmap, flags);
     let flags = input
-        .get(8..12)
+        .get(at..at + 4)
         .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or(0);
-    cmd == crate::ioctl::direct::DAXFS_IOC_GET_FMAP && flags & crate::ioctl::direct::FMAP_WRITE != 0
+    cmd == DAXFS_IOC_GET_FMAP && flags & FMAP_WRITE != 0
 }
 
 impl IoctlHandler for DaxIoctls {
