@@ -477,7 +477,11 @@ mod tests {
     #[test]
     fn runs_map_pmd_entries_only_where_both_sides_are_aligned() {
         let v: Vec<_> = super::run_entries(510, 1022, 516).collect();
-        assert_eq!(v.len(), 2 + 1 + 2, "2 PTEs, one PMD at page 512 / block 1024, 2 PTEs");
+        assert_eq!(
+            v.len(),
+            2 + 1 + 2,
+            "2 PTEs, one PMD at page 512 / block 1024, 2 PTEs"
+        );
         assert_eq!(v[2], (512, PMD_ORDER, 1024));
         assert_eq!(v[4], (1025, 0, 1537));
         // Misaligned blocks: PTE entries only.
