@@ -196,6 +196,47 @@ fn revocation_reaches_a_process_and_its_forked_child_io_uring() {
     revoke_fork_on("io_uring");
 }
 
+/// Pages that a growth makes valid are mapped before the growing call returns
+/// (`tests/direct_c/grow_source.c`, xfstests generic/638's scenario): a `pwritev` whose buffers
+/// are a mapping of the same file, made while it was empty, copies them instead of failing with
+/// `EFAULT`, through read-write and read-only shared mappings, and a hole reads zeros.
+fn grow_source_on(transport: &str) {
+    let r = Region::new("32M");
+    let m = r.mount(&opts(transport, "always"));
+    drop(create_rw(&m.p("f")));
+    let prog = program(
+        r.dir.path(),
+        "grow_source",
+        include_str!("direct_c/grow_source.c"),
+    );
+    let o = under_exec(&prog, &[m.p("f").as_os_str()]);
+    let out = ok_output("grow-source under daxfs exec", &o);
+    assert!(out.contains("grow-source: ok"), "{transport}: {out}");
+    let data = std::fs::read(m.p("f")).unwrap();
+    assert_eq!(data.len(), 4 * 4096, "{transport}");
+    assert_eq!(
+        &data[..12],
+        &[0; 12],
+        "{transport}: the hole's zeros were written"
+    );
+    assert_eq!(&data[8192 - 12..8192 + 36], &[0xaa; 48], "{transport}");
+    m.unmount();
+    r.assert_fsck_clean(&format!("after the growth ({transport:?})"));
+}
+
+#[test]
+fn pages_a_growth_makes_valid_are_mapped_before_it_returns() {
+    require_fuse!();
+    grow_source_on("noio_uring");
+}
+
+#[test]
+fn pages_a_growth_makes_valid_are_mapped_before_it_returns_io_uring() {
+    require_fuse!();
+    assert!(enable_uring(), "FUSE-over-io_uring is not available");
+    grow_source_on("io_uring");
+}
+
 #[test]
 fn exec_help_errors_and_environment() {
     // The man-page-style help names the security rule and the limits.

@@ -136,6 +136,10 @@ pub const MSG_REGISTER: u32 = 4;
 pub const MSG_SYNC: u32 = 5;
 pub const MSG_SYNCED: u32 = 6;
 pub const MSG_RELEASE: u32 = 7;
+pub const MSG_EXTENT: u32 = 8;
+pub const EXTENT_DATA: u32 = 1;
+pub const EXTENT_HOLE: u32 = 2;
+pub const REASON_EXTEND: u32 = 4;
 pub const REASON_INVALIDATE: u32 = 5;
 pub const ACCESS_RW: u64 = 3;
 

@@ -7,7 +7,9 @@
 //! - **A revocation is acknowledged only once the range no longer maps the old blocks**: every
 //!   page of the range in every mapping of the file is replaced, under the table lock, by the
 //!   placeholder (an empty memfd, so an access raises `SIGBUS` and the handler maps it again
-//!   through `GET_FMAP`, or reports past-EOF / poison as the kernel would).
+//!   through `GET_FMAP`, or reports past-EOF / poison as the kernel would). A growth revokes
+//!   nothing (its pages were past the end: the placeholder); its extent hints map them before
+//!   the acknowledgement.
 //! - **A forked child gets its own lease connection before the parent goes on**: the prepare
 //!   handler takes the table lock (no revocation is applied in the parent meanwhile), the child
 //!   connects, registers every inherited mapping (`REGISTER`, then `SYNC`/`SYNCED` so the
@@ -122,9 +124,14 @@ pub fn connect(name: &[u8]) -> Option<(i32, u64, u64)> {
 }
 
 /// Applies revocation `m` of mount `mi` to the tables (lock held). Every page of the range in
-/// every mapping of the file becomes the placeholder.
+/// every mapping of the file becomes the placeholder, except for a growth: its pages were past
+/// the end of the file, so they are the placeholder already or were mapped just now by the
+/// growth's [`MSG_EXTENT`] hints, which came first.
 pub fn apply_revoke(t: &mut Tables, mi: usize, m: &Msg) {
     t.revokes += 1;
+    if m.reason == REASON_EXTEND {
+        return;
+    }
     if m.reason == REASON_INVALIDATE {
         t.add_poison(mi, m.ino, m.first, m.end);
     }
@@ -141,6 +148,34 @@ pub fn apply_revoke(t: &mut Tables, mi: usize, m: &Msg) {
         if first < end {
             let a = map.addr_of(first);
             placeholder(a, ((end - first) * PAGE) as usize, map.prot);
+        }
+    }
+}
+
+/// Applies the growth hint `m` ([`MSG_EXTENT`]) of mount `mi` (lock held): the pages it names
+/// were past the end of the file and are valid now; every mapping of the file that covers them
+/// maps them at once, so a system call that copies from them right after the growth finds them
+/// (it would get `EFAULT` from the placeholder, where a user-space access faults and is
+/// resolved). Pages recorded as poisoned are left to the fault path.
+fn apply_extent(t: &mut Tables, mi: usize, m: &Msg) {
+    if m.end <= m.first || t.poison_intersects(mi, m.ino, m.first, m.end) {
+        return;
+    }
+    let e = FmapExtent {
+        page: m.first,
+        nr_pages: m.end - m.first,
+        region_offset: m.arg,
+        kind: match m.reason {
+            EXTENT_DATA => FMAP_DATA,
+            EXTENT_HOLE => FMAP_HOLE,
+            _ => return,
+        },
+        order: 0,
+    };
+    for k in 0..t.maps.len() {
+        let map = t.maps[k];
+        if map.used && t.files[map.file].mount == mi && t.files[map.file].ino == m.ino {
+            crate::map::install_extent(t, k, &e, m.first, m.end);
         }
     }
 }
@@ -162,6 +197,10 @@ fn fence_mount(t: &mut Tables, mi: usize) {
 /// Handles one message from the daemon on mount `mi` (lock held by the caller through `t`).
 /// Return: the acknowledgement to send, if any.
 fn handle(t: &mut Tables, mi: usize, m: &Msg) -> Option<Msg> {
+    if m.kind == MSG_EXTENT {
+        apply_extent(t, mi, m);
+        return None;
+    }
     if m.kind != MSG_REVOKE {
         return None;
     }

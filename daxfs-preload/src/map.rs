@@ -451,44 +451,51 @@ pub fn install_range(
 
 /// Maps the extents of `req` inside file pages `[lo, hi)` of mapping `i` (lock held).
 fn install(t: &Tables, i: usize, req: &Fmap, lo: u64, hi: u64) {
+    for e in &req.extents[..(req.count as usize).min(FMAP_EXTENTS_PER_CALL)] {
+        install_extent(t, i, e, lo, hi);
+    }
+}
+
+/// Maps extent `e` inside file pages `[lo, hi)` of mapping `i` (lock held): data is the region
+/// at the extent's offset, a hole of a mapping that cannot write through is private zero pages,
+/// anything else the placeholder.
+pub fn install_extent(t: &Tables, i: usize, e: &FmapExtent, lo: u64, hi: u64) {
     let m = t.maps[i];
     let mount = t.mounts[t.files[m.file].mount];
     let (lo, hi) = (lo.max(m.pgoff), hi.min(m.pgoff + m.pages()));
     let write_shared = m.shared && m.prot & libc::PROT_WRITE != 0;
-    for e in &req.extents[..(req.count as usize).min(FMAP_EXTENTS_PER_CALL)] {
-        let (a, b) = (e.page.max(lo), (e.page + e.nr_pages).min(hi));
-        if a >= b {
-            continue;
-        }
-        let addr = m.addr_of(a) as *mut c_void;
-        let len = ((b - a) * PAGE) as usize;
-        // SAFETY: `addr..+len` is inside direct mapping `i`, which the lock keeps ours.
-        unsafe {
-            match e.kind {
-                FMAP_DATA => {
-                    let kind = if m.shared {
-                        libc::MAP_SHARED
-                    } else {
-                        libc::MAP_PRIVATE
-                    };
-                    let pop = if m.populate { libc::MAP_POPULATE } else { 0 };
-                    let off = e.region_offset + (a - e.page) * PAGE;
-                    sys::mmap(
-                        addr,
-                        len,
-                        m.prot,
-                        kind | pop | libc::MAP_FIXED,
-                        mount.region_fd,
-                        off as i64,
-                    );
-                }
-                FMAP_HOLE if !write_shared => {
-                    let fl = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
-                    sys::mmap(addr, len, m.prot, fl, -1, 0);
-                }
-                _ => {
-                    lease::placeholder(addr as usize, len, m.prot);
-                }
+    let (a, b) = (e.page.max(lo), (e.page + e.nr_pages).min(hi));
+    if a >= b {
+        return;
+    }
+    let addr = m.addr_of(a) as *mut c_void;
+    let len = ((b - a) * PAGE) as usize;
+    // SAFETY: `addr..+len` is inside direct mapping `i`, which the lock keeps ours.
+    unsafe {
+        match e.kind {
+            FMAP_DATA => {
+                let kind = if m.shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
+                let pop = if m.populate { libc::MAP_POPULATE } else { 0 };
+                let off = e.region_offset + (a - e.page) * PAGE;
+                sys::mmap(
+                    addr,
+                    len,
+                    m.prot,
+                    kind | pop | libc::MAP_FIXED,
+                    mount.region_fd,
+                    off as i64,
+                );
+            }
+            FMAP_HOLE if !write_shared => {
+                let fl = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+                sys::mmap(addr, len, m.prot, fl, -1, 0);
+            }
+            _ => {
+                lease::placeholder(addr as usize, len, m.prot);
             }
         }
     }

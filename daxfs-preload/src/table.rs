@@ -278,6 +278,13 @@ impl Tables {
             .map_or(12, |r| r.lsb)
     }
 
+    /// Whether a poisoning revocation was recorded for a page of `[first, end)` of `ino`.
+    pub fn poison_intersects(&self, mount: usize, ino: u64, first: u64, end: u64) -> bool {
+        self.poison
+            .iter()
+            .any(|r| r.used && r.mount == mount && r.ino == ino && r.first < end && first < r.end)
+    }
+
     /// Records a poisoning revocation of pages `[first, end)`.
     pub fn add_poison(&mut self, mount: usize, ino: u64, first: u64, end: u64) {
         let lsb = if end - first == 512 && first.is_multiple_of(512) {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::wire::{self, Msg};
-use crate::fs::layout::{FenceId, LayoutBreaker, LayoutChange};
+use crate::fs::layout::{FenceId, LayoutBreaker, LayoutChange, LayoutExtent};
 use crate::fs::Ino;
 
 /// A holder's id (never reused within a daemon).
@@ -152,6 +152,28 @@ pub fn revoke_msg(seq: u64, ino: Ino, first: u64, end: u64, why: LayoutChange) -
         LayoutChange::Invalidate => (wire::REASON_INVALIDATE, 0),
     };
     m
+}
+
+/// The [`wire::EXTENT`] message of one extent of a growth; `None` for a poisoned page (left to
+/// the fault path, which reports it).
+pub fn extent_msg(seq: u64, ino: Ino, x: &LayoutExtent) -> Option<Msg> {
+    let mut m = Msg::new(wire::EXTENT);
+    m.seq = seq;
+    m.ino = ino;
+    match *x {
+        LayoutExtent::Data {
+            page, nr, block, ..
+        } => {
+            (m.first, m.end) = (page, page + nr);
+            (m.reason, m.arg) = (wire::EXTENT_DATA, block * crate::store::BLOCK);
+        }
+        LayoutExtent::Hole { page, nr } => {
+            (m.first, m.end) = (page, page + nr);
+            m.reason = wire::EXTENT_HOLE;
+        }
+        LayoutExtent::Poisoned { .. } => return None,
+    }
+    Some(m)
 }
 
 fn reason_name(r: u32) -> &'static str {
@@ -382,11 +404,29 @@ impl LeaseTable {
     ///
     /// Context: sleeps up to the timeout with the table mutex released.
     pub fn revoke(&self, ino: Ino, first: u64, end: u64, why: LayoutChange) -> Option<FenceId> {
+        self.revoke_with_hints(ino, first, end, why, &[])
+    }
+
+    /// [`LeaseTable::revoke`], sending each holder the [`wire::EXTENT`] messages of `hints`
+    /// (the range's new layout, for a growth) just before the revocation.
+    pub fn revoke_with_hints(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+        why: LayoutChange,
+        hints: &[LayoutExtent],
+    ) -> Option<FenceId> {
         if self.leased_inodes.load(Ordering::Acquire) == 0 {
             return None;
         }
         let seq = self.id();
         let msg = revoke_msg(seq, ino, first, end, why);
+        let hint_msgs: Vec<Msg> = hints
+            .iter()
+            .take(wire::MAX_EXTENT_HINTS)
+            .filter_map(|x| extent_msg(seq, ino, x))
+            .collect();
         let mut st = self.state.lock();
         let holders: Vec<HolderId> = match st.leases.get(&ino) {
             Some(v) => v
@@ -410,7 +450,15 @@ impl LeaseTable {
         };
         for h in holders {
             let sent = match st.holders.get(&h).map(|h| &h.link) {
-                Some(Link::Connected(s)) => s.send(&msg).is_ok(),
+                Some(Link::Connected(s)) => {
+                    // A hint that does not fit is only a missed hint; the revocation must fit.
+                    for m in &hint_msgs {
+                        if s.send(m).is_err() {
+                            break;
+                        }
+                    }
+                    s.send(&msg).is_ok()
+                }
                 _ => false,
             };
             if sent {
@@ -478,6 +526,17 @@ impl LayoutBreaker for LeaseTable {
 
     fn break_layouts(&self, ino: Ino, first: u64, end: u64, why: LayoutChange) -> Option<FenceId> {
         self.revoke(ino, first, end, why)
+    }
+
+    fn break_extended(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+        size: u64,
+        hints: &[LayoutExtent],
+    ) -> Option<FenceId> {
+        self.revoke_with_hints(ino, first, end, LayoutChange::Extend { size }, hints)
     }
 }
 
@@ -587,6 +646,69 @@ mod tests {
             seen_b.recv_timeout(Duration::from_secs(10)).unwrap().reason,
             wire::REASON_TRUNCATE
         );
+    }
+
+    #[test]
+    fn a_growth_sends_its_layout_before_the_revocation() {
+        let (t, _) = table(10_000);
+        let (tx, rx) = mpsc::channel();
+        let id = t.add_holder(info(3), 3000, Arc::new(Chan(Mutex::new(Some(tx)))));
+        let (seen_tx, seen) = mpsc::channel();
+        let t2 = t.clone();
+        std::thread::spawn(move || {
+            for m in rx {
+                if m.kind == wire::REVOKE {
+                    t2.ack(id, m.seq);
+                }
+                let _ = seen_tx.send(m);
+            }
+        });
+        t.register(id, 4, 0, 8, 1);
+        let hints = [
+            LayoutExtent::Data {
+                page: 1,
+                nr: 2,
+                block: 40,
+                order: 0,
+            },
+            LayoutExtent::Poisoned { page: 3, block: 9 },
+            LayoutExtent::Hole { page: 4, nr: 1 },
+        ];
+        assert_eq!(t.break_extended(4, 1, 5, 5 * 4096, &hints), None);
+        let got: Vec<Msg> = (0..3)
+            .map(|_| seen.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        let data = got[0];
+        assert_eq!(
+            (data.kind, data.reason, data.ino, data.first, data.end),
+            (wire::EXTENT, wire::EXTENT_DATA, 4, 1, 3)
+        );
+        assert_eq!(data.arg, 40 * 4096);
+        assert_eq!(
+            (got[1].kind, got[1].reason, got[1].first, got[1].end),
+            (wire::EXTENT, wire::EXTENT_HOLE, 4, 5),
+            "the poisoned page is left to the fault path"
+        );
+        let rev = got[2];
+        assert_eq!(
+            (rev.kind, rev.reason, rev.first, rev.end, rev.arg),
+            (wire::REVOKE, wire::REASON_EXTEND, 1, 5, 5 * 4096)
+        );
+        assert!(data.seq == rev.seq && got[1].seq == rev.seq);
+        // More hints than the limit: the first MAX_EXTENT_HINTS go, then the revocation.
+        let many: Vec<LayoutExtent> = (0..40)
+            .map(|i| LayoutExtent::Hole { page: i, nr: 1 })
+            .collect();
+        assert_eq!(t.break_extended(4, 0, 8, 8 * 4096, &many), None);
+        let mut n = 0;
+        loop {
+            let m = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+            if m.kind == wire::REVOKE {
+                break;
+            }
+            n += 1;
+        }
+        assert_eq!(n, wire::MAX_EXTENT_HINTS);
     }
 
     #[test]

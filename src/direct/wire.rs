@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`WELCOME`] | daemon → process, first | `seq` = token for `GET_FMAP`, `arg` = [`ACCESS_READ`] or [`ACCESS_RW`], `arg2` = holder id |
 //! | [`REVOKE`] | daemon → process | `seq`, `ino`, pages `[first, end)`, `reason`, `arg` = file size (truncate/extend) |
+//! | [`EXTENT`] | daemon → process, just before a [`REVOKE`] with [`REASON_EXTEND`] and the same `seq` | pages `[first, end)` of `ino` now hold region bytes from offset `arg` (`reason` = [`EXTENT_DATA`]) or are a hole ([`EXTENT_HOLE`]) |
 //! | [`ACK`] | process → daemon | `seq` of the revocation, sent once the range is unmapped |
 //! | [`REGISTER`] | process → daemon | a lease of pages `[first, end)` of `ino`, `arg` = epoch (a forked child inherits its parent's mappings) |
 //! | [`SYNC`] / [`SYNCED`] | both | `seq` = request id: every earlier message was handled (and revocations it joined were sent before the answer) |
@@ -13,7 +14,13 @@
 //! Rules: the daemon never waits for a process while sending (non-blocking sends; a full socket
 //! counts as no answer); a process acknowledges a revocation only after the range no longer maps
 //! the old blocks; a lease covers pages past the end of the file too (they become valid when the
-//! file grows, which revokes them with [`REASON_EXTEND`]).
+//! file grows, which revokes them with [`REASON_EXTEND`]); the growth's [`EXTENT`] messages let
+//! the process map the newly valid pages before it acknowledges, because the process cannot ask
+//! for them then (`GET_FMAP` needs the inode lock the growing request holds). A page a process
+//! has not mapped when the growth returns would fault in user space (the handler maps it) but
+//! gives `EFAULT` to a system call that copies from it (xfstests generic/638). The extents are a
+//! hint: at most [`MAX_EXTENT_HINTS`] per growth; a process that gets fewer, or none (one that
+//! registers while the growth is in progress), maps the rest on the next fault.
 
 use crate::ioctl::Pod;
 
@@ -34,6 +41,17 @@ pub const SYNC: u32 = 5;
 pub const SYNCED: u32 = 6;
 /// Process → daemon: it no longer maps the file.
 pub const RELEASE: u32 = 7;
+
+/// Daemon → process: the layout of pages that a growth made valid (see the module comment).
+pub const EXTENT: u32 = 8;
+
+/// [`EXTENT`] kinds (in `reason`): region data at `arg`.
+pub const EXTENT_DATA: u32 = 1;
+/// A hole (no block yet).
+pub const EXTENT_HOLE: u32 = 2;
+/// The most [`EXTENT`] messages sent for one growth (each holder's socket must take them
+/// without blocking).
+pub const MAX_EXTENT_HINTS: usize = 16;
 
 /// [`REVOKE`] reasons (`crate::fs::layout::LayoutChange`).
 pub const REASON_TRUNCATE: u32 = 1;

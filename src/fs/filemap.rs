@@ -387,11 +387,11 @@ impl FileMap {
         &self.poisoned
     }
 
-    /// Entries intersecting `[start, end)` with `value` = region block of the entry's first page,
-    /// in file order; poisoned pages appear as order-0 entries (they still own their blocks).
-    pub fn entries_in(&self, start: u64, end: u64) -> Vec<Entry> {
-        let out: Vec<Entry> = self
-            .dax
+    /// Entries intersecting `[start, end)` that map blocks, with `value` = region block of the
+    /// entry's first page, in file order; poisoned pages are left out (see
+    /// [`FileMap::entries_in`] for a list with them).
+    pub fn data_entries_in(&self, start: u64, end: u64) -> Vec<Entry> {
+        self.dax
             .index()
             .range(start, end)
             .into_iter()
@@ -402,7 +402,13 @@ impl FileMap {
                     ..e
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Entries intersecting `[start, end)` with `value` = region block of the entry's first page,
+    /// in file order; poisoned pages appear as order-0 entries (they still own their blocks).
+    pub fn entries_in(&self, start: u64, end: u64) -> Vec<Entry> {
+        let out = self.data_entries_in(start, end);
         if self.poisoned.count() == 0 {
             return out;
         }

@@ -203,7 +203,7 @@ impl DataPath {
             let old = st.rec.size;
             st.rec.size = end;
             st.dirty = true;
-            vol.break_extended(inode.ino, old, end);
+            vol.break_extended(inode.ino, &inode.map, old, end);
         }
         let t = now_ns();
         st.rec.mtime = t;

@@ -63,6 +63,23 @@ pub trait LayoutBreaker: Send + Sync {
     /// Context: may sleep up to the lease timeout; called with the inode lock (and possibly DAX
     /// entry locks of the range) held: the holders' acknowledgement never needs either.
     fn break_layouts(&self, ino: Ino, first: u64, end: u64, why: LayoutChange) -> Option<FenceId>;
+
+    /// Revokes pages `[first, end)` of `ino` for a growth to `size` bytes, telling the holders
+    /// the new layout of the range first (`hints`: at most a few extents, in file order) so they
+    /// map it before they acknowledge. The default sends no hints.
+    ///
+    /// Context: as [`LayoutBreaker::break_layouts`].
+    fn break_extended(
+        &self,
+        ino: Ino,
+        first: u64,
+        end: u64,
+        size: u64,
+        hints: &[LayoutExtent],
+    ) -> Option<FenceId> {
+        let _ = hints;
+        self.break_layouts(ino, first, end, LayoutChange::Extend { size })
+    }
 }
 
 /// One extent of a file range, as [`crate::fs::DaxFs::file_layout`] reports it.

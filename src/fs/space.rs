@@ -327,7 +327,7 @@ pub(super) fn truncate_locked(
     st.rec.size = new;
     st.dirty = true;
     if new > old {
-        vol.break_extended(inode.ino, old, new);
+        vol.break_extended(inode.ino, &inode.map, old, new);
     }
     Ok(())
 }
@@ -378,7 +378,7 @@ pub(super) fn fallocate_locked(
         st.rec.size = end;
         st.rec.ctime = now;
         st.rec.mtime = now;
-        vol.break_extended(inode.ino, old, end);
+        vol.break_extended(inode.ino, &inode.map, old, end);
     }
     Ok(())
 }

@@ -20,7 +20,8 @@ use std::sync::{Arc, OnceLock};
 use nix::errno::Errno;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use super::layout::{FenceId, LayoutBreaker, LayoutChange, Quarantine};
+use super::filemap::FileMap;
+use super::layout::{FenceId, LayoutBreaker, LayoutChange, LayoutExtent, Quarantine};
 use super::shutdown::GoingDown;
 use super::types::{Ino, RegionStat, StatFs, NAME_MAX};
 use super::FsResult;
@@ -243,10 +244,19 @@ impl Volume {
     }
 
     /// The file grew from `old` to `new` bytes: pages that were past its end are valid now, so
-    /// direct mappings that map them as past the end must map them again.
-    pub(super) fn break_extended(&self, ino: Ino, old: u64, new: u64) {
+    /// direct mappings that map them as past the end must map them again. The holders are told
+    /// the new pages' layout (from `map`, the file's index) so they map them before they
+    /// acknowledge (see `crate::direct::wire`, `EXTENT`).
+    pub(super) fn break_extended(&self, ino: Ino, map: &FileMap, old: u64, new: u64) {
         let (first, end) = (old.div_ceil(BLOCK), new.div_ceil(BLOCK));
-        self.break_layouts(ino, first, end, LayoutChange::Extend { size: new });
+        let Some(b) = self.layouts.get() else {
+            return;
+        };
+        if first >= end || !b.active(ino) {
+            return;
+        }
+        let hints = growth_layout(map, first, end);
+        b.break_extended(ino, first, end, new, &hints);
     }
 
     /// Adds blocks freed by a change to `tx`, held in quarantine under `fence` when a holder did
@@ -445,5 +455,87 @@ impl Volume {
             namelen: NAME_MAX as u32,
             frsize: BLOCK as u32,
         }
+    }
+}
+
+/// The layout of pages `[first, end)` of a file that just grew over them, for the holders'
+/// hints: data runs (one per index entry, clipped to the range) and the holes between them, in
+/// file order, at most [`crate::direct::wire::MAX_EXTENT_HINTS`] extents. Poisoned pages are
+/// not in the index and are left out (the fault path reports them).
+fn growth_layout(map: &FileMap, first: u64, end: u64) -> Vec<LayoutExtent> {
+    let max = crate::direct::wire::MAX_EXTENT_HINTS;
+    let mut out = Vec::new();
+    let mut at = first;
+    for e in map.data_entries_in(first, end) {
+        if out.len() + 2 > max {
+            return out;
+        }
+        let (a, b) = (e.index.max(first), e.end().min(end));
+        if a >= b {
+            continue;
+        }
+        if a > at {
+            out.push(LayoutExtent::Hole {
+                page: at,
+                nr: a - at,
+            });
+        }
+        out.push(LayoutExtent::Data {
+            page: a,
+            nr: b - a,
+            block: e.value + (a - e.index),
+            order: 0,
+        });
+        at = b;
+    }
+    if at < end && out.len() < max {
+        out.push(LayoutExtent::Hole {
+            page: at,
+            nr: end - at,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_layout_clips_entries_and_fills_holes() {
+        let map = FileMap::new(7, 1);
+        map.map(0, 9, 1024).unwrap(); // pages [0, 512) at blocks [1024, 1536)
+        map.map(600, 0, 77).unwrap();
+        let got = growth_layout(&map, 500, 700);
+        assert_eq!(
+            got,
+            vec![
+                LayoutExtent::Data {
+                    page: 500,
+                    nr: 12,
+                    block: 1524,
+                    order: 0
+                },
+                LayoutExtent::Hole { page: 512, nr: 88 },
+                LayoutExtent::Data {
+                    page: 600,
+                    nr: 1,
+                    block: 77,
+                    order: 0
+                },
+                LayoutExtent::Hole { page: 601, nr: 99 },
+            ]
+        );
+        // A range with nothing mapped is one hole; a long alternation stops at the limit.
+        assert_eq!(
+            growth_layout(&map, 800, 900),
+            vec![LayoutExtent::Hole { page: 800, nr: 100 }]
+        );
+        for p in (1000..1100).step_by(2) {
+            map.map(p, 0, p).unwrap();
+        }
+        let long = growth_layout(&map, 1000, 1100);
+        assert!(long.len() <= crate::direct::wire::MAX_EXTENT_HINTS);
+        assert_eq!(long[1], LayoutExtent::Hole { page: 1001, nr: 1 });
     }
 }
