@@ -79,6 +79,40 @@ impl Backing {
     }
 }
 
+impl Backing {
+    /// Hands `[off, off + len)` of `file` back to the filesystem under it
+    /// (`fallocate(PUNCH_HOLE)`): the range reads zeros and holds no storage. The chunks it
+    /// touches are no longer counted as reserved, so the next allocation there reserves again.
+    ///
+    /// Context: the caller guarantees that nothing stores to the range meanwhile (free blocks,
+    /// under the allocator lock).
+    pub(crate) fn discard(&self, file: &File, off: u64, len: u64) -> io::Result<()> {
+        let end = off.saturating_add(len).min(self.len);
+        if off >= end {
+            return Ok(());
+        }
+        let mut c = off / CHUNK;
+        while c * CHUNK < end {
+            self.reserved[(c / 64) as usize].fetch_and(!(1u64 << (c % 64)), Ordering::AcqRel);
+            c += 1;
+        }
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        loop {
+            // SAFETY: fallocate(2) on an owned, open descriptor; the range holds only free
+            // blocks (see Context), and no memory is passed.
+            let rc =
+                unsafe { libc::fallocate(file.as_raw_fd(), mode, off as i64, (end - off) as i64) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    }
+}
+
 fn fallocate(file: &File, off: u64, len: u64) -> io::Result<()> {
     loop {
         // SAFETY: fallocate(2) on an owned, open descriptor; mode 0 only allocates (no data is

@@ -370,6 +370,20 @@ pub struct FsXattr {
     /// Zero.
     pub fsx_pad: [u8; 8],
 }
+/// `struct fstrim_range` of `<linux/fs.h>` (`FITRIM`): in, the byte range and the shortest run
+/// worth discarding; out, `len` = the bytes discarded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FstrimRange {
+    /// First byte of the filesystem to consider.
+    pub start: u64,
+    /// Bytes to consider (out: bytes discarded).
+    pub len: u64,
+    /// Shortest free run to discard, in bytes.
+    pub minlen: u64,
+}
+/// `FITRIM` = `_IOWR('X', 121, struct fstrim_range)` (`fstrim(8)`, on the mount's root).
+pub const FITRIM: u32 = ioc(IOC_READ | IOC_WRITE, b'X', 121, size_of::<FstrimRange>());
 /// `FS_IOC_GETFLAGS` = `_IOR('f', 1, long)` (the kernel's FUSE client sends it with an `int`).
 pub const FS_IOC_GETFLAGS: u32 = ioc(IOC_READ, b'f', 1, size_of::<libc::c_long>());
 /// `FS_IOC_SETFLAGS` = `_IOW('f', 2, long)`.
@@ -436,6 +450,8 @@ unsafe impl Pod for DaxfsBadBlocks {}
 unsafe impl Pod for DaxfsReqStats {}
 // SAFETY: see above.
 unsafe impl Pod for FsXattr {}
+// SAFETY: see above (three u64).
+unsafe impl Pod for FstrimRange {}
 
 const _: () = assert!(size_of::<DaxfsStat>() == 72);
 const _: () = assert!(size_of::<DaxfsMapping>() == 24);
@@ -575,6 +591,7 @@ mod tests {
         // The well-known values of <linux/fs.h>.
         assert_eq!(FS_IOC_FSGETXATTR, 0x801c_581f);
         assert_eq!(FS_IOC_FSSETXATTR, 0x401c_5820);
+        assert_eq!(FITRIM, 0xc018_5879);
     }
 
     #[test]

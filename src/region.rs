@@ -376,6 +376,21 @@ impl Region {
             })
     }
 
+    /// Hands `[off, off + len)` back to the storage under the region (`FITRIM`): a region file
+    /// punches the range out of its backing file. Return: `false` when the region's kind cannot
+    /// discard (a block or DAX device: daxfs issues no device discard).
+    ///
+    /// Context: nothing may store to the range meanwhile (the caller holds it free).
+    pub fn discard(&self, off: u64, len: u64) -> Result<bool, RegionError> {
+        self.check(off, len)?;
+        let Some(b) = &self.backing else {
+            return Ok(false);
+        };
+        b.discard(&self.file, off, len)
+            .map_err(io_err(&self.path))?;
+        Ok(true)
+    }
+
     fn check(&self, off: u64, len: u64) -> Result<(), RegionError> {
         match off.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),

@@ -1149,3 +1149,47 @@ fn rename_whiteout_leaves_a_char_device_0_0_in_the_source_name() {
     fs.unlink(ROOT_INO, n("f"), &root()).unwrap();
     assert_eq!(fs.lookup(ROOT_INO, n("f")), Err(Errno::ENOENT));
 }
+
+/// The largest file size is the kernel's (2^63 - 1, xfstests generic/525): a sparse file of that
+/// size, a byte written at its last offset but one, read back after a reopen, fsck clean; one
+/// byte more is EFBIG.
+#[test]
+fn files_reach_the_kernels_largest_size() {
+    let t = region(32 << 20);
+    let big = i64::MAX as u64;
+    let c = root();
+    {
+        let fs = open(&t.path);
+        let (a, _) = fs.create(ROOT_INO, n("f0"), 0o644, 0, &c).unwrap();
+        let s = SetAttr {
+            size: Some(big),
+            ..Default::default()
+        };
+        assert_eq!(fs.setattr(a.ino, &s, &c).unwrap().size, big);
+        let s = SetAttr {
+            size: Some(big + 1),
+            ..Default::default()
+        };
+        assert_eq!(fs.setattr(a.ino, &s, &c).err(), Some(Errno::EFBIG));
+        let (b, _) = fs.create(ROOT_INO, n("f1"), 0o644, 0, &c).unwrap();
+        assert_eq!(fs.write(b.ino, big - 1, b"a", &c).unwrap(), 1);
+        assert_eq!(fs.getattr(b.ino).unwrap().size, big);
+        assert_eq!(fs.write(b.ino, big, b"b", &c).err(), Some(Errno::EFBIG));
+        assert_eq!(
+            fs.lseek(b.ino, 0, libc::SEEK_DATA).unwrap(),
+            (big - 1) & !4095
+        );
+        fs.close().unwrap();
+    }
+    let fs = open(&t.path);
+    let f0 = fs.lookup(ROOT_INO, n("f0")).unwrap();
+    assert_eq!(fs.getattr(f0.ino).unwrap().size, big);
+    let f1 = fs.lookup(ROOT_INO, n("f1")).unwrap();
+    let mut buf = [0u8; 2];
+    assert_eq!(fs.read(f1.ino, big - 1, &mut buf).unwrap(), 1);
+    assert_eq!(buf[0], b'a');
+    assert_eq!(fs.read(f1.ino, 1 << 40, &mut buf).unwrap(), 2);
+    assert_eq!(buf, [0, 0]);
+    drop(fs);
+    assert_eq!(DaxFs::fsck(&t.path, false).unwrap(), Vec::new());
+}

@@ -529,6 +529,18 @@ impl DaxFs {
         self.vol.stat(used)
     }
 
+    /// `FITRIM` (`fstrim(8)`): hands the free blocks of region bytes `[start, start + len)`, in
+    /// runs of at least `minlen` bytes, back to the storage under the region (a region file
+    /// punches them out of its backing file). Return: the bytes handed back. `EPERM` for a
+    /// caller other than root (the kernel filesystems' `CAP_SYS_ADMIN`); see
+    /// `Volume::trim` for the rest.
+    pub fn trim(&self, start: u64, len: u64, minlen: u64, ctx: &Ctx) -> FsResult<u64> {
+        if ctx.uid != 0 {
+            return Err(Errno::EPERM);
+        }
+        self.vol.trim(start, len, minlen)
+    }
+
     /// Sets which reads update atime (default relatime). Any time, e.g. at remount.
     pub fn set_atime_mode(&self, mode: AtimeMode, nodiratime: bool) {
         self.data.atime().set(mode, nodiratime);

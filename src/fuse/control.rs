@@ -112,6 +112,7 @@ pub fn handle(
                 None => {}
             }
         }
+        FITRIM => reply(trim(fs, caller, input)),
         _ => reply(answer(fs, ino, cmd, input)),
     }
 }
@@ -167,6 +168,14 @@ fn going_down(fs: &DaxFs, caller: Caller, input: &[u8]) -> FsResult<()> {
         input.len()
     );
     fs.shut_down(ShutdownMode::from_xfs_flags(flags)?, &caller.ctx)
+}
+
+/// `FITRIM` (issued on any inode of the mount, usually its root): the range in, the bytes
+/// discarded out in `len`.
+fn trim(fs: &DaxFs, caller: Caller, input: &[u8]) -> FsResult<Vec<u8>> {
+    let mut r = FstrimRange::read_from(input).ok_or(Errno::EINVAL)?;
+    r.len = fs.trim(r.start, r.len, r.minlen, &caller.ctx)?;
+    Ok(r.as_bytes().to_vec())
 }
 
 /// The requests answered at once.

@@ -128,6 +128,61 @@ impl Allocator {
         self.chunk_used.iter().filter(|&&u| u == 0).count() as u64
     }
 
+    /// The free runs inside blocks `[first, end)` of at least `min` blocks each, as `(start,
+    /// len)` in block order (`FITRIM`), scanning about `window` blocks: it stops at the first
+    /// used block (or used chunk's end) past the window, so a window never cuts a run. Return: the runs and the block
+    /// where the scan stopped (`end` when it reached it). Wholly used and wholly free 2 MiB
+    /// chunks cost one count each; only partly used chunks are read bit by bit.
+    pub fn free_runs(&self, first: u64, end: u64, min: u64, window: u64) -> (Vec<(u64, u64)>, u64) {
+        let end = end.min(self.total);
+        let min = min.max(1);
+        let mut out = Vec::new();
+        let mut run: Option<(u64, u64)> = None;
+        let close = |run: &mut Option<(u64, u64)>, out: &mut Vec<(u64, u64)>| {
+            if let Some((s, n)) = run.take() {
+                if n >= min {
+                    out.push((s, n));
+                }
+            }
+        };
+        let mut b = first.max(self.data_start);
+        let stop = b.saturating_add(window);
+        while b < end {
+            if b >= stop && run.is_none() {
+                return (out, b);
+            }
+            let c = (b / PMD_PAGES) as usize;
+            let chunk_end = ((c as u64 + 1) * PMD_PAGES).min(end);
+            match self.chunk_used[c] as u64 {
+                0 => {
+                    let (s, n) = run.unwrap_or((b, 0));
+                    run = Some((s, n + (chunk_end - b)));
+                    b = chunk_end;
+                }
+                PMD_PAGES => {
+                    close(&mut run, &mut out);
+                    b = chunk_end;
+                }
+                _ => {
+                    while b < chunk_end {
+                        if self.is_free(b) {
+                            let (s, n) = run.unwrap_or((b, 0));
+                            run = Some((s, n + 1));
+                        } else {
+                            close(&mut run, &mut out);
+                            if b >= stop {
+                                return (out, b);
+                            }
+                        }
+                        b += 1;
+                    }
+                }
+            }
+        }
+        close(&mut run, &mut out);
+        (out, end)
+    }
+
     /// A wholly free, 2 MiB-aligned run of 512 blocks; returns its first block.
     pub fn alloc_huge(&mut self) -> Option<u64> {
         if self.available_blocks() < PMD_PAGES {
@@ -248,6 +303,50 @@ mod tests {
         a.free(s);
         assert!(a.is_free(s));
         assert!(!a.mark_used(5));
+    }
+
+    #[test]
+    fn free_runs_follow_the_bitmap_and_windows_never_cut_a_run() {
+        let mut a = Allocator::new(100, 4096);
+        for b in [200, 201, 700, 1536] {
+            assert!(a.mark_used(b));
+        }
+        // The model: every free block of [first, end), grouped into maximal runs.
+        let model = |a: &Allocator, first: u64, end: u64, min: u64| -> Vec<(u64, u64)> {
+            let mut out: Vec<(u64, u64)> = Vec::new();
+            for b in first..end {
+                if !a.is_free(b) {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some((s, n)) if *s + *n == b => *n += 1,
+                    _ => out.push((b, 1)),
+                }
+            }
+            out.retain(|r| r.1 >= min);
+            out
+        };
+        for (first, end, min) in [(0, 4096, 1), (150, 3000, 1), (0, 4096, 600), (201, 202, 1)] {
+            let (runs, next) = a.free_runs(first, end, min, u64::MAX);
+            assert_eq!(runs, model(&a, first, end, min), "{first}..{end} min {min}");
+            assert_eq!(next, end);
+        }
+        assert_eq!(a.free_runs(0, 4096, 1, u64::MAX).0[0], (100, 100));
+        // Windows: the scan stops at the first used block past the window, never inside a run;
+        // walking window by window gives the same runs.
+        let mut at = 0;
+        let mut all = Vec::new();
+        while at < 4096 {
+            let (runs, next) = a.free_runs(at, 4096, 1, 64);
+            assert!(next > at);
+            assert!(
+                next == 4096 || !a.is_free(next) || !a.is_free(next - 1),
+                "stopped at {next}, inside a run"
+            );
+            all.extend(runs);
+            at = next;
+        }
+        assert_eq!(all, model(&a, 0, 4096, 1));
     }
 
     #[test]

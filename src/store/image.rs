@@ -463,7 +463,7 @@ impl Image {
                 });
             }
             match e.page.checked_add(e.len) {
-                Some(end) if end <= MAX_FILE_SIZE / BLOCK => last_end = end,
+                Some(end) if end <= MAX_FILE_SIZE.div_ceil(BLOCK) => last_end = end,
                 _ => return Err(CorruptReason::ExtentBeyondMax { ino }),
             }
         }

@@ -43,8 +43,10 @@ pub const DIRENT_SIZE: u64 = 272;
 pub const DIRENTS_PER_BLOCK: u64 = 15;
 /// Header bytes of an xattr block.
 pub const XATTR_HDR: usize = 16;
-/// Largest file size (2^44 bytes = 16 TiB).
-pub const MAX_FILE_SIZE: u64 = 1 << 44;
+/// Largest file size: 2^63 - 1 bytes, the kernel's `MAX_LFS_FILESIZE` (FUSE's `s_maxbytes`), as
+/// ext4 with huge files and xfs allow. Extents carry 64-bit pages; nothing in the daemon is
+/// sized by a file's length (sparse files cost what they map).
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 const CHAIN_MAGIC: u32 = u32::from_le_bytes(*b"DXMP");
 const XATTR_MAGIC: u32 = u32::from_le_bytes(*b"DXXA");
