@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     CopyFileRangeFlags, Errno as FuseErrno, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyStatx,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -212,6 +212,31 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
         self.stats.count(Op::Getattr);
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &fattr(&a)),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+
+    /// `statx(2)` asking for the birth time: the attributes of `getattr` with `crtime` as
+    /// `btime`. The `STATX_ATTR_*` bits are not answered: the kernel (6.18) takes only the mask
+    /// and the fields from a FUSE server.
+    fn statx(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: Option<FileHandle>,
+        _flags: u32,
+        _mask: u32,
+        reply: ReplyStatx,
+    ) {
+        self.stats.count(Op::Statx);
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.statx(
+                &TTL,
+                &fattr(&a),
+                libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+                0,
+                0,
+            ),
             Err(e) => reply.error(ferr(e)),
         }
     }

@@ -88,11 +88,13 @@ pub enum Op {
     CopyFileRange = 47,
     /// `FUSE_TMPFILE`.
     Tmpfile = 51,
+    /// `FUSE_STATX`.
+    Statx = 52,
 }
 
 impl Op {
     /// Every counted opcode, in opcode order.
-    pub const ALL: [Op; 34] = [
+    pub const ALL: [Op; 35] = [
         Op::Lookup,
         Op::Forget,
         Op::Getattr,
@@ -127,6 +129,7 @@ impl Op {
         Op::Lseek,
         Op::CopyFileRange,
         Op::Tmpfile,
+        Op::Statx,
     ];
 
     /// The kernel's opcode number (the slot in [`DaxfsReqStats::counts`]).
@@ -171,6 +174,7 @@ impl Op {
             Op::Lseek => "LSEEK",
             Op::CopyFileRange => "COPY_FILE_RANGE",
             Op::Tmpfile => "TMPFILE",
+            Op::Statx => "STATX",
         }
     }
 

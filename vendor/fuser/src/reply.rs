@@ -322,6 +322,40 @@ impl ReplyAttr {
     }
 }
 
+/// daxfs patch: the reply to [`crate::Filesystem::statx`].
+#[derive(Debug)]
+pub struct ReplyStatx {
+    reply: ReplyRaw,
+}
+
+impl Reply for ReplyStatx {
+    fn new(unique: ll::RequestId, sender: ReplySender) -> ReplyStatx {
+        ReplyStatx {
+            reply: Reply::new(unique, sender),
+        }
+    }
+}
+
+impl ReplyStatx {
+    /// Replies with `attr`, its `crtime` as the birth time; `mask` is the `STATX_*` fields
+    /// the answer holds (`STATX_BASIC_STATS`, with `STATX_BTIME` when `crtime` is known), and
+    /// `attributes` / `attributes_mask` the `STATX_ATTR_*` bits.
+    pub fn statx(self, ttl: &Duration, attr: &FileAttr, mask: u32, attributes: u64, attributes_mask: u64) {
+        self.reply.send_ll(&ll::ResponseStruct::new_statx(
+            ttl,
+            attr,
+            mask,
+            attributes,
+            attributes_mask,
+        ));
+    }
+
+    /// Reply to a request with the given error code
+    pub fn error(self, err: Errno) {
+        self.reply.error(err);
+    }
+}
+
 ///
 /// XTimes Reply
 ///
