@@ -8,6 +8,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -1022,6 +1024,144 @@ fn rename_whiteout_through_the_kernel_on_every_mode() {
             .collect();
         names.sort();
         assert_eq!(names, ["a", "b", "c"], "{opts}");
+        m.unmount();
+        r.assert_fsck_clean(opts);
+    }
+}
+
+/// `statx(STATX_BTIME)` through the kernel (`FUSE_STATX`): the birth time is reported, lies
+/// between the moments around the create, and stays put across a write, a chmod and a remount
+/// while mtime and ctime move (xfstests generic/528).
+#[test]
+fn statx_reports_the_birth_time_on_every_mode() {
+    require_fuse!();
+    fn btime(p: &Path) -> (u32, (i64, u32), (i64, u32)) {
+        let c = cpath(p);
+        // SAFETY: an all-zero statx is a valid value of the plain C struct.
+        let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx writes one struct statx through the valid pointer.
+        cvt(unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::AT_STATX_FORCE_SYNC,
+                libc::STATX_BTIME | libc::STATX_BASIC_STATS,
+                &mut sx,
+            )
+        })
+        .unwrap();
+        let t = |x: libc::statx_timestamp| (x.tv_sec, x.tv_nsec);
+        (sx.stx_mask, t(sx.stx_btime), t(sx.stx_mtime))
+    }
+    let now = || {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (d.as_secs() as i64, d.subsec_nanos())
+    };
+    for opts in option_sets() {
+        let r = Region::new("32M");
+        let m = r.mount(opts);
+        let before = now();
+        fs::write(m.p("f"), b"x").unwrap();
+        let after = now();
+        let (mask, born, mtime0) = btime(&m.p("f"));
+        assert!(mask & libc::STATX_BTIME != 0, "{opts}: mask {mask:#x}");
+        assert!(
+            before <= born && born <= after,
+            "{opts}: {before:?} {born:?} {after:?}"
+        );
+        // Let the clock pass the birth time, then change the file.
+        wait_until(
+            "the clock to pass the birth time",
+            Duration::from_millis(1),
+            || now() > born,
+        );
+        fs::write(m.p("f"), b"yy").unwrap();
+        fs::set_permissions(m.p("f"), fs::Permissions::from_mode(0o600)).unwrap();
+        let (_, born2, mtime1) = btime(&m.p("f"));
+        assert_eq!(born2, born, "{opts}: btime moved");
+        assert!(mtime1 > mtime0, "{opts}: mtime did not move");
+        m.unmount();
+        let m = r.mount(opts);
+        assert_eq!(btime(&m.p("f")).1, born, "{opts}: btime after a remount");
+        m.unmount();
+    }
+}
+
+/// `fstrim(8)` on the mount (`FITRIM` through `FUSE_IOCTL` on the root): it reports the bytes
+/// handed back, the region file's storage shrinks after a large file is removed, the data kept
+/// reads back, and ext4's argument errors reach the caller (xfstests generic/260, 288).
+#[test]
+fn fstrim_hands_free_space_back_on_every_mode() {
+    require_fuse!();
+    for opts in option_sets() {
+        let r = Region::new("64M");
+        let m = r.mount(opts);
+        fs::write(m.p("keep"), vec![0x42u8; 1 << 20]).unwrap();
+        fs::write(m.p("big"), vec![0x17u8; 24 << 20]).unwrap();
+        fs::remove_file(m.p("big")).unwrap();
+        let used = || fs::metadata(&r.path).unwrap().blocks() * 512;
+        let before = used();
+        let o = Command::new("fstrim")
+            .arg("-v")
+            .arg(m.p(""))
+            .output()
+            .expect("run fstrim (util-linux)");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{opts}: fstrim: {out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.contains("trimmed"), "{opts}: {out}");
+        let bytes: u64 = out
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{opts}: no byte count in {out:?}"));
+        assert!(bytes >= 24 << 20, "{opts}: {bytes} bytes trimmed");
+        // The unlinked file's storage may be freed by the kernel's release after unlink returns;
+        // trim again until the region file shrank (bounded).
+        wait_until(
+            "the region file to shrink",
+            Duration::from_millis(50),
+            || {
+                let _ = Command::new("fstrim").arg(m.p("")).output();
+                used() + (20 << 20) <= before
+            },
+        );
+        assert_eq!(
+            fs::read(m.p("keep")).unwrap(),
+            vec![0x42u8; 1 << 20],
+            "{opts}"
+        );
+        for args in [
+            &["-o", "0", "-l", "0"][..],
+            &["-o", "0", "-l", "100"],
+            &["-o", "1G"],
+        ] {
+            let s = Command::new("fstrim")
+                .args(args)
+                .arg(m.p(""))
+                .output()
+                .unwrap();
+            assert!(!s.status.success(), "{opts}: fstrim {args:?} succeeded");
+        }
+        m.unmount();
+        // `ro,norecovery` (xfstests generic/537): it mounts, serves the data, refuses the trim.
+        let m = r.mount(&format!("{opts},ro,norecovery"));
+        assert_eq!(
+            fs::read(m.p("keep")).unwrap(),
+            vec![0x42u8; 1 << 20],
+            "{opts}"
+        );
+        let s = Command::new("fstrim").arg(m.p("")).output().unwrap();
+        assert!(
+            !s.status.success(),
+            "{opts}: fstrim on a norecovery mount succeeded"
+        );
         m.unmount();
         r.assert_fsck_clean(opts);
     }

@@ -68,7 +68,14 @@ impl DaxFs {
     /// an [`crate::Error`] that names the problem), replays the journal, takes the region lock.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<DaxFs, crate::Error> {
         let region = Region::open(path, None)?;
-        let sb = recover(&region, path)?;
+        let sb = if opts.read_only && opts.no_recovery {
+            read_superblock(&region).map_err(|e| match e {
+                SuperblockError::Region(e) => crate::Error::Region(e),
+                SuperblockError::Corrupt(reason) => corrupt(path, reason),
+            })?
+        } else {
+            recover(&region, path)?
+        };
         let img = Image::load(&region, sb.clone());
         if let Some(p) = img.first_fatal() {
             return Err(corrupt(path, p.reason.clone()));

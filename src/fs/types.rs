@@ -210,6 +210,10 @@ pub struct OpenOptions {
     /// Serve the region read-only: every change fails with `EROFS` (a committed journal
     /// transaction is still replayed at open).
     pub read_only: bool,
+    /// With `read_only`: do not replay a committed journal transaction (`norecovery`, as xfs
+    /// and ext4's `noload`): the region is served as the last replay left it, which may lack
+    /// or half-show the last commit. Ignored on a writable open, which must replay.
+    pub no_recovery: bool,
     /// The data path (`dax=`).
     pub dax: DaxMode,
     /// Historical `fs/dax.c` bugs every inode's DAX mapping reproduces (docs/DAX-BUGS.md);

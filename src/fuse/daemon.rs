@@ -172,6 +172,7 @@ fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf, MountError> {
 fn open_filesystem(spec: &MountSpec) -> Result<Arc<DaxFs>, MountError> {
     let opts = OpenOptions {
         read_only: spec.config.read_only,
+        no_recovery: spec.config.no_recovery,
         dax: spec.config.dax,
         dax_bugs: spec.config.dax_bugs,
     };

@@ -48,6 +48,8 @@ pub struct MountConfig {
     pub dax: DaxMode,
     /// `ro`.
     pub read_only: bool,
+    /// `norecovery` (or ext4's `noload`), only with `ro`: the journal is not replayed.
+    pub no_recovery: bool,
     /// `allow_other` (default on: daxfs is a shared filesystem with kernel permission checks).
     pub allow_other: bool,
     /// `suid` / `nosuid` as named; `None` when neither was: see [`MountConfig::suid_for`].
@@ -88,6 +90,7 @@ impl Default for MountConfig {
         MountConfig {
             dax: DaxMode::Always,
             read_only: false,
+            no_recovery: false,
             allow_other: true,
             suid: None,
             dev: None,
@@ -150,7 +153,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// The options daxfs itself understands, for the refusal message.
-pub const KNOWN: &str = "dax=always|never|inode, ro, rw, remount, allow_other, noallow_other, \
+pub const KNOWN: &str = "dax=always|never|inode, ro, rw, norecovery (with ro), remount, allow_other, noallow_other, \
 default_permissions, suid, nosuid, dev, nodev, exec, noexec, noatime, atime, relatime, strictatime, \
 nodiratime, diratime, sync, dirsync, threads=N, log=FILE, io_uring=auto, io_uring, noio_uring, io_uring_sched=idle|normal, \
 dax_bugs=ID:ID (and mount(8)'s generic options such as \
@@ -174,6 +177,7 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, OptionError> {
             ("remount", None) => c.remount = true,
             ("ro", None) => c.read_only = true,
             ("rw", None) => c.read_only = false,
+            ("norecovery" | "noload", None) => c.no_recovery = true,
             ("allow_other", None) => c.allow_other = true,
             ("noallow_other", None) => c.allow_other = false,
             ("suid", None) => c.suid = Some(true),
@@ -241,6 +245,13 @@ pub fn parse_options(opts: &str) -> Result<MountConfig, OptionError> {
             }
         }
     }
+    if c.no_recovery && !c.read_only && !c.remount {
+        return Err(OptionError::Unsupported {
+            option: "norecovery".to_string(),
+            why: "a writable mount must replay the journal first; add ro (norecovery serves \
+                  the region read-only as the last replay left it)",
+        });
+    }
     Ok(c)
 }
 
@@ -261,6 +272,17 @@ mod tests {
         assert_eq!(c, MountConfig::default());
         assert_eq!(c.dax, DaxMode::Always);
         assert!(c.allow_other && !c.read_only);
+    }
+
+    #[test]
+    fn norecovery_needs_ro() {
+        let c = parse_options("ro,norecovery").unwrap();
+        assert!(c.read_only && c.no_recovery);
+        assert!(parse_options("noload,ro").unwrap().no_recovery);
+        let e = parse_options("norecovery").unwrap_err().to_string();
+        assert!(e.contains("norecovery") && e.contains("add ro"), "{e}");
+        assert!(parse_options("ro,norecovery,rw").is_err());
+        assert!(!parse_options("ro").unwrap().no_recovery);
     }
 
     #[test]
