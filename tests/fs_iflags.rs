@@ -129,3 +129,91 @@ fn only_root_locks_and_flags_show_in_getattr() {
     assert_eq!(fs.set_flags(f, 0, &owner).map(|_| ()), Err(EPERM));
     assert_eq!(fs.set_flags(f, 0x1, &c).map(|_| ()), Err(Errno::EOPNOTSUPP));
 }
+
+/// The extent size hint (`FS_IOC_FSSETXATTR`'s `fsx_extsize`, xfstests generic/367): kept under
+/// `FS_XFLAG_EXTSIZE` on a file while it has no blocks, refused once it has (`EINVAL`), cleared
+/// with 0, reported with its flag, inherited from a directory's `FS_XFLAG_EXTSZINHERIT`, and
+/// persistent; `FS_IOC_SETFLAGS` keeps it.
+#[test]
+fn extent_size_hints_follow_xfs() {
+    use daxfs::fs::iflags::{XFLAG_EXTSIZE, XFLAG_EXTSZINHERIT};
+    let r = region(64 << 20);
+    let c = Ctx::root();
+    let set = |fs: &DaxFs, ino: Ino, xflags: u32, extsize: u32| {
+        fs.set_xflags(
+            ino,
+            &XflagsChange {
+                xflags,
+                extsize,
+                ..Default::default()
+            },
+            &c,
+        )
+    };
+    let (empty, dir, sub);
+    {
+        let fs = r.open();
+        empty = fs
+            .mknod(ROOT_INO, n("empty"), libc::S_IFREG | 0o644, 0, &c)
+            .unwrap()
+            .ino;
+        set(&fs, empty, XFLAG_EXTSIZE, 8192).unwrap();
+        assert_eq!(fs.fsxattr(empty).unwrap(), (XFLAG_EXTSIZE, 8192));
+        // Not a multiple of the block size; the directory flag on a file.
+        assert_eq!(set(&fs, empty, XFLAG_EXTSIZE, 1000), Err(Errno::EINVAL));
+        assert_eq!(
+            set(&fs, empty, XFLAG_EXTSZINHERIT, 8192),
+            Err(Errno::EINVAL)
+        );
+        // A file with blocks may not change its hint; the same hint is no change.
+        let full = file(&fs, ROOT_INO, "full");
+        assert_eq!(set(&fs, full, XFLAG_EXTSIZE, 8192), Err(Errno::EINVAL));
+        assert_eq!(fs.fsxattr(full).unwrap(), (0, 0));
+        // A directory's hint is inherited by a file and a directory made in it.
+        dir = fs.mkdir(ROOT_INO, n("d"), 0o755, &c).unwrap().ino;
+        assert_eq!(set(&fs, dir, XFLAG_EXTSIZE, 16384), Err(Errno::EINVAL));
+        set(&fs, dir, XFLAG_EXTSZINHERIT, 16384).unwrap();
+        let f = fs
+            .mknod(dir, n("f"), libc::S_IFREG | 0o644, 0, &c)
+            .unwrap()
+            .ino;
+        assert_eq!(fs.fsxattr(f).unwrap(), (XFLAG_EXTSIZE, 16384));
+        sub = fs.mkdir(dir, n("sub"), 0o755, &c).unwrap().ino;
+        assert_eq!(fs.fsxattr(sub).unwrap(), (XFLAG_EXTSZINHERIT, 16384));
+        let link = fs.symlink(dir, n("l"), OsStr::new("f"), &c).unwrap().ino;
+        assert_eq!(fs.fsxattr(link).unwrap(), (0, 0));
+        // Other flags keep the hint; a user who does not own the file may not change it.
+        set(&fs, empty, XFLAG_EXTSIZE | XFLAG_NODUMP, 8192).unwrap();
+        let user = Ctx {
+            uid: 1000,
+            gid: 1000,
+            pid: 1,
+        };
+        assert_eq!(
+            fs.set_xflags(
+                empty,
+                &XflagsChange {
+                    xflags: 0,
+                    ..Default::default()
+                },
+                &user
+            ),
+            Err(EPERM)
+        );
+        fs.close().unwrap();
+    }
+    let fs = r.open();
+    assert_eq!(
+        fs.fsxattr(empty).unwrap(),
+        (XFLAG_EXTSIZE | XFLAG_NODUMP, 8192)
+    );
+    assert_eq!(fs.fsxattr(dir).unwrap(), (XFLAG_EXTSZINHERIT, 16384));
+    assert_eq!(fs.fsxattr(sub).unwrap(), (XFLAG_EXTSZINHERIT, 16384));
+    // Cleared with 0 (or without the flag).
+    set(&fs, empty, XFLAG_EXTSIZE | XFLAG_NODUMP, 0).unwrap();
+    assert_eq!(fs.fsxattr(empty).unwrap(), (XFLAG_NODUMP, 0));
+    set(&fs, dir, 0, 16384).unwrap();
+    assert_eq!(fs.fsxattr(dir).unwrap(), (0, 0));
+    fs.close().unwrap();
+    assert_eq!(DaxFs::fsck(&r.path, false).unwrap(), Vec::new());
+}

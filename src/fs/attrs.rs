@@ -146,13 +146,72 @@ fn set_times(inode: &Inode, st: &mut IState, set: &SetAttr, t: i64) {
 /// owner or root may, and only root changes immutable or append-only (`EPERM`). Durable on
 /// return.
 pub(super) fn set_flags(vol: &Volume, inode: &Inode, flags: u32, ctx: &Ctx) -> FsResult<Attr> {
+    set_flags_and_extsize(vol, inode, flags, None, ctx)
+}
+
+/// [`set_flags`], and with `extsize` = `Some((flag, bytes))` the extent size hint too, in one
+/// commit, everything checked before anything changes. `flag` is the caller's
+/// `FS_XFLAG_EXTSIZE` / `FS_XFLAG_EXTSZINHERIT` bits: without one the hint is cleared, as xfs
+/// keeps a hint only under its flag. Errors as xfs: `EINVAL` for a hint that is not a multiple
+/// of the block size or larger than [`iflags::MAX_EXTSIZE_BLOCKS`], `FS_XFLAG_EXTSIZE` on
+/// anything but a regular file or `FS_XFLAG_EXTSZINHERIT` on anything but a directory, and a
+/// changed hint on a file that already has blocks.
+pub(super) fn set_flags_and_extsize(
+    vol: &Volume,
+    inode: &Inode,
+    flags: u32,
+    extsize: Option<(u32, u32)>,
+    ctx: &Ctx,
+) -> FsResult<Attr> {
     let mut st = inode.state.write();
     if ctx.uid != 0 && ctx.uid != st.rec.uid {
         return Err(Errno::EPERM);
     }
     iflags::check_change(st.rec.flags, flags, ctx.uid == 0)?;
+    let blocks = match extsize {
+        None => st.rec.extsize,
+        Some((flag, bytes)) => {
+            let kind = st.kind();
+            if flag & iflags::XFLAG_EXTSIZE != 0 && kind != FileKind::Regular
+                || flag & iflags::XFLAG_EXTSZINHERIT != 0 && kind != FileKind::Directory
+            {
+                return Err(Errno::EINVAL);
+            }
+            let bytes = if flag == 0 { 0 } else { bytes };
+            if u64::from(bytes) % BLOCK != 0
+                || u64::from(bytes) / BLOCK > u64::from(iflags::MAX_EXTSIZE_BLOCKS)
+            {
+                return Err(Errno::EINVAL);
+            }
+            let blocks = (u64::from(bytes) / BLOCK) as u32;
+            if blocks != st.rec.extsize
+                && kind == FileKind::Regular
+                && (inode.map.mapped_pages() > 0 || inode.map.poisoned_count() > 0)
+            {
+                return Err(Errno::EINVAL);
+            }
+            blocks
+        }
+    };
+    if flags == st.rec.flags && blocks == st.rec.extsize {
+        return Ok(attr_of(inode, &st));
+    }
     st.rec.flags = flags;
+    st.rec.extsize = blocks;
     st.rec.ctime = now_ns();
     commit_inode(vol, Tx::new(), inode, &mut st)?;
     Ok(attr_of(inode, &st))
+}
+
+/// `FS_IOC_FSGETXATTR`'s `fsx_xflags` and `fsx_extsize` (bytes) of an inode: the stored flags,
+/// with `FS_XFLAG_EXTSIZE` (a file) or `FS_XFLAG_EXTSZINHERIT` (a directory) when it has a hint.
+pub(super) fn fsxattr_of(st: &IState) -> (u32, u32) {
+    let mut x = st.rec.flags;
+    if st.rec.extsize != 0 {
+        x |= match st.kind() {
+            FileKind::Directory => iflags::XFLAG_EXTSZINHERIT,
+            _ => iflags::XFLAG_EXTSIZE,
+        };
+    }
+    (x, (u64::from(st.rec.extsize) * BLOCK) as u32)
 }

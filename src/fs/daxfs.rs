@@ -461,25 +461,41 @@ impl DaxFs {
         attrs::set_flags(&self.vol, &inode, flags, ctx)
     }
 
-    /// `FS_IOC_FSSETXATTR`: sets the per-inode flags; a bit outside [`SETTABLE_XFLAGS`] or any
-    /// extent size, project id or CoW extent size is `EOPNOTSUPP`. Return: whether
-    /// `FS_XFLAG_DAX` changed (the data path changes at the next open).
+    /// `FS_IOC_FSSETXATTR`: sets the per-inode flags and the extent size hint (`fsx_extsize`
+    /// under `FS_XFLAG_EXTSIZE` for a file or `FS_XFLAG_EXTSZINHERIT` for a directory; see
+    /// `attrs::set_flags_and_extsize` for its rules); a bit outside [`SETTABLE_XFLAGS`] and
+    /// those two, or any project id or CoW extent size, is `EOPNOTSUPP`. The hint is kept,
+    /// reported and inherited; the allocator does not use it (it already allocates 2 MiB runs
+    /// where it can). Return: whether `FS_XFLAG_DAX` changed (the data path changes at the next
+    /// open).
     ///
     /// [`SETTABLE_XFLAGS`]: super::types::SETTABLE_XFLAGS
     pub fn set_xflags(&self, ino: Ino, want: &XflagsChange, ctx: &Ctx) -> FsResult<bool> {
-        let a = self.getattr(ino)?;
-        if want.xflags & !SETTABLE_XFLAGS != 0
-            || want.extsize != 0
-            || want.projid != 0
-            || want.cowextsize != 0
-        {
+        let hint = iflags::XFLAG_EXTSIZE | iflags::XFLAG_EXTSZINHERIT;
+        let flags = want.xflags & !hint;
+        if flags & !SETTABLE_XFLAGS != 0 || want.projid != 0 || want.cowextsize != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if want.xflags == a.flags {
-            return Ok(false);
-        }
-        self.set_flags(ino, want.xflags, ctx)?;
-        Ok((want.xflags ^ a.flags) & crate::ioctl::FS_XFLAG_DAX != 0)
+        self.vol.writable()?;
+        let inode = self.inodes.get(ino)?;
+        let old = inode.state.read().rec.flags;
+        attrs::set_flags_and_extsize(
+            &self.vol,
+            &inode,
+            flags,
+            Some((want.xflags & hint, want.extsize)),
+            ctx,
+        )?;
+        Ok((flags ^ old) & crate::ioctl::FS_XFLAG_DAX != 0)
+    }
+
+    /// `FS_IOC_FSGETXATTR`: `(fsx_xflags, fsx_extsize)` of `ino` (the hint in bytes; its flag
+    /// is in the flags when there is one).
+    pub fn fsxattr(&self, ino: Ino) -> FsResult<(u32, u32)> {
+        self.vol.alive()?;
+        let inode = self.inodes.get(ino)?;
+        let st = inode.state.read();
+        Ok(attrs::fsxattr_of(&st))
     }
 
     /// Filesystem statistics.

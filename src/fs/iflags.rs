@@ -32,6 +32,14 @@ pub const XFLAG_NODUMP: u32 = 0x0000_0080;
 /// `FS_XFLAG_DAX`: direct access under `dax=inode`.
 pub const XFLAG_DAX: u32 = FS_XFLAG_DAX;
 
+/// `FS_XFLAG_EXTSIZE`: a regular file has an extent size hint (reported when it has one; not
+/// stored as a flag: the hint is the record's `extsize`).
+pub const XFLAG_EXTSIZE: u32 = 0x0000_0800;
+/// `FS_XFLAG_EXTSZINHERIT`: a directory's hint, inherited by what is created in it.
+pub const XFLAG_EXTSZINHERIT: u32 = 0x0000_1000;
+/// The largest extent size hint, in blocks (the on-media bound).
+pub use crate::store::MAX_EXTSIZE_BLOCKS;
+
 /// The `fsx_xflags` bits daxfs stores; setting any other is `EOPNOTSUPP`.
 pub const SETTABLE: u32 =
     XFLAG_IMMUTABLE | XFLAG_APPEND | XFLAG_SYNC | XFLAG_NOATIME | XFLAG_NODUMP | XFLAG_DAX;

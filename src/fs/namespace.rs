@@ -479,6 +479,12 @@ pub(super) fn new_record(
         crtime: t,
         parent: if dir { parent } else { 0 },
         flags: inherited_flags(prec.flags, kind),
+        // A directory's extent size hint goes to new files and directories in it (xfs's
+        // EXTSZINHERIT); other kinds take none.
+        extsize: match kind {
+            FileKind::Directory | FileKind::Regular => prec.extsize,
+            _ => 0,
+        },
         ..Default::default()
     }
 }

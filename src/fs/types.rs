@@ -250,7 +250,8 @@ pub const SETTABLE_XFLAGS: u32 = super::iflags::SETTABLE;
 pub struct XflagsChange {
     /// `fsx_xflags`: only [`SETTABLE_XFLAGS`] bits.
     pub xflags: u32,
-    /// `fsx_extsize`: must be 0 (no extent size hints).
+    /// `fsx_extsize`: the extent size hint in bytes, kept when `xflags` has
+    /// `FS_XFLAG_EXTSIZE` (a file) or `FS_XFLAG_EXTSZINHERIT` (a directory), else cleared.
     pub extsize: u32,
     /// `fsx_projid`: must be 0 (no project quotas).
     pub projid: u32,

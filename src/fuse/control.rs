@@ -207,9 +207,10 @@ fn answer(fs: &DaxFs, ino: Ino, cmd: u32, input: &[u8]) -> FsResult<Vec<u8>> {
                 .to_vec())
         }
         FS_IOC_FSGETXATTR => {
-            let a = fs.getattr(ino)?;
+            let (fsx_xflags, fsx_extsize) = fs.fsxattr(ino)?;
             let x = FsXattr {
-                fsx_xflags: a.flags,
+                fsx_xflags,
+                fsx_extsize,
                 ..FsXattr::default()
             };
             Ok(x.as_bytes().to_vec())
@@ -241,8 +242,12 @@ fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> 
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .ok_or(Errno::EINVAL)?;
+    // FS_IOC_SETFLAGS has no spelling for the extent size hint: it keeps the one there is.
+    let (now, extsize) = fs.fsxattr(ino)?;
+    let hint = now & (iflags::XFLAG_EXTSIZE | iflags::XFLAG_EXTSZINHERIT);
     let change = XflagsChange {
-        xflags: iflags::from_fl(u32::from_ne_bytes(word))?,
+        xflags: iflags::from_fl(u32::from_ne_bytes(word))? | hint,
+        extsize,
         ..XflagsChange::default()
     };
     fs.set_xflags(ino, &change, &caller.ctx)

@@ -289,6 +289,15 @@ pub enum CorruptReason {
         /// The recorded size.
         size: u64,
     },
+    /// An extent size hint past the largest, or on an inode that is neither a regular file nor
+    /// a directory.
+    #[error("corrupt inode {ino}: extent size hint of {blocks} blocks")]
+    BadExtsize {
+        /// The inode.
+        ino: u64,
+        /// The recorded hint, in blocks.
+        blocks: u32,
+    },
     /// A symlink whose target length is 0 or does not fit its block.
     #[error("corrupt inode {ino}: symlink of length {size}")]
     SymlinkLength {

@@ -21,8 +21,8 @@ use super::ichunk::{chunks_for, ChunkMap, ICHUNK_INODES};
 use super::kind::FileKind;
 use super::layout::{
     decode_chain, decode_xattrs, dirent_off, xattr_blocks, Dirent, Extent, InodeRec, Superblock,
-    Xattrs, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, INLINE_EXTENTS, INODE_SIZE, MAX_FILE_SIZE,
-    SB_SIZE,
+    Xattrs, BLOCK, DIRENTS_PER_BLOCK, DIRENT_SIZE, INLINE_EXTENTS, INODE_SIZE, MAX_EXTSIZE_BLOCKS,
+    MAX_FILE_SIZE, SB_SIZE,
 };
 
 /// An in-use inode as found on media.
@@ -499,6 +499,16 @@ impl Image {
             return Err(CorruptReason::BadSize {
                 ino,
                 size: rec.size,
+            });
+        }
+        let hint_kind = matches!(
+            rec.kind(),
+            Some(FileKind::Directory) | Some(FileKind::Regular)
+        );
+        if rec.extsize != 0 && (!hint_kind || rec.extsize > MAX_EXTSIZE_BLOCKS) {
+            return Err(CorruptReason::BadExtsize {
+                ino,
+                blocks: rec.extsize,
             });
         }
         Ok(xattrs)

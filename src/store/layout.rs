@@ -43,6 +43,9 @@ pub const DIRENT_SIZE: u64 = 272;
 pub const DIRENTS_PER_BLOCK: u64 = 15;
 /// Header bytes of an xattr block.
 pub const XATTR_HDR: usize = 16;
+/// The largest extent size hint, in blocks (xfs's `XFS_MAX_BMBT_EXTLEN`, 2^21; through
+/// `fsx_extsize`, a `u32` of bytes, at most 2^20 - 1 can be set).
+pub const MAX_EXTSIZE_BLOCKS: u32 = 1 << 21;
 /// Largest file size: 2^63 - 1 bytes, the kernel's `MAX_LFS_FILESIZE` (FUSE's `s_maxbytes`), as
 /// ext4 with huge files and xfs allow. Extents carry 64-bit pages; nothing in the daemon is
 /// sized by a file's length (sparse files cost what they map).
@@ -304,6 +307,7 @@ impl Extent {
 ///  72 parent u64 (directories)          80 xattr block u64 (0 = none)
 ///  88 map chain head u64 (0 = none)     96 extent count u64
 /// 104 4 inline extents (24 bytes each) when extent count <= 4
+/// 200 extent size hint u32, in blocks (0 = none; regions made before it hold 0 here)
 /// 252 crc32c of bytes [0, 252)
 /// ```
 /// An all-zero record is a never-used free inode.
@@ -343,6 +347,9 @@ pub struct InodeRec {
     pub nextents: u64,
     /// The block map itself when `nextents` ≤ [`INLINE_EXTENTS`].
     pub inline: [Extent; INLINE_EXTENTS],
+    /// Extent size hint in blocks (`fsx_extsize`; 0 = none): kept and reported, inherited by
+    /// new files and directories of a directory that has one.
+    pub extsize: u32,
 }
 
 impl InodeRec {
@@ -377,6 +384,7 @@ impl InodeRec {
         for (i, e) in self.inline.iter().enumerate() {
             e.encode(&mut b[104 + i * EXTENT_SIZE..]);
         }
+        put32(&mut b, 200, self.extsize);
         let crc = crc32c::crc32c(&b[..252]);
         put32(&mut b, 252, crc);
         b
@@ -412,6 +420,7 @@ impl InodeRec {
             map_chain: get64(b, 88),
             nextents: get64(b, 96),
             inline,
+            extsize: get32(b, 200),
         })
     }
 }
