@@ -1166,3 +1166,64 @@ fn fstrim_hands_free_space_back_on_every_mode() {
         r.assert_fsck_clean(opts);
     }
 }
+
+/// The extent size hint through the kernel (`FS_IOC_FSSETXATTR` / `FSGETXATTR` forwarded as
+/// `FUSE_IOCTL`, xfstests generic/367's scenario): set on an empty file, reported with
+/// `FS_XFLAG_EXTSIZE`, refused (`EINVAL`) once the file has blocks, kept across a remount.
+#[test]
+fn extent_size_hints_through_the_kernel_on_every_mode() {
+    use daxfs::ioctl::{FsXattr, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR};
+    const EXTSIZE: u32 = 0x800;
+    require_fuse!();
+    fn get(f: &File) -> FsXattr {
+        let mut x = FsXattr::default();
+        // SAFETY: FS_IOC_FSGETXATTR writes one struct fsxattr.
+        cvt(unsafe {
+            libc::ioctl(
+                f.as_raw_fd(),
+                FS_IOC_FSGETXATTR as _,
+                &mut x as *mut FsXattr,
+            )
+        })
+        .unwrap();
+        x
+    }
+    fn set(f: &File, x: &FsXattr) -> std::io::Result<i32> {
+        // SAFETY: FS_IOC_FSSETXATTR reads one struct fsxattr.
+        cvt(unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSSETXATTR as _, x as *const FsXattr) })
+    }
+    for opts in option_sets() {
+        let r = Region::new("32M");
+        let m = r.mount(opts);
+        let f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .open(m.p("f"))
+            .unwrap();
+        let mut x = get(&f);
+        x.fsx_xflags |= EXTSIZE;
+        x.fsx_extsize = 8192;
+        set(&f, &x).unwrap_or_else(|e| panic!("{opts}: {e}"));
+        let y = get(&f);
+        assert_eq!(
+            (y.fsx_xflags & EXTSIZE, y.fsx_extsize),
+            (EXTSIZE, 8192),
+            "{opts}"
+        );
+        f.write_all_at(b"data", 0).unwrap();
+        x.fsx_extsize = 16384;
+        assert_errno(set(&f, &x), libc::EINVAL);
+        drop(f);
+        m.unmount();
+        let m = r.mount(opts);
+        let y = get(&File::open(m.p("f")).unwrap());
+        assert_eq!(
+            (y.fsx_xflags & EXTSIZE, y.fsx_extsize),
+            (EXTSIZE, 8192),
+            "{opts}"
+        );
+        m.unmount();
+        r.assert_fsck_clean(opts);
+    }
+}
