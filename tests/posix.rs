@@ -1197,6 +1197,7 @@ fn extent_size_hints_through_the_kernel_on_every_mode() {
         let m = r.mount(opts);
         let f = OpenOptions::new()
             .create(true)
+            .truncate(true)
             .read(true)
             .write(true)
             .open(m.p("f"))
