@@ -45,6 +45,12 @@
 //!   the time of the first direct mapping.
 //! - `msync` goes straight to the kernel (it syncs the region's pages); `mtime` is updated when
 //!   a writable shared mapping is made or faulted in, not per store.
+//! - A page that is not mapped yet (never touched, or revoked) is the placeholder: a user-space
+//!   access faults into the library and is mapped, but a system call that copies from or to it
+//!   (`write(fd, mapped_buf, …)`) gets `EFAULT`, as the kernel cannot run our handler. Pages a
+//!   growth makes valid are mapped before the growth returns (the daemon sends their layout
+//!   with the revocation, at most 16 extents); holes under a writable shared mapping after a
+//!   truncate up are not (they need an allocation, which the fault does).
 
 pub mod abi;
 pub mod calls;
