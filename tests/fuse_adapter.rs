@@ -196,6 +196,7 @@ impl FileSystem for Fake {
         Ok(Opened {
             fh: 40 + ino,
             direct: true,
+            keep_cache: true,
         })
     }
 

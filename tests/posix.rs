@@ -928,6 +928,18 @@ fn atime_follows_the_mount_mode() {
     read_again(&f);
     assert!(atime_of(&f) > t2, "strictatime: every read updates atime");
     fs::write(m.p("d/g"), b"x").unwrap();
+    m.unmount();
+    // The same through the page cache (dax=never, xfstests generic/003 there): a cached open
+    // does not keep earlier opens' pages under strictatime, so each reopen's read reaches the
+    // daemon.
+    let m = r.mount("strictatime,nodiratime,dax=never");
+    read_again(&f);
+    let t2 = atime_of(&f);
+    read_again(&f);
+    assert!(
+        atime_of(&f) > t2,
+        "strictatime, dax=never: every reopen's read updates atime"
+    );
     let d1 = atime_of(&d);
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(fs::read_dir(&d).unwrap().count(), 2);

@@ -29,6 +29,10 @@ pub struct Opened {
     pub fh: u64,
     /// Access the file directly (no kernel page cache; `FOPEN_DIRECT_IO`), else cached.
     pub direct: bool,
+    /// A cached open keeps the pages earlier opens cached (`FOPEN_KEEP_CACHE`). False under
+    /// `strictatime`: then each open's reads reach the filesystem again, which is what moves
+    /// atime (a page-cache hit never reaches the daemon).
+    pub keep_cache: bool,
 }
 
 /// What a write did.
@@ -323,6 +327,7 @@ impl FileSystem for DaxFs {
         Ok(Opened {
             fh,
             direct: self.direct_access(attr_flags),
+            keep_cache: self.keep_cache(),
         })
     }
     fn create(
@@ -336,7 +341,15 @@ impl FileSystem for DaxFs {
     ) -> FsResult<(Attr, Opened)> {
         let (a, fh) = self.create_with_umask(parent, name, mode, umask, flags, ctx)?;
         let direct = self.direct_access(a.flags);
-        Ok((a, Opened { fh, direct }))
+        let keep_cache = self.keep_cache();
+        Ok((
+            a,
+            Opened {
+                fh,
+                direct,
+                keep_cache,
+            },
+        ))
     }
     fn tmpfile(
         &self,
@@ -348,7 +361,15 @@ impl FileSystem for DaxFs {
     ) -> FsResult<(Attr, Opened)> {
         let (a, fh) = DaxFs::tmpfile(self, parent, mode, umask, flags, ctx)?;
         let direct = self.direct_access(a.flags);
-        Ok((a, Opened { fh, direct }))
+        let keep_cache = self.keep_cache();
+        Ok((
+            a,
+            Opened {
+                fh,
+                direct,
+                keep_cache,
+            },
+        ))
     }
     fn read(&self, ino: Ino, offset: u64, size: u32, reply: &mut dyn FnMut(&[u8])) -> FsResult<()> {
         self.read_with(ino, offset, size, |data| reply(data))

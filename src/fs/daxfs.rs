@@ -557,6 +557,12 @@ impl DaxFs {
         self.vol.trim(start, len, minlen)
     }
 
+    /// Whether a page-cache open may keep what earlier opens cached: not under `strictatime`,
+    /// where every read must reach the filesystem to move atime (see `Opened::keep_cache`).
+    pub fn keep_cache(&self) -> bool {
+        self.data.atime().get().0 != AtimeMode::Strict
+    }
+
     /// Sets which reads update atime (default relatime). Any time, e.g. at remount.
     pub fn set_atime_mode(&self, mode: AtimeMode, nodiratime: bool) {
         self.data.atime().set(mode, nodiratime);

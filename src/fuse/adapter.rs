@@ -148,11 +148,13 @@ impl<F: FileSystem> DaxFuse<F> {
 }
 
 /// The open flags that carry the filesystem's choice of data path.
-fn fopen_flags(direct: bool) -> FopenFlags {
-    if direct {
+fn fopen_flags(o: &crate::fs::Opened) -> FopenFlags {
+    if o.direct {
         FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES
-    } else {
+    } else if o.keep_cache {
         FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
     }
 }
 
@@ -379,7 +381,7 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
         match self.fs.open(ino.0, flags.0, &ctx(req)) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(o.direct)),
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -603,7 +605,7 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
                 &fattr(&a),
                 Generation(a.generation),
                 FileHandle(o.fh),
-                fopen_flags(o.direct),
+                fopen_flags(&o),
             ),
             Err(e) => reply.error(ferr(e)),
         }
@@ -626,7 +628,7 @@ impl<F: FileSystem + 'static> Filesystem for DaxFuse<F> {
                 &fattr(&a),
                 Generation(a.generation),
                 FileHandle(o.fh),
-                fopen_flags(o.direct),
+                fopen_flags(&o),
             ),
             Err(e) => reply.error(ferr(e)),
         }
@@ -732,13 +734,22 @@ mod tests {
 
     #[test]
     fn open_flags_carry_the_filesystems_choice_of_data_path() {
-        let direct = fopen_flags(true);
+        let o = |direct, keep_cache| crate::fs::Opened {
+            fh: 1,
+            direct,
+            keep_cache,
+        };
+        let direct = fopen_flags(&o(true, true));
         assert!(direct.contains(FopenFlags::FOPEN_DIRECT_IO));
         assert!(direct.contains(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES));
         assert!(!direct.contains(FopenFlags::FOPEN_KEEP_CACHE));
-        let cached = fopen_flags(false);
+        let cached = fopen_flags(&o(false, true));
         assert!(cached.contains(FopenFlags::FOPEN_KEEP_CACHE));
         assert!(!cached.contains(FopenFlags::FOPEN_DIRECT_IO));
+        // strictatime: a cached open drops what earlier opens cached.
+        let strict = fopen_flags(&o(false, false));
+        assert!(!strict.contains(FopenFlags::FOPEN_KEEP_CACHE));
+        assert!(!strict.contains(FopenFlags::FOPEN_DIRECT_IO));
     }
 
     #[test]
