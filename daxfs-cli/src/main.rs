@@ -138,6 +138,7 @@ struct MountArgs {
     /// Mount options, comma separated (repeatable):
     ///   dax=always|never|inode (default always), dax_bugs=ID:ID|none;
     ///   ro, rw; remount (change the flags of a mounted MOUNTPOINT);
+    ///   norecovery (alias noload; with ro only): do not replay the journal;
     ///   allow_other (default), noallow_other;
     ///   suid, nosuid, dev, nodev (default for root: dev,suid; for others: nodev,nosuid),
     ///   exec, noexec, sync, dirsync;

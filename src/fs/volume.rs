@@ -537,7 +537,7 @@ fn growth_layout(map: &FileMap, first: u64, end: u64) -> Vec<LayoutExtent> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{growth_layout, FileMap, LayoutExtent};
 
     #[test]
     fn growth_layout_clips_entries_and_fills_holes() {
