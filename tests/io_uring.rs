@@ -350,6 +350,13 @@ fn a_starved_queue_is_raised_and_lowered_when_calm() {
     let Some(_s) = setup(true) else {
         return;
     };
+    // With autogroups on, the daemon (its own session) is a scheduling group of its own and gets
+    // its group's share whatever its threads' policy, so a hog elsewhere cannot starve it; they
+    // are turned off before the daemon starts, so that its threads, the hog and the writer are
+    // all in one group and compete directly. (A task's group is chosen when it is created or
+    // moved: switching autogroups off later leaves a running daemon in its own group, which is
+    // how this test once waited in vain.)
+    let flat = Autogroups::off();
     let r = Region::new("64M");
     let m = mount_rings(&r, "io_uring");
     let f = Arc::new(create_rw(&m.p("f")));
@@ -362,10 +369,6 @@ fn a_starved_queue_is_raised_and_lowered_when_calm() {
     eprintln!("queue 0 at SCHED_IDLE after {calm:?}");
 
     // A CPU-bound thread and a writer, both on CPU 0: queue 0's thread must wait for the hog.
-    // With autogroups on, the daemon (its own session) is a scheduling group of its own and gets
-    // its group's share whatever its threads' policy, so a hog elsewhere cannot starve it; turn
-    // them off for the contention so that the hog and the queue thread compete directly.
-    let flat = Autogroups::off();
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
     let hog = {
