@@ -61,14 +61,14 @@ impl Backing {
             if word.load(Ordering::Acquire) & bit == 0 {
                 let start = c * CHUNK;
                 let chunk_len = CHUNK.min(self.len - start);
-                match fallocate(file, start, chunk_len) {
+                match fallocate(file, 0, start, chunk_len) {
                     Ok(()) => {
                         word.fetch_or(bit, Ordering::AcqRel);
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                         // The whole chunk does not fit: reserve only what is asked for in it.
                         let (lo, hi) = (start.max(off), (start + chunk_len).min(end));
-                        fallocate(file, lo, hi - lo)?;
+                        fallocate(file, 0, lo, hi - lo)?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -77,9 +77,7 @@ impl Backing {
         }
         Ok(())
     }
-}
 
-impl Backing {
     /// Hands `[off, off + len)` of `file` back to the filesystem under it
     /// (`fallocate(PUNCH_HOLE)`): the range reads zeros and holds no storage. The chunks it
     /// touches are no longer counted as reserved, so the next allocation there reserves again.
@@ -97,27 +95,17 @@ impl Backing {
             c += 1;
         }
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        loop {
-            // SAFETY: fallocate(2) on an owned, open descriptor; the range holds only free
-            // blocks (see Context), and no memory is passed.
-            let rc =
-                unsafe { libc::fallocate(file.as_raw_fd(), mode, off as i64, (end - off) as i64) };
-            if rc == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e);
-            }
-        }
+        fallocate(file, mode, off, end - off)
     }
 }
 
-fn fallocate(file: &File, off: u64, len: u64) -> io::Result<()> {
+/// `fallocate(2)` with `mode` on `file`, retried on `EINTR`: 0 only allocates (no data is
+/// changed); `PUNCH_HOLE | KEEP_SIZE` frees the range (the caller holds it unused).
+fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
     loop {
-        // SAFETY: fallocate(2) on an owned, open descriptor; mode 0 only allocates (no data is
-        // changed) and no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off as i64, len as i64) };
+        // SAFETY: fallocate(2) on an owned, open descriptor; no memory is passed, and what the
+        // mode changes in the file is the caller's to allow (see above).
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, off as i64, len as i64) };
         if rc == 0 {
             return Ok(());
         }

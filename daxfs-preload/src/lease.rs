@@ -135,15 +135,8 @@ pub fn apply_revoke(t: &mut Tables, mi: usize, m: &Msg) {
     if m.reason == REASON_INVALIDATE {
         t.add_poison(mi, m.ino, m.first, m.end);
     }
-    for k in 0..t.maps.len() {
+    for k in t.maps_of(mi, m.ino) {
         let map = t.maps[k];
-        if !map.used {
-            continue;
-        }
-        let f = t.files[map.file];
-        if f.mount != mi || f.ino != m.ino {
-            continue;
-        }
         let (first, end) = (m.first.max(map.pgoff), m.end.min(map.pgoff + map.pages()));
         if first < end {
             let a = map.addr_of(first);
@@ -172,11 +165,8 @@ fn apply_extent(t: &mut Tables, mi: usize, m: &Msg) {
         },
         order: 0,
     };
-    for k in 0..t.maps.len() {
-        let map = t.maps[k];
-        if map.used && t.files[map.file].mount == mi && t.files[map.file].ino == m.ino {
-            crate::map::install_extent(t, k, &e, m.first, m.end);
-        }
+    for k in t.maps_of(mi, m.ino) {
+        crate::map::install_extent(t, k, &e, m.first, m.end);
     }
 }
 

@@ -205,6 +205,14 @@ impl Tables {
         }
     }
 
+    /// The indices of the mappings of file `ino` of mount `mount`.
+    pub fn maps_of(&self, mount: usize, ino: u64) -> impl Iterator<Item = usize> + '_ {
+        (0..self.maps.len()).filter(move |&k| {
+            let m = &self.maps[k];
+            m.used && self.files[m.file].mount == mount && self.files[m.file].ino == ino
+        })
+    }
+
     /// The index of the mapping containing `addr`.
     pub fn map_at(&self, addr: usize) -> Option<usize> {
         self.maps

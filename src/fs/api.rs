@@ -324,11 +324,7 @@ impl FileSystem for DaxFs {
             _ => 0,
         };
         let fh = self.open_file(ino, flags, ctx)?;
-        Ok(Opened {
-            fh,
-            direct: self.direct_access(attr_flags),
-            keep_cache: self.keep_cache(),
-        })
+        Ok(self.opened(fh, attr_flags))
     }
     fn create(
         &self,
@@ -340,16 +336,8 @@ impl FileSystem for DaxFs {
         ctx: &Ctx,
     ) -> FsResult<(Attr, Opened)> {
         let (a, fh) = self.create_with_umask(parent, name, mode, umask, flags, ctx)?;
-        let direct = self.direct_access(a.flags);
-        let keep_cache = self.keep_cache();
-        Ok((
-            a,
-            Opened {
-                fh,
-                direct,
-                keep_cache,
-            },
-        ))
+        let o = self.opened(fh, a.flags);
+        Ok((a, o))
     }
     fn tmpfile(
         &self,
@@ -360,16 +348,8 @@ impl FileSystem for DaxFs {
         ctx: &Ctx,
     ) -> FsResult<(Attr, Opened)> {
         let (a, fh) = DaxFs::tmpfile(self, parent, mode, umask, flags, ctx)?;
-        let direct = self.direct_access(a.flags);
-        let keep_cache = self.keep_cache();
-        Ok((
-            a,
-            Opened {
-                fh,
-                direct,
-                keep_cache,
-            },
-        ))
+        let o = self.opened(fh, a.flags);
+        Ok((a, o))
     }
     fn read(&self, ino: Ino, offset: u64, size: u32, reply: &mut dyn FnMut(&[u8])) -> FsResult<()> {
         self.read_with(ino, offset, size, |data| reply(data))

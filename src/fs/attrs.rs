@@ -146,7 +146,7 @@ fn set_times(inode: &Inode, st: &mut IState, set: &SetAttr, t: i64) {
 /// owner or root may, and only root changes immutable or append-only (`EPERM`). Durable on
 /// return.
 pub(super) fn set_flags(vol: &Volume, inode: &Inode, flags: u32, ctx: &Ctx) -> FsResult<Attr> {
-    set_flags_and_extsize(vol, inode, flags, None, ctx)
+    set_flags_and_extsize(vol, inode, flags, None, ctx).map(|(a, _)| a)
 }
 
 /// [`set_flags`], and with `extsize` = `Some((flag, bytes))` the extent size hint too, in one
@@ -155,14 +155,14 @@ pub(super) fn set_flags(vol: &Volume, inode: &Inode, flags: u32, ctx: &Ctx) -> F
 /// keeps a hint only under its flag. Errors as xfs: `EINVAL` for a hint that is not a multiple
 /// of the block size or larger than [`iflags::MAX_EXTSIZE_BLOCKS`], `FS_XFLAG_EXTSIZE` on
 /// anything but a regular file or `FS_XFLAG_EXTSZINHERIT` on anything but a directory, and a
-/// changed hint on a file that already has blocks.
+/// changed hint on a file that already has blocks. Return: the attributes and the flags before.
 pub(super) fn set_flags_and_extsize(
     vol: &Volume,
     inode: &Inode,
     flags: u32,
     extsize: Option<(u32, u32)>,
     ctx: &Ctx,
-) -> FsResult<Attr> {
+) -> FsResult<(Attr, u32)> {
     let mut st = inode.state.write();
     if ctx.uid != 0 && ctx.uid != st.rec.uid {
         return Err(Errno::EPERM);
@@ -193,14 +193,15 @@ pub(super) fn set_flags_and_extsize(
             blocks
         }
     };
-    if flags == st.rec.flags && blocks == st.rec.extsize {
-        return Ok(attr_of(inode, &st));
+    let old = st.rec.flags;
+    if flags == old && blocks == st.rec.extsize {
+        return Ok((attr_of(inode, &st), old));
     }
     st.rec.flags = flags;
     st.rec.extsize = blocks;
     st.rec.ctime = now_ns();
     commit_inode(vol, Tx::new(), inode, &mut st)?;
-    Ok(attr_of(inode, &st))
+    Ok((attr_of(inode, &st), old))
 }
 
 /// `FS_IOC_FSGETXATTR`'s `fsx_xflags` and `fsx_extsize` (bytes) of an inode: the stored flags,

@@ -472,20 +472,34 @@ impl DaxFs {
     /// [`SETTABLE_XFLAGS`]: super::types::SETTABLE_XFLAGS
     pub fn set_xflags(&self, ino: Ino, want: &XflagsChange, ctx: &Ctx) -> FsResult<bool> {
         let hint = iflags::XFLAG_EXTSIZE | iflags::XFLAG_EXTSZINHERIT;
-        let flags = want.xflags & !hint;
-        if flags & !SETTABLE_XFLAGS != 0 || want.projid != 0 || want.cowextsize != 0 {
+        if want.projid != 0 || want.cowextsize != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let extsize = Some((want.xflags & hint, want.extsize));
+        self.change_xflags(ino, want.xflags & !hint, extsize, ctx)
+    }
+
+    /// `FS_IOC_SETFLAGS` (`xflags` from its `FS_*_FL` word): as [`DaxFs::set_xflags`], but the
+    /// extent size hint stays as it is (the ioctl has no spelling for it).
+    pub fn set_flags_keeping_hint(&self, ino: Ino, xflags: u32, ctx: &Ctx) -> FsResult<bool> {
+        self.change_xflags(ino, xflags, None, ctx)
+    }
+
+    /// Sets the stored flags (and with `extsize`, the hint: `attrs::set_flags_and_extsize`).
+    /// Return: whether `FS_XFLAG_DAX` changed.
+    fn change_xflags(
+        &self,
+        ino: Ino,
+        flags: u32,
+        extsize: Option<(u32, u32)>,
+        ctx: &Ctx,
+    ) -> FsResult<bool> {
+        if flags & !SETTABLE_XFLAGS != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
         self.vol.writable()?;
         let inode = self.inodes.get(ino)?;
-        let old = inode.state.read().rec.flags;
-        attrs::set_flags_and_extsize(
-            &self.vol,
-            &inode,
-            flags,
-            Some((want.xflags & hint, want.extsize)),
-            ctx,
-        )?;
+        let (_, old) = attrs::set_flags_and_extsize(&self.vol, &inode, flags, extsize, ctx)?;
         Ok((flags ^ old) & crate::ioctl::FS_XFLAG_DAX != 0)
     }
 
@@ -557,10 +571,16 @@ impl DaxFs {
         self.vol.trim(start, len, minlen)
     }
 
-    /// Whether a page-cache open may keep what earlier opens cached: not under `strictatime`,
-    /// where every read must reach the filesystem to move atime (see `Opened::keep_cache`).
-    pub fn keep_cache(&self) -> bool {
-        self.data.atime().get().0 != AtimeMode::Strict
+    /// How the kernel should access handle `fh` of an inode with flags `xflags`: directly by
+    /// the `dax=` mode (and `FS_XFLAG_DAX` under `dax=inode`), else through the page cache,
+    /// which keeps what earlier opens cached except under `strictatime`, where every open's
+    /// reads must reach the filesystem to move atime (see `Opened::keep_cache`).
+    pub(super) fn opened(&self, fh: u64, xflags: u32) -> super::api::Opened {
+        super::api::Opened {
+            fh,
+            direct: self.direct_access(xflags),
+            keep_cache: self.data.atime().get().0 != AtimeMode::Strict,
+        }
     }
 
     /// Sets which reads update atime (default relatime). Any time, e.g. at remount.

@@ -69,10 +69,7 @@ impl DaxFs {
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<DaxFs, crate::Error> {
         let region = Region::open(path, None)?;
         let sb = if opts.read_only && opts.no_recovery {
-            read_superblock(&region).map_err(|e| match e {
-                SuperblockError::Region(e) => crate::Error::Region(e),
-                SuperblockError::Corrupt(reason) => corrupt(path, reason),
-            })?
+            superblock(&region, path)?
         } else {
             recover(&region, path)?
         };
@@ -239,12 +236,17 @@ pub(super) fn corrupt(path: &Path, reason: CorruptReason) -> crate::Error {
     }
 }
 
-/// Reads the superblock and replays a committed journal transaction: what open and fsck do first.
-pub(super) fn recover(region: &Region, path: &Path) -> Result<Superblock, crate::Error> {
-    let sb = read_superblock(region).map_err(|e| match e {
+/// Reads and checks the superblock (a bad one is a corrupt region named by `path`).
+fn superblock(region: &Region, path: &Path) -> Result<Superblock, crate::Error> {
+    read_superblock(region).map_err(|e| match e {
         SuperblockError::Region(e) => crate::Error::Region(e),
         SuperblockError::Corrupt(reason) => corrupt(path, reason),
-    })?;
+    })
+}
+
+/// Reads the superblock and replays a committed journal transaction: what open and fsck do first.
+pub(super) fn recover(region: &Region, path: &Path) -> Result<Superblock, crate::Error> {
+    let sb = superblock(region, path)?;
     Journal::replay(region, &sb).map_err(|e| match e {
         JournalError::Damaged(d) => corrupt(path, CorruptReason::Journal(d)),
         source => crate::Error::Journal {

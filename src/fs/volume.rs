@@ -274,11 +274,15 @@ impl Volume {
         end: u64,
         why: LayoutChange,
     ) -> Option<FenceId> {
+        self.breaker_for(ino, first, end)?
+            .break_layouts(ino, first, end, why)
+    }
+
+    /// The lease manager when some process may map pages `[first, end)` of `ino` (a non-empty
+    /// range of an inode with a lease); one atomic load when nobody holds a lease.
+    fn breaker_for(&self, ino: Ino, first: u64, end: u64) -> Option<&Arc<dyn LayoutBreaker>> {
         let b = self.layouts.get()?;
-        if first >= end || !b.active(ino) {
-            return None;
-        }
-        b.break_layouts(ino, first, end, why)
+        (first < end && b.active(ino)).then_some(b)
     }
 
     /// The file grew from `old` to `new` bytes: pages that were past its end are valid now, so
@@ -287,12 +291,9 @@ impl Volume {
     /// acknowledge (see `crate::direct::wire`, `EXTENT`).
     pub(super) fn break_extended(&self, ino: Ino, map: &FileMap, old: u64, new: u64) {
         let (first, end) = (old.div_ceil(BLOCK), new.div_ceil(BLOCK));
-        let Some(b) = self.layouts.get() else {
+        let Some(b) = self.breaker_for(ino, first, end) else {
             return;
         };
-        if first >= end || !b.active(ino) {
-            return;
-        }
         let hints = growth_layout(map, first, end);
         b.break_extended(ino, first, end, new, &hints);
     }

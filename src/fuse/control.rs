@@ -242,15 +242,7 @@ fn set_fl(fs: &DaxFs, caller: Caller, ino: Ino, input: &[u8]) -> FsResult<bool> 
         .get(..4)
         .and_then(|b| b.try_into().ok())
         .ok_or(Errno::EINVAL)?;
-    // FS_IOC_SETFLAGS has no spelling for the extent size hint: it keeps the one there is.
-    let (now, extsize) = fs.fsxattr(ino)?;
-    let hint = now & (iflags::XFLAG_EXTSIZE | iflags::XFLAG_EXTSZINHERIT);
-    let change = XflagsChange {
-        xflags: iflags::from_fl(u32::from_ne_bytes(word))? | hint,
-        extsize,
-        ..XflagsChange::default()
-    };
-    fs.set_xflags(ino, &change, &caller.ctx)
+    fs.set_flags_keeping_hint(ino, iflags::from_fl(u32::from_ne_bytes(word))?, &caller.ctx)
 }
 
 /// `DAXFS_IOC_INJECT_POISON` / `DAXFS_IOC_CLEAR_POISON` and their `_REPORT` forms: decoded
